@@ -1,0 +1,1 @@
+"""The control plane's front door: REST (FastAPI) and gRPC (JobService)."""

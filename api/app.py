@@ -1,0 +1,65 @@
+"""The API process: FastAPI app and, in the same event loop, the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.events import EventHub
+from api.grpc_server import create_server
+from api.routes import health, jobs, nodes
+from orchestrator.store.db import make_engine, make_session_factory
+from qorch.config import Settings
+from qorch.kafka import Producer, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Submit quantum circuit jobs, follow them, and read their results.
+
+A job is cut into fragments that node agents run on Braket simulators or devices; progress is
+streamed over gRPC (`qorch.v1.JobService/WatchJob`) and stored as the job's events.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The FastAPI app. Its lifespan connects to Postgres and Kafka and serves gRPC."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=10)
+        await asyncio.to_thread(ensure_topics, settings)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        app.state.producer = Producer(settings)
+        app.state.hub = hub = EventHub(settings)
+        hub.start(asyncio.get_running_loop())
+        server, port = create_server(settings, app.state.sessions, hub)
+        await server.start()
+        app.state.grpc_port = port
+        logger.info("gRPC JobService listening", extra={"address": f"{settings.grpc_host}:{port}"})
+        try:
+            yield
+        finally:
+            await server.stop(grace=2.0)
+            hub.stop()
+            app.state.producer.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="qorchestra",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(nodes.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,48 @@
+"""Domain errors mapped to HTTP answers, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from orchestrator.lifecycle import InvalidTransition
+from orchestrator.spec import SpecError
+from orchestrator.store.repository import NotFound
+
+logger = logging.getLogger(__name__)
+
+
+def spec_error_detail(exc: SpecError) -> list[dict[str, object]]:
+    """FastAPI's 422 shape: one entry per field, with its location in the body."""
+    return [{"loc": ["body", *e.loc], "msg": e.msg, "type": "value_error"} for e in exc.errors]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the mapping of domain errors to status codes."""
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(SpecError)
+    async def invalid_spec(_: Request, exc: SpecError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422, content=jsonable_encoder({"detail": spec_error_detail(exc)})
+        )
+
+    @app.exception_handler(InvalidTransition)
+    async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(DBAPIError)
+    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
+        logger.warning("database error answered with 503: %s", exc.orig)
+        return JSONResponse(
+            status_code=503,
+            headers={"Retry-After": "2"},
+            content={"detail": f"database unavailable: {type(exc.orig).__name__}"},
+        )

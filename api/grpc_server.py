@@ -1,0 +1,142 @@
+"""gRPC JobService: GetJob and WatchJob (replay stored events, then follow live ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from api.events import EventHub
+from orchestrator.lifecycle import is_terminal
+from orchestrator.store import repository as repo
+from orchestrator.store.db import SessionFactory
+from orchestrator.store.events import STATUS_TO_PROTO, event_to_proto
+from orchestrator.store.models import Job
+from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
+from qorch.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: How often a watcher re-reads the store when no wake-up arrived (broker unreachable).
+FALLBACK_POLL_S = 1.0
+
+
+def job_to_proto(job: Job) -> jobs_pb2.Job:
+    """The wire form of a job's state."""
+
+    def ts(value: object) -> Timestamp | None:
+        if value is None:
+            return None
+        stamp = Timestamp()
+        stamp.FromDatetime(value)  # type: ignore[arg-type]
+        return stamp
+
+    return jobs_pb2.Job(
+        job_id=job.id,
+        name=job.name,
+        kind=job.kind,
+        pool=job.pool,
+        status=STATUS_TO_PROTO[job.status],
+        error=job.error or "",
+        fragments_done=job.fragments_done,
+        fragments_total=job.fragments_total,
+        bindings_done=job.bindings_done,
+        bindings_total=job.bindings_total,
+        last_seq=job.last_seq,
+        created_at=ts(job.created_at),
+        started_at=ts(job.started_at),
+        finished_at=ts(job.finished_at),
+    )
+
+
+class JobService(jobs_pb2_grpc.JobServiceServicer):
+    """Translates between protobuf and the store; no logic of its own."""
+
+    def __init__(self, sessions: SessionFactory, hub: EventHub) -> None:
+        self._sessions = sessions
+        self._hub = hub
+
+    async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> Job:
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"job_id {job_id!r} is not a UUID"
+            )
+
+        def load() -> Job:
+            with self._sessions() as session:
+                return repo.get_job(session, job_id)
+
+        try:
+            return await asyncio.to_thread(load)
+        except repo.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        raise AssertionError("unreachable")
+
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        return job_to_proto(await self._job(request.job_id, context))
+
+    async def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[jobs_pb2.JobEvent]:
+        job = await self._job(request.job_id, context)
+        last = request.from_seq
+        if is_terminal(job.status) and last >= job.last_seq:
+            return
+        wake = self._hub.subscribe(job.id)
+
+        def read(after: int) -> list[jobs_pb2.JobEvent]:
+            with self._sessions() as session:
+                return [event_to_proto(e) for e in repo.events_after(session, job.id, after)]
+
+        try:
+            while True:
+                wake.clear()  # before reading, so a wake-up during the read is not lost
+                events = await asyncio.to_thread(read, last)
+                for event in events:
+                    yield event
+                    last = event.seq
+                    if event.status in _TERMINAL:
+                        return
+                if not events:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), FALLBACK_POLL_S)
+        finally:
+            self._hub.unsubscribe(job.id, wake)
+
+
+_TERMINAL = {
+    jobs_pb2.JOB_STATUS_SUCCEEDED,
+    jobs_pb2.JOB_STATUS_FAILED,
+    jobs_pb2.JOB_STATUS_CANCELLED,
+}
+
+
+def create_server(
+    settings: Settings, sessions: SessionFactory, hub: EventHub
+) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server with JobService and health, bound to the configured address.
+
+    Returns the server (not started) and the port it bound (useful with port 0).
+    """
+    server = grpc.aio.server()
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(sessions, hub), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise RuntimeError(f"cannot bind gRPC to {settings.grpc_host}:{settings.grpc_port}")
+    for name in ("", "qorch.v1.JobService"):
+        asyncio.get_event_loop().create_task(
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        )
+    return server, port

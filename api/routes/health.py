@@ -1,0 +1,50 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.schemas import Readiness
+from orchestrator.store.migrate import SchemaNotReady, check_schema
+from qorch.kafka import client_config
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unavailable."}},
+    summary="Readiness",
+)
+def readyz(request: Request) -> JSONResponse:
+    """Postgres answers and is migrated, and the Kafka cluster answers metadata requests."""
+    checks: dict[str, str] = {}
+    engine = request.app.state.engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        check_schema(engine)
+        checks["postgres"] = "ok"
+    except SchemaNotReady as exc:
+        checks["postgres"] = str(exc)
+    except Exception as exc:
+        checks["postgres"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    try:
+        admin = AdminClient(client_config(request.app.state.settings))
+        brokers = admin.list_topics(timeout=2).brokers
+        checks["kafka"] = f"ok ({len(brokers)} broker(s))"
+    except Exception as exc:
+        checks["kafka"] = f"unavailable: {exc}"
+    ready = all(v.startswith("ok") for v in checks.values())
+    body = Readiness(status="ready" if ready else "unavailable", checks=checks)
+    return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())

@@ -1,0 +1,108 @@
+"""/v1/jobs: submit, list, read, result, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from api.deps import HubDep, ProducerDep, SessionDep, SettingsDep
+from api.schemas import JobPublic, JobResultPublic, JobsPublic
+from orchestrator.lifecycle import JobStatus
+from orchestrator.spec import JobCreate, validate_job
+from orchestrator.store import repository as repo
+from orchestrator.store.events import event_to_proto
+from orchestrator.store.models import JobEventRow
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(description="The job's id, as returned on submission.")]
+
+
+def _announce(
+    events: list[JobEventRow], producer: ProducerDep, settings: SettingsDep, hub: HubDep
+) -> None:
+    for row in events:
+        producer.send(settings.topic("events"), row.job_id, event_to_proto(row))
+        hub.notify(row.job_id)
+
+
+@router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
+def submit_job(
+    body: JobCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    producer: ProducerDep,
+    hub: HubDep,
+) -> JobPublic:
+    """Validate the job and queue it; answers at once with its id. Invalid jobs get 422 and
+    nothing is stored."""
+    validate_job(body, settings)
+    bindings = sum(max(1, len(p.bindings)) for p in body.programs)
+    with session.begin():
+        job = repo.create_job(
+            session,
+            job_id=str(uuid.uuid4()),
+            name=body.name,
+            kind=body.kind,
+            pool=body.pool,
+            spec=body.model_dump(mode="json"),
+            result_type=body.result.type.value,
+            observables=len(body.result.observables),
+            bindings_total=bindings,
+        )
+        events = repo.events_after(session, job.id, 0)
+    _announce(list(events), producer, settings, hub)
+    return JobPublic.of(job, datetime.now(UTC))
+
+
+@router.get("", response_model=JobsPublic, summary="List jobs")
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+) -> JobsPublic:
+    """Jobs, newest first."""
+    jobs, count = repo.list_jobs(
+        session, status=status.value if status else None, limit=limit, offset=offset
+    )
+    now = datetime.now(UTC)
+    return JobsPublic(data=[JobPublic.of(j, now) for j in jobs], count=count)
+
+
+@router.get("/{job_id}", response_model=JobPublic, summary="Read a job")
+def get_job(job_id: JobId, session: SessionDep) -> JobPublic:
+    """Status, progress counts and timings."""
+    return JobPublic.of(repo.get_job(session, job_id), datetime.now(UTC))
+
+
+@router.get("/{job_id}/result", response_model=JobResultPublic, summary="Read a job's result")
+def get_result(job_id: JobId, session: SessionDep) -> JobResultPublic:
+    """The result of a SUCCEEDED job; 409 while it is not."""
+    job = repo.get_job(session, job_id)
+    if job.status != JobStatus.SUCCEEDED or job.result is None:
+        reason = f": {job.error}" if job.error else ""
+        raise HTTPException(409, f"job {job_id} is {job.status}{reason}; no result")
+    return JobResultPublic(id=job.id, status=job.status, result=job.result)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")
+def cancel_job(
+    job_id: JobId,
+    session: SessionDep,
+    settings: SettingsDep,
+    producer: ProducerDep,
+    hub: HubDep,
+) -> JobPublic:
+    """Stop dispatching the job's fragments and mark it CANCELLED; late results are ignored.
+    A finished job answers 409."""
+    with session.begin():
+        job = repo.lock_job(session, job_id)
+        event = repo.set_status(
+            session, job, JobStatus.CANCELLED, "cancelled by request", now=datetime.now(UTC)
+        )
+    _announce([event], producer, settings, hub)
+    return JobPublic.of(job, datetime.now(UTC))

@@ -1,0 +1,129 @@
+"""Response schemas (requests use ``orchestrator.spec.JobCreate``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from orchestrator.store.models import Job, Node
+
+
+class Progress(BaseModel):
+    fragments_done: int = Field(description="Fragments whose result has been counted.")
+    fragments_total: int = Field(description="Fragments the job was cut into (0 until planned).")
+    bindings_done: int = Field(description="Circuit runs (program x binding) finished.")
+    bindings_total: int = Field(description="Circuit runs in the job.")
+    percent: float = Field(description="bindings_done / bindings_total, in percent.")
+    redispatches: int = Field(description="Fragments sent again after a timeout or failure.")
+
+
+class Timings(BaseModel):
+    created_at: datetime
+    started_at: datetime | None = Field(description="When the job was planned and dispatched.")
+    finished_at: datetime | None
+    queued_s: float | None = Field(description="Seconds from submission to dispatch.")
+    run_s: float | None = Field(description="Seconds from dispatch to the end (or until now).")
+
+
+class JobPublic(BaseModel):
+    """A job's state and progress."""
+
+    id: str
+    name: str
+    kind: str
+    pool: str
+    status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING or CANCELLED.")
+    error: str | None = Field(description="Why the job failed or was cancelled.")
+    result_type: str
+    progress: Progress
+    timings: Timings
+    last_seq: int = Field(description="Sequence number of the job's latest event.")
+
+    @classmethod
+    def of(cls, job: Job, now: datetime) -> JobPublic:
+        started, finished = job.started_at, job.finished_at
+        return cls(
+            id=job.id,
+            name=job.name,
+            kind=job.kind,
+            pool=job.pool,
+            status=job.status,
+            error=job.error,
+            result_type=job.result_type,
+            progress=Progress(
+                fragments_done=job.fragments_done,
+                fragments_total=job.fragments_total,
+                bindings_done=job.bindings_done,
+                bindings_total=job.bindings_total,
+                percent=round(100.0 * job.bindings_done / max(1, job.bindings_total), 2),
+                redispatches=job.redispatches,
+            ),
+            timings=Timings(
+                created_at=job.created_at,
+                started_at=started,
+                finished_at=finished,
+                queued_s=(started - job.created_at).total_seconds() if started else None,
+                run_s=((finished or now) - started).total_seconds() if started else None,
+            ),
+            last_seq=job.last_seq,
+        )
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Jobs matching the filter, over all pages.")
+
+
+class JobResultPublic(BaseModel):
+    """A finished job's result."""
+
+    id: str
+    status: str
+    result: dict[str, Any] = Field(
+        description="`programs[i].values[j]` is the value of binding j of program i: a list of "
+        "expectation values (in `observables` order), a counts object, or a probabilities object."
+    )
+
+
+class NodePublic(BaseModel):
+    id: str
+    pool: str
+    backend: str
+    hostname: str
+    pid: int
+    state: str = Field(description="RUNNING, STOPPING, STOPPED, or OFFLINE (heartbeats stopped).")
+    started_at: datetime | None
+    last_heartbeat_at: datetime
+    fragments_done: int
+    fragments_failed: int
+    bindings_done: int
+
+    @classmethod
+    def of(cls, node: Node, now: datetime, offline_after_s: float) -> NodePublic:
+        stale = (now - node.last_heartbeat_at).total_seconds() > offline_after_s
+        state = "OFFLINE" if stale and node.state != "STOPPED" else node.state
+        return cls(
+            id=node.id,
+            pool=node.pool,
+            backend=node.backend,
+            hostname=node.hostname,
+            pid=node.pid,
+            state=state,
+            started_at=node.started_at,
+            last_heartbeat_at=node.last_heartbeat_at,
+            fragments_done=node.fragments_done,
+            fragments_failed=node.fragments_failed,
+            bindings_done=node.bindings_done,
+        )
+
+
+class NodesPublic(BaseModel):
+    data: list[NodePublic]
+    count: int
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ready` or `unavailable`.")
+    checks: dict[str, str] = Field(description="Each dependency and what was found.")

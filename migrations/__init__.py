@@ -1,0 +1,1 @@
+"""Alembic environment and versions: the only way qorchestra's schema changes."""

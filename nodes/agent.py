@@ -1,0 +1,293 @@
+"""The node agent: consume one pool's fragments, execute them, publish results, heartbeat.
+
+Delivery is at-least-once: a fragment's offset is committed only after the broker acknowledged
+its result (or its dead letter). A fragment polled but not started when shutdown is requested is
+not committed, so the consumer group hands it to another member.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from types import TracebackType
+
+from confluent_kafka import Message
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from nodes.executors.base import ExecutionError, Executor
+from nodes.executors.factory import executor_for_pool
+from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import nodes_pb2 as nodes_pb
+from qorch.config import Settings
+from qorch.kafka import Consumer, Producer
+
+logger = logging.getLogger(__name__)
+
+#: How long one consumer poll blocks; bounds how fast the loop notices shutdown().
+POLL_TIMEOUT_S = 0.2
+#: Backoff between attempts to publish an unacknowledged result.
+RETRY_BACKOFF_S = (0.1, 5.0)
+#: How long the final STOPPED heartbeat may take.
+FINAL_HEARTBEAT_TIMEOUT_S = 5.0
+
+
+def default_node_id(settings: Settings) -> str:
+    """``settings.node_id``, or ``<hostname>-<pid>``."""
+    return settings.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def now() -> Timestamp:
+    """The current time as a protobuf Timestamp."""
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+class NodeAgent:
+    """Serves one device pool: ``run()`` blocks until ``shutdown()``.
+
+    The consumer joins group ``<prefix>pool.<pool>`` on ``fragments.<pool>``; every member of the
+    pool shares the work. ``executor`` defaults to :func:`executor_for_pool`; an executor the
+    agent built is closed when ``run()`` ends, one passed in belongs to the caller.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: str,
+        executor: Executor | None = None,
+        *,
+        producer: Producer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.node_id = default_node_id(settings)
+        self.group = f"{settings.topic_prefix}pool.{pool}"
+        self._owns_executor = executor is None
+        self.executor: Executor = executor or executor_for_pool(pool, settings)
+        self._producer = producer
+        self._owns_producer = producer is None
+        # A plain flag: setting it is safe from a signal handler (no locks involved).
+        self._stopping = False
+        self._ran = False
+        self._heartbeat_stop = threading.Event()
+        self._lock = threading.Lock()
+        self._started_at = now()
+        self.fragments_done = 0
+        self.fragments_failed = 0
+        self.bindings_done = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Ask ``run()`` to return after the fragment in hand; safe twice, and from a signal."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        """Whether shutdown was requested."""
+        return self._stopping
+
+    def __enter__(self) -> NodeAgent:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def run(self) -> None:
+        """Consume, execute and publish until :meth:`shutdown`; can run once."""
+        if self._ran:
+            raise RuntimeError("a NodeAgent runs once; build a new one")
+        self._ran = True
+        topic = self.settings.fragments_topic(self.pool)
+        extra = {"node_id": self.node_id, "pool": self.pool}
+        producer = self._producer or Producer(self.settings)
+        self._producer = producer
+        consumer = Consumer(self.settings, [topic], self.group)
+        heartbeats = threading.Thread(
+            target=self._heartbeat_loop, name=f"heartbeat-{self.node_id}", daemon=True
+        )
+        heartbeats.start()
+        logger.info("node agent started on %s (backend %s)", topic, self.executor.name, extra=extra)
+        try:
+            while not self._stopping:
+                msg = consumer.poll(POLL_TIMEOUT_S)
+                if msg is None:
+                    continue
+                if self._stopping:  # not started: leave it uncommitted for another member
+                    break
+                if self._handle(msg):
+                    consumer.commit(msg)
+        finally:
+            self._stopping = True
+            self._heartbeat_stop.set()
+            heartbeats.join()
+            self._final_heartbeat()
+            consumer.close()
+            if self._owns_producer:
+                producer.close()
+            if self._owns_executor:
+                self.executor.close()
+            logger.info(
+                "node agent stopped: %d fragments done, %d failed",
+                self.fragments_done,
+                self.fragments_failed,
+                extra=extra,
+            )
+
+    # -- one message -----------------------------------------------------------------------
+
+    def _handle(self, msg: Message) -> bool:
+        """Process one message; True when its outcome was acknowledged and it may be committed."""
+        key = (msg.key() or b"").decode("utf-8", errors="replace")
+        try:
+            fragment = pb.Fragment.FromString(msg.value() or b"")
+        except DecodeError as exc:
+            return self._dead_letter(
+                msg, key, pb.Fragment(fragment_id=key), f"not a Fragment: {exc}"
+            )
+        missing = [f for f in ("fragment_id", "job_id") if not getattr(fragment, f)]
+        if missing:
+            return self._dead_letter(msg, key, fragment, f"Fragment without {', '.join(missing)}")
+        result = self._execute(fragment)
+        if not self._publish(self.settings.topic("results"), fragment.job_id, result):
+            return False
+        with self._lock:
+            if result.WhichOneof("outcome") == "success":
+                self.fragments_done += 1
+                self.bindings_done += len(fragment.bindings)
+            else:
+                self.fragments_failed += 1
+        return True
+
+    def _execute(self, fragment: pb.Fragment) -> pb.FragmentResult:
+        extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
+        result = pb.FragmentResult(
+            fragment_id=fragment.fragment_id,
+            job_id=fragment.job_id,
+            attempt=fragment.attempt,
+            node_id=self.node_id,
+        )
+        started = time.monotonic()
+        try:
+            outcome = self.executor.execute(fragment)
+            if len(outcome) != len(fragment.bindings):
+                raise ExecutionError(
+                    f"executor returned {len(outcome)} results for {len(fragment.bindings)} "
+                    "bindings",
+                    retryable=True,
+                    error_type="ResultCountMismatch",
+                )
+            result.success.results.extend(outcome)
+            logger.info("fragment done (%d bindings)", len(outcome), extra=extra)
+        except ExecutionError as exc:
+            result.failure.CopyFrom(
+                pb.FragmentFailure(
+                    error=exc.message, error_type=exc.error_type, retryable=exc.retryable
+                )
+            )
+            logger.warning(
+                "fragment failed (%s, retryable=%s): %s",
+                exc.error_type,
+                exc.retryable,
+                exc.message,
+                extra=extra,
+            )
+        except Exception as exc:
+            logger.exception("fragment failed unexpectedly", extra=extra)
+            result.failure.CopyFrom(
+                pb.FragmentFailure(
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                    retryable=True,
+                )
+            )
+        result.duration_s = time.monotonic() - started
+        result.finished_at.CopyFrom(now())
+        return result
+
+    def _dead_letter(self, msg: Message, key: str, fragment: pb.Fragment, reason: str) -> bool:
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        logger.warning("dead-lettering message %s: %s", where, reason, extra={"fragment_id": key})
+        letter = pb.DeadLetter(fragment=fragment, reason=f"{reason} ({where})", at=now())
+        return self._publish(self.settings.topic("fragments.dlq"), key, letter)
+
+    def _publish(self, topic: str, key: str, message: ProtoMessage) -> bool:
+        """Send until the broker acknowledges; False when shutdown came first."""
+        assert self._producer is not None
+        delay, limit = RETRY_BACKOFF_S
+        while True:
+            if self._producer.send_and_wait(topic, key, message):
+                return True
+            if self._stopping:
+                logger.warning(
+                    "giving up on an unacknowledged message for %s (shutting down); it stays "
+                    "uncommitted and will be redelivered",
+                    topic,
+                    extra={"key": key},
+                )
+                return False
+            logger.warning("send to %s not acknowledged; retrying in %.1f s", topic, delay)
+            self._sleep(delay)
+            delay = min(delay * 2, limit)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early on shutdown."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    def heartbeat(self, state: nodes_pb.NodeState.ValueType) -> nodes_pb.Heartbeat:
+        """This node's heartbeat now, in ``state``."""
+        with self._lock:
+            done, failed, bindings = self.fragments_done, self.fragments_failed, self.bindings_done
+        return nodes_pb.Heartbeat(
+            node_id=self.node_id,
+            pool=self.pool,
+            backend=self.executor.name,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            state=state,
+            started_at=self._started_at,
+            sent_at=now(),
+            fragments_done=done,
+            fragments_failed=failed,
+            bindings_done=bindings,
+        )
+
+    def _heartbeat_loop(self) -> None:
+        assert self._producer is not None
+        topic = self.settings.topic("heartbeats")
+        while True:
+            state = nodes_pb.NODE_STATE_STOPPING if self._stopping else nodes_pb.NODE_STATE_RUNNING
+            try:
+                self._producer.send(topic, self.node_id, self.heartbeat(state))
+            except Exception:  # a missed heartbeat must not kill the agent
+                logger.exception("could not send a heartbeat")
+            if self._heartbeat_stop.wait(self.settings.heartbeat_interval_s):
+                return
+
+    def _final_heartbeat(self) -> None:
+        assert self._producer is not None
+        try:
+            delivery = self._producer.send(
+                self.settings.topic("heartbeats"),
+                self.node_id,
+                self.heartbeat(nodes_pb.NODE_STATE_STOPPED),
+            )
+            if not self._producer.wait([delivery], timeout=FINAL_HEARTBEAT_TIMEOUT_S):
+                logger.warning("the STOPPED heartbeat was not acknowledged")
+        except Exception:
+            logger.exception("could not send the STOPPED heartbeat")

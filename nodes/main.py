@@ -1,0 +1,49 @@
+"""Run one node agent as a process: ``qorch node --pool local-sv`` or ``python -m nodes``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from nodes.agent import NodeAgent
+from nodes.executors.base import ExecutionError
+from qorch.config import Settings
+from qorch.kafka import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+#: Exit status when the agent cannot start (unknown pool, missing AWS configuration).
+EXIT_CONFIG = 2
+
+
+def run_agent(pool: str, settings: Settings) -> int:
+    """Serve ``pool`` until SIGTERM/SIGINT; returns the process exit status.
+
+    Creates the topics if needed, then blocks in :meth:`NodeAgent.run`. A second signal while
+    the agent finishes its fragment is ignored (the fragment is finished and published first).
+    """
+    try:
+        agent = NodeAgent(settings, pool)
+    except (ExecutionError, ValueError) as exc:
+        logger.error("cannot start a node agent for pool %s: %s", pool, exc)
+        return EXIT_CONFIG
+    ensure_topics(settings, [pool])
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s; finishing the fragment in hand", signal.Signals(signum).name)
+        agent.shutdown()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    else:
+        logger.warning("not on the main thread: SIGTERM/SIGINT handlers not installed")
+    try:
+        agent.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

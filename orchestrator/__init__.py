@@ -1,0 +1,1 @@
+"""Job specs, planning, dispatch, aggregation, and the Postgres store."""

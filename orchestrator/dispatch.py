@@ -1,0 +1,163 @@
+"""Dispatch: planning queued jobs into fragments, the outbox relay, and re-dispatch of
+fragments that were not answered in time. Each function is one database transaction."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.orm import Session
+
+from orchestrator.lifecycle import JobStatus, is_terminal
+from orchestrator.planning import FragmentPlan, build_fragment, plan_fragments
+from orchestrator.spec import JobCreate
+from orchestrator.store import repository as repo
+from orchestrator.store.db import SessionFactory, session_scope
+from orchestrator.store.models import Fragment, Job, JobEventRow
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorch.config import Settings
+from qorch.kafka import Producer
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventRow] | None:
+    """Plan the oldest queued job: its fragments and their outbox rows, in one transaction.
+
+    Returns the events recorded, or None when no job was queued.
+    """
+    with session_scope(factory) as session:
+        job = repo.claim_queued_job(session)
+        if job is None:
+            return None
+        spec = JobCreate.model_validate(job.spec)
+        fragments = [
+            repo.NewFragment(
+                id=fid,
+                program_index=plan.program_index,
+                binding_offset=plan.binding_offset,
+                binding_count=plan.binding_count,
+                payload=build_fragment(
+                    spec, plan, job_id=job.id, fragment_id=fid, attempt=1
+                ).SerializeToString(),
+            )
+            for plan in plan_fragments(spec, settings.fragment_bindings)
+            for fid in [str(uuid.uuid4())]
+        ]
+        repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+        message = (
+            f"{len(fragments)} fragments of up to {settings.fragment_bindings} bindings "
+            f"dispatched to pool {job.pool}"
+        )
+        event = repo.set_status(session, job, JobStatus.RUNNING, message, now=utcnow())
+        logger.info("job planned", extra={"job_id": job.id, "fragments": len(fragments)})
+        return [event]
+
+
+def relay_outbox(factory: SessionFactory, producer: Producer, settings: Settings) -> int:
+    """Publish a batch of outbox messages; delete those the broker acknowledged.
+
+    At-least-once: a crash after publishing and before the commit publishes them again.
+    """
+    with session_scope(factory) as session:
+        rows = repo.pending_outbox(session, settings.relay_batch)
+        if not rows:
+            return 0
+        deliveries = [producer.send(r.topic, r.key, r.payload) for r in rows]
+        producer.wait(deliveries)
+        published = [r for r, d in zip(rows, deliveries, strict=True) if d.ok]
+        repo.mark_published(session, published, now=utcnow(), timeout_s=settings.fragment_timeout_s)
+        if len(published) < len(rows):
+            logger.warning(
+                "%d of %d outbox messages not published", len(rows) - len(published), len(rows)
+            )
+        return len(published)
+
+
+def sweep_overdue(factory: SessionFactory, settings: Settings) -> list[JobEventRow]:
+    """Dispatch again the fragments whose deadline passed, or fail their job at the limit."""
+    events: list[JobEventRow] = []
+    with session_scope(factory) as session:
+        for fragment in repo.overdue_fragments(session, now=utcnow(), limit=200):
+            job = repo.lock_job(session, fragment.job_id)
+            if is_terminal(job.status):
+                fragment.status = repo.FragmentStatus.FAILED
+                continue
+            reason = f"not answered within {settings.fragment_timeout_s:g}s"
+            if fragment.attempt >= settings.max_attempts:
+                events.append(fail_fragment(session, job, fragment, reason, settings))
+            else:
+                events.append(redispatch(session, job, fragment, reason, settings))
+    return events
+
+
+def describe(fragment: Fragment) -> str:
+    """'program 0, bindings 16-31' for messages a person reads."""
+    last = fragment.binding_offset + fragment.binding_count - 1
+    return f"program {fragment.program_index}, bindings {fragment.binding_offset}-{last}"
+
+
+def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
+    spec = JobCreate.model_validate(job.spec)
+    plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
+    return build_fragment(
+        spec, plan, job_id=job.id, fragment_id=fragment.id, attempt=fragment.attempt
+    )
+
+
+def redispatch(
+    session: Session, job: Job, fragment: Fragment, reason: str, settings: Settings
+) -> JobEventRow:
+    """Send a fragment again as its next attempt (through the outbox)."""
+    fragment.attempt += 1
+    fragment.status = repo.FragmentStatus.PENDING
+    fragment.deadline_at = None
+    job.redispatches += 1
+    repo.enqueue(
+        session,
+        topic=settings.fragments_topic(job.pool),
+        key=fragment.id,
+        payload=_payload(session, job, fragment).SerializeToString(),
+        job_id=job.id,
+        fragment_id=fragment.id,
+    )
+    logger.warning(
+        "fragment dispatched again: %s",
+        reason,
+        extra={"job_id": job.id, "fragment_id": fragment.id, "attempt": fragment.attempt},
+    )
+    return repo.append_event(
+        session,
+        job,
+        "redispatched",
+        f"{describe(fragment)} dispatched again (attempt {fragment.attempt} of "
+        f"{settings.max_attempts}): {reason}",
+    )
+
+
+def fail_fragment(
+    session: Session, job: Job, fragment: Fragment, reason: str, settings: Settings
+) -> JobEventRow:
+    """Give up on a fragment: dead-letter it and fail its job with a readable reason."""
+    fragment.status = repo.FragmentStatus.FAILED
+    fragment.error = reason
+    at = Timestamp()
+    at.GetCurrentTime()
+    letter = pb.DeadLetter(fragment=_payload(session, job, fragment), reason=reason, at=at)
+    message = f"{describe(fragment)} failed after {fragment.attempt} attempt(s): {reason}"
+    event = repo.set_status(session, job, JobStatus.FAILED, message, now=utcnow())
+    repo.enqueue(
+        session,
+        topic=settings.topic("fragments.dlq"),
+        key=fragment.id,
+        payload=letter.SerializeToString(),
+        job_id=job.id,
+    )
+    logger.error("job failed: %s", message, extra={"job_id": job.id, "fragment_id": fragment.id})
+    return event

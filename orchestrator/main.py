@@ -1,0 +1,22 @@
+"""Entry point of the orchestrator process."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+from orchestrator.service import Orchestrator
+from qorch.config import Settings
+
+
+def run_orchestrator(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; in-flight transactions finish, offsets are committed."""
+    orchestrator = Orchestrator(settings)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        orchestrator.shutdown()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    orchestrator.run()
+    return 0

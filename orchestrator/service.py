@@ -1,0 +1,237 @@
+"""The orchestrator process: dispatch loop, results consumer and node registry.
+
+Three threads share one producer and one engine:
+- dispatch: plans queued jobs, relays the outbox, re-dispatches overdue fragments;
+- results: consumes ``results`` (group ``<prefix>orchestrator``) and applies each result;
+- nodes: consumes ``heartbeats`` and keeps the ``nodes`` table current.
+Offsets are committed only after the database transaction committed (at-least-once; the
+aggregation is idempotent). Several orchestrators may run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from types import TracebackType
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from orchestrator.aggregator import apply_result
+from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
+from orchestrator.store import repository as repo
+from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from orchestrator.store.events import event_to_proto
+from orchestrator.store.models import JobEventRow
+from proto.qorch.v1 import fragments_pb2, nodes_pb2
+from qorch.config import Settings
+from qorch.kafka import Consumer, Producer, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NODE_STATES = {
+    nodes_pb2.NODE_STATE_RUNNING: "RUNNING",
+    nodes_pb2.NODE_STATE_STOPPING: "STOPPING",
+    nodes_pb2.NODE_STATE_STOPPED: "STOPPED",
+}
+
+
+def publish_events(producer: Producer, settings: Settings, events: Sequence[JobEventRow]) -> None:
+    """Announce committed events on the ``events`` topic (watchers re-read Postgres for gaps)."""
+    topic = settings.topic("events")
+    for row in events:
+        producer.send(topic, row.job_id, event_to_proto(row))
+
+
+class Orchestrator:
+    """One orchestrator process. ``run()`` blocks until ``shutdown()``."""
+
+    def __init__(self, settings: Settings, factory: SessionFactory | None = None) -> None:
+        self.settings = settings
+        if factory is None:
+            factory = make_session_factory(make_engine(settings.database_url))
+        self._factory = factory
+        self._stop = threading.Event()
+        self._producer: Producer | None = None
+        self._known_pools: set[str] = set()
+        self.counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self) -> None:
+        """Run the three loops until shutdown; returns after they all stopped."""
+        ensure_topics(self.settings, ["local-sv", "local-dm"])
+        self._known_pools.update(["local-sv", "local-dm"])
+        self._producer = Producer(self.settings)
+        threads = [
+            threading.Thread(target=self._guard(self._results_loop), name="results"),
+            threading.Thread(target=self._guard(self._nodes_loop), name="nodes"),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._guard(self._dispatch_loop)()
+        finally:
+            self._stop.set()
+            for t in threads:
+                t.join()
+            self._producer.close()
+            logger.info("orchestrator stopped")
+
+    def shutdown(self) -> None:
+        """Ask every loop to stop; safe to call twice and from a signal handler."""
+        self._stop.set()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(
+        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """A crashed loop stops the whole process rather than leaving it half alive."""
+
+        def run() -> None:
+            try:
+                loop()
+            except Exception:
+                logger.exception("%s loop crashed; stopping the orchestrator", loop.__name__)
+                self._stop.set()
+                raise
+
+        return run
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _with_db(self, action: Callable[[], T]) -> T | None:
+        """Run ``action``, retrying with backoff while the database is unreachable."""
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                return action()
+            except DBAPIError as exc:
+                if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+                    raise
+                logger.warning("database unavailable, retrying in %.1fs: %s", delay, exc.orig)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return None
+
+    # ------------------------------------------------------------ loops
+
+    def _dispatch_loop(self) -> None:
+        assert self._producer is not None
+        producer = self._producer
+        next_sweep = 0.0
+        while not self._stop.is_set():
+            busy = False
+            planned = self._with_db(lambda: plan_next_job(self._factory, self.settings))
+            if planned:
+                busy = True
+                self._ensure_pool_topics()
+                publish_events(producer, self.settings, planned)
+            relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
+            if relayed:
+                busy = True
+                self._count("fragments_published", relayed)
+            if time.monotonic() >= next_sweep:
+                swept = self._with_db(lambda: sweep_overdue(self._factory, self.settings))
+                if swept:
+                    self._count("redispatches", len(swept))
+                    publish_events(producer, self.settings, swept)
+                next_sweep = time.monotonic() + 1.0
+            if not busy:
+                self._stop.wait(self.settings.poll_interval_s)
+
+    def _ensure_pool_topics(self) -> None:
+        """Create the fragments topic of a pool the first time a job uses it."""
+        with session_scope(self._factory) as session:
+            pools = repo.active_pools(session)
+        new = pools - self._known_pools
+        if new:
+            ensure_topics(self.settings, sorted(new))
+            self._known_pools |= new
+
+    def _results_loop(self) -> None:
+        assert self._producer is not None
+        consumer = Consumer(
+            self.settings,
+            [self.settings.topic("results")],
+            group=f"{self.settings.topic_prefix}orchestrator",
+        )
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                try:
+                    result = fragments_pb2.FragmentResult.FromString(msg.value() or b"")
+                except DecodeError:
+                    logger.warning("undecodable result message dropped", extra={"key": msg.key()})
+                    self._count("results_malformed")
+                    consumer.commit(msg)
+                    continue
+
+                def apply(result: fragments_pb2.FragmentResult = result) -> list[JobEventRow]:
+                    with session_scope(self._factory) as session:
+                        outcome = apply_result(session, result, self.settings)
+                    self._count(f"results_{outcome.kind}")
+                    return outcome.events
+
+                events = self._with_db(apply)
+                if events is None and self._stop.is_set():
+                    break  # not applied: leave the offset uncommitted
+                publish_events(self._producer, self.settings, events or [])
+                consumer.commit(msg)
+        finally:
+            consumer.close()
+
+    def _nodes_loop(self) -> None:
+        consumer = Consumer(
+            self.settings,
+            [self.settings.topic("heartbeats")],
+            group=f"{self.settings.topic_prefix}orchestrator.nodes",
+        )
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                try:
+                    beat = nodes_pb2.Heartbeat.FromString(msg.value() or b"")
+                except DecodeError:
+                    self._count("heartbeats_malformed")
+                    consumer.commit(msg)
+                    continue
+                values = {
+                    "id": beat.node_id,
+                    "pool": beat.pool,
+                    "backend": beat.backend,
+                    "hostname": beat.hostname,
+                    "pid": beat.pid,
+                    "state": NODE_STATES.get(beat.state, "UNKNOWN"),
+                    "started_at": beat.started_at.ToDatetime(UTC),
+                    "last_heartbeat_at": beat.sent_at.ToDatetime(UTC),
+                    "fragments_done": beat.fragments_done,
+                    "fragments_failed": beat.fragments_failed,
+                    "bindings_done": beat.bindings_done,
+                }
+
+                def save(values: dict[str, object] = values) -> bool:
+                    with session_scope(self._factory) as session:
+                        repo.upsert_node(session, values)
+                    return True
+
+                if self._with_db(save):
+                    consumer.commit(msg)
+        finally:
+            consumer.close()

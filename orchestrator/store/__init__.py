@@ -1,0 +1,1 @@
+"""The Postgres store: ORM models, engine/session handling, repository functions, migrations."""

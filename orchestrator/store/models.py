@@ -1,0 +1,137 @@
+"""ORM models. Alembic migrations in ``migrations/`` are the only way the schema changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    """A submitted job: its spec, state, progress counters and, once done, its result."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(32))
+    pool: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    # The spec can be large (every binding); it is loaded only when asked for.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)
+    result_type: Mapped[str] = mapped_column(String(16))
+    observables: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None, deferred=True)
+    fragments_total: Mapped[int] = mapped_column(Integer, default=0)
+    fragments_done: Mapped[int] = mapped_column(Integer, default=0)
+    bindings_total: Mapped[int] = mapped_column(Integer, default=0)
+    bindings_done: Mapped[int] = mapped_column(Integer, default=0)
+    redispatches: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Fragment(Base):
+    """A slice of one program's bindings, dispatched to a pool as one unit of work."""
+
+    __tablename__ = "fragments"
+    __table_args__ = (
+        Index("ix_fragments_job_order", "job_id", "program_index", "binding_offset"),
+        Index("ix_fragments_deadline", "status", "deadline_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    program_index: Mapped[int] = mapped_column(Integer)
+    binding_offset: Mapped[int] = mapped_column(Integer)
+    binding_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending, dispatched, done, failed
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    node_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    result: Mapped[list[Any] | None] = mapped_column(JSONB, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class OutboxMessage(Base):
+    """A Kafka message written in the same transaction as the state it announces.
+
+    The relay publishes rows in id order and deletes them once the broker acknowledged.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True, default=None)
+    fragment_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class JobEventRow(Base):
+    """One step of a job's history; ``seq`` counts from 1 per job."""
+
+    __tablename__ = "job_events"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    fragments_done: Mapped[int] = mapped_column(Integer, default=0)
+    fragments_total: Mapped[int] = mapped_column(Integer, default=0)
+    bindings_done: Mapped[int] = mapped_column(Integer, default=0)
+    bindings_total: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, float]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Node(Base):
+    """A node agent as last seen through its heartbeats."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(64), index=True)
+    backend: Mapped[str] = mapped_column(String(255), default="")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    fragments_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    fragments_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    bindings_done: Mapped[int] = mapped_column(BigInteger, default=0)

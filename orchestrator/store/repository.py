@@ -1,0 +1,329 @@
+"""Repository functions. Each takes a session, flushes, and never commits: callers own the
+transaction (``with session_scope(factory) as session: ...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from orchestrator.lifecycle import JobStatus, check_transition
+from orchestrator.store.models import Fragment, Job, JobEventRow, Node, OutboxMessage
+
+
+class NotFound(LookupError):
+    """The job (or other object) does not exist. Mapped to 404 / NOT_FOUND in one place each."""
+
+
+class FragmentStatus:
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def create_job(
+    session: Session,
+    *,
+    job_id: str,
+    name: str,
+    kind: str,
+    pool: str,
+    spec: dict[str, Any],
+    result_type: str,
+    observables: int,
+    bindings_total: int,
+) -> Job:
+    """Insert a QUEUED job and its first event."""
+    job = Job(
+        id=job_id,
+        name=name,
+        kind=kind,
+        pool=pool,
+        status=JobStatus.QUEUED.value,
+        spec=spec,
+        result_type=result_type,
+        observables=observables,
+        bindings_total=bindings_total,
+        last_seq=0,
+        fragments_total=0,
+        fragments_done=0,
+        bindings_done=0,
+        redispatches=0,
+    )
+    session.add(job)
+    session.flush()
+    append_event(session, job, "submitted", f"{bindings_total} bindings on pool {pool}")
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    """The job, or NotFound."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def lock_job(session: Session, job_id: str) -> Job:
+    """The job, locked for update until the transaction ends; NotFound if missing."""
+    job = session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    session: Session, *, status: str | None, limit: int, offset: int
+) -> tuple[Sequence[Job], int]:
+    """A page of jobs, newest first, and the count of all that match."""
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if status:
+        query = query.where(Job.status == status)
+        count = count.where(Job.status == status)
+    rows = session.execute(
+        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    ).scalars()
+    return list(rows), int(session.execute(count).scalar_one())
+
+
+def set_status(
+    session: Session, job: Job, status: JobStatus, message: str = "", *, now: datetime
+) -> JobEventRow:
+    """Move a locked job to ``status`` (checked against the lifecycle) and record the event."""
+    check_transition(job.status, status.value)
+    job.status = status.value
+    if status == JobStatus.RUNNING:
+        job.started_at = now
+    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        job.finished_at = now
+        if status != JobStatus.SUCCEEDED:
+            job.error = message or None
+            drop_outbox(session, job.id)
+    return append_event(session, job, status.value.lower(), message)
+
+
+def active_pools(session: Session) -> set[str]:
+    """Pools of the jobs that are not finished."""
+    return set(
+        session.execute(
+            select(Job.pool).distinct().where(Job.status.in_(["QUEUED", "RUNNING"]))
+        ).scalars()
+    )
+
+
+def claim_queued_job(session: Session) -> Job | None:
+    """The oldest QUEUED job, locked; other planners skip it."""
+    return session.execute(
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------- events
+
+
+def append_event(
+    session: Session,
+    job: Job,
+    type_: str,
+    message: str = "",
+    metrics: dict[str, float] | None = None,
+) -> JobEventRow:
+    """Record the next event of a (locked or new) job; seq grows by one per event."""
+    job.last_seq += 1
+    row = JobEventRow(
+        job_id=job.id,
+        seq=job.last_seq,
+        type=type_,
+        status=job.status,
+        message=message,
+        fragments_done=job.fragments_done,
+        fragments_total=job.fragments_total,
+        bindings_done=job.bindings_done,
+        bindings_total=job.bindings_total,
+        metrics=metrics or {},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def events_after(
+    session: Session, job_id: str, after_seq: int, limit: int = 500
+) -> Sequence[JobEventRow]:
+    """Stored events of a job with seq > ``after_seq``, in order."""
+    return list(
+        session.execute(
+            select(JobEventRow)
+            .where(JobEventRow.job_id == job_id, JobEventRow.seq > after_seq)
+            .order_by(JobEventRow.seq)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------- fragments and outbox
+
+
+@dataclass(frozen=True)
+class NewFragment:
+    """A planned fragment and its serialized Kafka message."""
+
+    id: str
+    program_index: int
+    binding_offset: int
+    binding_count: int
+    payload: bytes
+
+
+def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], topic: str) -> None:
+    """Insert fragments and, in the same transaction, their outbox messages."""
+    session.add_all(
+        Fragment(
+            id=f.id,
+            job_id=job.id,
+            program_index=f.program_index,
+            binding_offset=f.binding_offset,
+            binding_count=f.binding_count,
+            status=FragmentStatus.PENDING,
+            attempt=1,
+        )
+        for f in fragments
+    )
+    session.add_all(
+        OutboxMessage(topic=topic, key=f.id, payload=f.payload, job_id=job.id, fragment_id=f.id)
+        for f in fragments
+    )
+    job.fragments_total += len(fragments)
+    session.flush()
+
+
+def enqueue(
+    session: Session,
+    *,
+    topic: str,
+    key: str,
+    payload: bytes,
+    job_id: str | None = None,
+    fragment_id: str | None = None,
+) -> None:
+    """Add one message to the outbox."""
+    session.add(
+        OutboxMessage(topic=topic, key=key, payload=payload, job_id=job_id, fragment_id=fragment_id)
+    )
+    session.flush()
+
+
+def pending_outbox(session: Session, limit: int) -> Sequence[OutboxMessage]:
+    """The oldest unpublished messages, locked; concurrent relays skip them."""
+    return list(
+        session.execute(
+            select(OutboxMessage)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def mark_published(
+    session: Session, rows: Sequence[OutboxMessage], *, now: datetime, timeout_s: float
+) -> None:
+    """Delete published outbox rows; their fragments are now dispatched, with a deadline."""
+    if not rows:
+        return
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])))
+    fragment_ids = [r.fragment_id for r in rows if r.fragment_id]
+    if fragment_ids:
+        session.execute(
+            update(Fragment)
+            .where(
+                Fragment.id.in_(fragment_ids),
+                Fragment.status.in_([FragmentStatus.PENDING, FragmentStatus.DISPATCHED]),
+            )
+            .values(
+                status=FragmentStatus.DISPATCHED,
+                dispatched_at=now,
+                deadline_at=now + timedelta(seconds=timeout_s),
+            )
+        )
+    session.flush()
+
+
+def drop_outbox(session: Session, job_id: str) -> None:
+    """Forget the job's unpublished fragment messages (the job ended)."""
+    session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.job_id == job_id, OutboxMessage.fragment_id.is_not(None)
+        )
+    )
+
+
+def lock_fragment(session: Session, fragment_id: str) -> Fragment | None:
+    """The fragment, locked for update; None when unknown."""
+    return session.execute(
+        select(Fragment).where(Fragment.id == fragment_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def overdue_fragments(session: Session, *, now: datetime, limit: int) -> Sequence[Fragment]:
+    """Dispatched fragments past their deadline, locked; other sweepers skip them."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.status == FragmentStatus.DISPATCHED, Fragment.deadline_at < now)
+            .order_by(Fragment.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def finished_fragments(session: Session, job_id: str) -> Sequence[Fragment]:
+    """The job's done fragments in program and binding order."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.job_id == job_id, Fragment.status == FragmentStatus.DONE)
+            .order_by(Fragment.program_index, Fragment.binding_offset)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def upsert_node(session: Session, values: dict[str, Any]) -> None:
+    """Insert or refresh a node from its heartbeat (``values`` has the Node columns)."""
+    stmt = insert(Node).values(**values)
+    changed = {k: stmt.excluded[k] for k in values if k != "id"}
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Node.id],
+            set_=changed,
+            where=Node.last_heartbeat_at <= stmt.excluded.last_heartbeat_at,
+        )
+    )
+
+
+def list_nodes(session: Session, pool: str | None = None) -> Sequence[Node]:
+    """Known node agents, by pool then id."""
+    query = select(Node).order_by(Node.pool, Node.id)
+    if pool:
+        query = query.where(Node.pool == pool)
+    return list(session.execute(query).scalars())

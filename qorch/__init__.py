@@ -1,0 +1,1 @@
+"""qorchestra's command line and the runtime every service shares (settings, Kafka, logs)."""

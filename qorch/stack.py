@@ -1,0 +1,193 @@
+"""The whole platform on one machine: embedded Postgres and broker (unless URLs are given),
+the API, the orchestrator and node agents, each a child process.
+
+``qorch up``, ``qorch demo`` and the end-to-end tests all start the platform through ``Stack``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from orchestrator.store.migrate import upgrade
+from qorch.config import Settings
+from qorch.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """One child process of the stack."""
+
+    name: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+@dataclass
+class StackOptions:
+    """What to start."""
+
+    pools: list[str] = field(default_factory=lambda: ["local-sv", "local-sv"])
+    data_dir: Path | None = None  # None: a temporary Postgres cluster, deleted at stop
+    log_dir: Path | None = None  # None: children log to this process's stderr
+    free_ports: bool = False  # pick free API/gRPC ports instead of the configured ones
+    env: dict[str, str] = field(default_factory=dict)  # extra env for every child
+
+
+class Stack:
+    """Starts and stops the platform. Use as a context manager."""
+
+    def __init__(self, settings: Settings, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        updates: dict[str, object] = {}
+        if self.options.free_ports:
+            updates.update(api_port=free_port(), grpc_port=free_port())
+        self.settings = settings.model_copy(update=updates)
+        self._postgres: EmbeddedPostgres | None = None
+        self._broker: EmbeddedBroker | None = None
+        self.services: list[Service] = []
+
+    @property
+    def api_url(self) -> str:
+        return self.settings.client_api_url()
+
+    @property
+    def grpc_target(self) -> str:
+        return self.settings.client_grpc_target()
+
+    def start(self, timeout: float = 120.0) -> Stack:
+        """Start everything and wait until the API is ready and every agent has reported."""
+        try:
+            self._start_infrastructure()
+            upgrade(self.settings.database_url)
+            self.services = [
+                Service("api", ["api"]),
+                Service("orchestrator", ["orchestrator"]),
+            ] + [
+                Service(f"node-{i + 1}", ["node", "--pool", pool, "--node-id", f"node-{i + 1}"])
+                for i, pool in enumerate(self.options.pools)
+            ]
+            for service in self.services:
+                self._spawn(service)
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_infrastructure(self) -> None:
+        updates: dict[str, object] = {}
+        if not self.settings.database_url:
+            self._postgres = EmbeddedPostgres(self.options.data_dir).start()
+            updates["database_url"] = self._postgres.url
+        if not self.settings.kafka_bootstrap:
+            self._broker = EmbeddedBroker().start()
+            updates["kafka_bootstrap"] = self._broker.bootstrap
+        self.settings = self.settings.model_copy(update=updates)
+
+    def child_env(self) -> dict[str, str]:
+        """Environment of every child: this process's, plus every setting of the stack."""
+        env = dict(os.environ)
+        for name, value in self.settings.model_dump().items():
+            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            env[f"QORCH_{name.upper()}"] = text
+        env.update(self.options.env)
+        return env
+
+    def _spawn(self, service: Service) -> None:
+        cmd = [sys.executable, "-m", "qorch.cli", *service.args]
+        if self.options.log_dir is not None:
+            self.options.log_dir.mkdir(parents=True, exist_ok=True)
+            service.log_path = self.options.log_dir / f"{service.name}.log"
+            out = open(service.log_path, "ab")  # noqa: SIM115 - handed to the child
+        else:
+            out = None
+        service.proc = subprocess.Popen(
+            cmd, env=self.child_env(), stdout=out, stderr=subprocess.STDOUT if out else None
+        )
+        if out is not None:
+            out.close()
+        logger.info("started %s", service.name, extra={"pid": service.proc.pid})
+
+    def restart(self, name: str) -> None:
+        """Start a stopped or killed service again."""
+        service = self.service(name)
+        if service.proc is not None and service.proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._spawn(service)
+
+    def service(self, name: str) -> Service:
+        """The child called ``name``."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        want = {s.name for s in self.services if s.name.startswith("node-")}
+        with httpx.Client(base_url=self.api_url, timeout=2.0) as client:
+            while True:
+                for service in self.services:
+                    if service.proc is not None and service.proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{service.name} exited with {service.proc.returncode} during start"
+                            + (f"; see {service.log_path}" if service.log_path else "")
+                        )
+                try:
+                    ready = client.get("/readyz").status_code == 200
+                    seen = (
+                        {n["id"] for n in client.get("/v1/nodes").json()["data"]}
+                        if ready
+                        else set()
+                    )
+                    if ready and want <= seen:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the stack was not ready after {timeout}s")
+                time.sleep(0.1)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every child (agents first), wait, then stop the servers. Safe to call twice."""
+        for service in reversed(self.services):
+            if service.proc is not None and service.proc.poll() is None:
+                service.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for service in reversed(self.services):
+            if service.proc is None:
+                continue
+            try:
+                service.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in time; killing it", service.name)
+                service.proc.kill()
+                service.proc.wait()
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

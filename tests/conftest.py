@@ -1,0 +1,67 @@
+"""Fixtures for the real Postgres and the real Kafka-protocol broker.
+
+``QORCH_TEST_DATABASE_URL`` / ``QORCH_TEST_KAFKA_BOOTSTRAP`` point at existing servers; otherwise
+the embedded ones are started once per test session on free loopback ports and stopped after.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from qorch.config import Settings
+from qorch.embedded import EmbeddedBroker, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """URL of a migrated Postgres database."""
+    from orchestrator.store.migrate import upgrade
+
+    url = os.environ.get("QORCH_TEST_DATABASE_URL")
+    if url:
+        upgrade(url)
+        yield url
+        return
+    with EmbeddedPostgres() as pg:
+        upgrade(pg.url)
+        yield pg.url
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a Kafka-protocol broker."""
+    bootstrap = os.environ.get("QORCH_TEST_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        yield bootstrap
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+def make_settings(**overrides: object) -> Settings:
+    """Settings for a test: a fresh topic prefix, so no test sees another's messages."""
+    base: dict[str, object] = {
+        "topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 500,
+        "heartbeat_interval_s": 0.5,
+        "poll_interval_s": 0.05,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> Settings:
+    """Settings with the broker and a fresh topic prefix (no database)."""
+    return make_settings(kafka_bootstrap=kafka_bootstrap)
+
+
+@pytest.fixture
+def settings(database_url: str, kafka_bootstrap: str) -> Settings:
+    """Settings with the migrated database, the broker and a fresh topic prefix."""
+    return make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)

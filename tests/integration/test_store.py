@@ -1,0 +1,274 @@
+"""The store, the outbox relay and the aggregator against real Postgres and a real broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from orchestrator.aggregator import apply_result
+from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
+from orchestrator.spec import JobCreate
+from orchestrator.store import repository as repo
+from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from orchestrator.store.migrate import SchemaNotReady, check_schema
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorch.config import Settings
+from qorch.embedded import EmbeddedPostgres
+from qorch.kafka import Consumer, Producer, ensure_topics
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+PROGRAM = "OPENQASM 3.0; input float a; qubit[2] q; rx(a) q[0];"
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(engine: Engine) -> SessionFactory:
+    return make_session_factory(engine)
+
+
+def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> str:
+    payload: dict[str, Any] = {
+        "result": {"type": "expectation", "observables": ["ZI", "IZ"]},
+        "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
+    }
+    payload.update(spec_changes)
+    spec = JobCreate.model_validate(payload)
+    job_id = str(uuid.uuid4())
+    with session_scope(factory) as session:
+        repo.create_job(
+            session,
+            job_id=job_id,
+            name="t",
+            kind="circuits",
+            pool=spec.pool,
+            spec=spec.model_dump(mode="json"),
+            result_type=spec.result.type.value,
+            observables=len(spec.result.observables),
+            bindings_total=bindings,
+        )
+    return job_id
+
+
+def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
+    """Plan queued jobs (other tests' included) until ``job_id`` is planned."""
+    while True:
+        with factory() as session:
+            if repo.get_job(session, job_id).status != "QUEUED":
+                return
+        assert plan_next_job(factory, settings) is not None
+
+
+def fragments_of(factory: SessionFactory, job_id: str) -> list[Any]:
+    with factory() as session:
+        from sqlalchemy import select
+
+        from orchestrator.store.models import Fragment
+
+        return list(
+            session.execute(
+                select(Fragment)
+                .where(Fragment.job_id == job_id)
+                .order_by(Fragment.program_index, Fragment.binding_offset)
+            ).scalars()
+        )
+
+
+def success_for(
+    fragment: Any, job_id: str, value: float = 0.5, attempt: int = 1
+) -> pb.FragmentResult:
+    return pb.FragmentResult(
+        fragment_id=fragment.id,
+        job_id=job_id,
+        attempt=attempt,
+        node_id="test-node",
+        success=pb.FragmentSuccess(
+            results=[
+                pb.BindingResult(expectations=pb.Expectations(values=[value, float(i)]))
+                for i in range(fragment.binding_count)
+            ]
+        ),
+    )
+
+
+def apply(factory: SessionFactory, settings: Settings, result: pb.FragmentResult) -> str:
+    with session_scope(factory) as session:
+        return apply_result(session, result, settings).kind
+
+
+def test_unmigrated_database_is_refused() -> None:
+    with EmbeddedPostgres() as pg:
+        engine = make_engine(pg.url, check=False)
+        with pytest.raises(SchemaNotReady, match="qorch db upgrade"):
+            check_schema(engine)
+        engine.dispose()
+
+
+def test_plan_writes_fragments_and_outbox_in_one_transaction(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"fragment_bindings": 4})
+    job_id = submit(factory, bindings=10)
+    plan_until(factory, settings, job_id)
+    fragments = fragments_of(factory, job_id)
+    assert [(f.binding_offset, f.binding_count) for f in fragments] == [(0, 4), (4, 4), (8, 2)]
+    with factory() as session:
+        job = repo.get_job(session, job_id)
+        assert job.status == "RUNNING" and job.fragments_total == 3
+        outbox = [r for r in repo.pending_outbox(session, 10_000) if r.job_id == job_id]
+        assert sorted(str(r.fragment_id) for r in outbox) == sorted(f.id for f in fragments)
+        assert [e.type for e in repo.events_after(session, job_id, 0)] == ["submitted", "running"]
+
+
+def test_relay_publishes_and_marks_dispatched(factory: SessionFactory, settings: Settings) -> None:
+    ensure_topics(settings, ["local-sv"])
+    job_id = submit(factory, bindings=5)
+    plan_until(factory, settings, job_id)
+    producer = Producer(settings)
+    while relay_outbox(factory, producer, settings):
+        pass
+    producer.close()
+    fragments = fragments_of(factory, job_id)
+    assert all(f.status == "dispatched" and f.deadline_at is not None for f in fragments)
+    consumer = Consumer(settings, [settings.fragments_topic("local-sv")], group=None)
+    seen: dict[str, pb.Fragment] = {}
+
+    def received() -> bool:
+        msg = consumer.poll(0.2)
+        if msg is not None:
+            fragment = pb.Fragment.FromString(msg.value() or b"")
+            seen[fragment.fragment_id] = fragment
+        return {f.id for f in fragments} <= set(seen)
+
+    try:
+        wait_until(received, timeout=15, what="fragments on the topic")
+    finally:
+        consumer.close()
+    first = seen[fragments[0].id]
+    assert first.job_id == job_id and first.attempt == 1 and len(first.bindings) == 5
+
+
+def test_aggregation_is_idempotent_and_finishes_the_job(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"fragment_bindings": 3})
+    job_id = submit(factory, bindings=7)
+    plan_until(factory, settings, job_id)
+    fragments = fragments_of(factory, job_id)
+    results = [success_for(f, job_id, value=f.binding_offset) for f in fragments]
+    # out of order, with duplicates, and a different value in a duplicate: the first one wins
+    assert apply(factory, settings, results[2]) == "counted"
+    assert apply(factory, settings, results[2]) == "duplicate"
+    assert apply(factory, settings, results[0]) == "counted"
+    assert apply(factory, settings, success_for(fragments[0], job_id, value=99.0)) == "duplicate"
+    assert apply(factory, settings, results[1]) == "counted"
+    assert apply(factory, settings, results[1]) == "duplicate"
+    with factory() as session:
+        job = repo.get_job(session, job_id)
+        assert job.status == "SUCCEEDED" and job.bindings_done == 7
+        values = job.result["programs"][0]["values"]  # type: ignore[index]
+        assert [v[0] for v in values] == [0, 0, 0, 3, 3, 3, 6]
+        assert [v[1] for v in values] == [0, 1, 2, 0, 1, 2, 0]
+        events = repo.events_after(session, job_id, 0)
+    assert [e.type for e in events] == [
+        "submitted", "running", "progress", "progress", "progress", "succeeded"
+    ]  # fmt: skip
+    assert [e.seq for e in events] == list(range(1, 7))
+    # late results after the end change nothing
+    assert apply(factory, settings, results[0]) == "duplicate"
+
+
+def test_unknown_fragment_is_ignored(factory: SessionFactory, settings: Settings) -> None:
+    result = pb.FragmentResult(fragment_id=str(uuid.uuid4()), job_id=str(uuid.uuid4()))
+    assert apply(factory, settings, result) == "unknown"
+
+
+def test_failures_retry_then_fail_the_job_with_a_reason(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"max_attempts": 2, "fragment_bindings": 10})
+    job_id = submit(factory, bindings=2)
+    plan_until(factory, settings, job_id)
+    (fragment,) = fragments_of(factory, job_id)
+    failure = pb.FragmentFailure(error="device on fire", error_type="RuntimeError", retryable=True)
+    first = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=1, failure=failure)
+    assert apply(factory, settings, first) == "retried"
+    assert apply(factory, settings, first) == "stale"  # attempt 2 is out; attempt 1 news is old
+    second = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=2, failure=failure)
+    assert apply(factory, settings, second) == "failed"
+    with factory() as session:
+        job = repo.get_job(session, job_id)
+        assert job.status == "FAILED"
+        assert job.error is not None
+        assert "program 0, bindings 0-1" in job.error and "device on fire" in job.error
+        dlq = [r for r in repo.pending_outbox(session, 10_000) if r.job_id == job_id]
+        assert [r.topic for r in dlq] == [settings.topic("fragments.dlq")]
+        letter = pb.DeadLetter.FromString(dlq[0].payload)
+        assert letter.fragment.fragment_id == fragment.id and "device on fire" in letter.reason
+
+
+def test_non_retryable_failure_fails_at_once(factory: SessionFactory, settings: Settings) -> None:
+    job_id = submit(factory, bindings=1)
+    plan_until(factory, settings, job_id)
+    (fragment,) = fragments_of(factory, job_id)
+    failure = pb.FragmentFailure(error="bad program", error_type="ValueError", retryable=False)
+    result = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=1, failure=failure)
+    assert apply(factory, settings, result) == "failed"
+
+
+def test_overdue_fragments_are_sent_again_then_fail(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"fragment_timeout_s": 0.05, "max_attempts": 2})
+    ensure_topics(settings, ["local-sv"])
+    job_id = submit(factory, bindings=1)
+    plan_until(factory, settings, job_id)
+    producer = Producer(settings)
+
+    def relay_all() -> None:
+        while relay_outbox(factory, producer, settings):
+            pass
+
+    relay_all()
+    events = wait_until(lambda: sweep_overdue(factory, settings), 5, what="a re-dispatch")
+    assert any(e.type == "redispatched" and e.job_id == job_id for e in events)
+    assert fragments_of(factory, job_id)[0].attempt == 2
+    relay_all()
+    events = wait_until(lambda: sweep_overdue(factory, settings), 5, what="the job failing")
+    producer.close()
+    with factory() as session:
+        job = repo.get_job(session, job_id)
+        assert job.status == "FAILED"
+        assert job.error is not None and "not answered within 0.05s" in job.error
+
+
+def test_cancel_drops_pending_dispatch_and_ignores_late_results(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from orchestrator.lifecycle import InvalidTransition, JobStatus
+
+    job_id = submit(factory, bindings=3)
+    plan_until(factory, settings, job_id)
+    with session_scope(factory) as session:
+        job = repo.lock_job(session, job_id)
+        repo.set_status(session, job, JobStatus.CANCELLED, "by test", now=datetime.now(UTC))
+    with factory() as session:
+        assert not [r for r in repo.pending_outbox(session, 10_000) if r.job_id == job_id]
+    (fragment,) = fragments_of(factory, job_id)
+    assert apply(factory, settings, success_for(fragment, job_id)) == "late"
+    with session_scope(factory) as session, pytest.raises(InvalidTransition):
+        repo.set_status(session, repo.lock_job(session, job_id), JobStatus.RUNNING,
+                        now=datetime.now(UTC))  # fmt: skip
