@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -28,10 +29,33 @@ console = Console(stderr=False)
 # ------------------------------------------------------------------ services
 
 
+EXIT_NOT_READY = 2
+
+
+def _database_problem(settings: Settings) -> str | None:
+    """Why a service that needs Postgres cannot start, or None."""
+    from orchestrator.store.db import make_engine
+    from orchestrator.store.migrate import SchemaNotReady
+
+    if not settings.database_url:
+        return "QORCH_DATABASE_URL is not set (or use `qorch up`, which starts an embedded one)"
+    if not settings.kafka_bootstrap:
+        return "QORCH_KAFKA_BOOTSTRAP is not set (or use `qorch up`, which starts an embedded one)"
+    try:
+        make_engine(settings.database_url, pool_size=1).dispose()
+    except SchemaNotReady as exc:
+        return str(exc)
+    return None
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from api.main import serve
 
     configure_logging("api", settings.log_level, settings.log_json)
+    problem = _database_problem(settings)
+    if problem:
+        logging.getLogger("qorch.cli").error("cannot start the API: %s", problem)
+        return EXIT_NOT_READY
     return serve(settings)
 
 
@@ -39,6 +63,10 @@ def cmd_orchestrator(args: argparse.Namespace, settings: Settings) -> int:
     from orchestrator.main import run_orchestrator
 
     configure_logging("orchestrator", settings.log_level, settings.log_json)
+    problem = _database_problem(settings)
+    if problem:
+        logging.getLogger("qorch.cli").error("cannot start the orchestrator: %s", problem)
+        return EXIT_NOT_READY
     return run_orchestrator(settings)
 
 
@@ -98,11 +126,21 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so ``with Stack(...)`` stops every child it started."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from qorch.samples import demo_job
     from qorch.stack import Stack, StackOptions
 
     configure_logging("demo", "WARNING", settings.log_json)
+    _interrupt_on_sigterm()
     log_dir = Path(settings.data_dir) / "demo-logs"
     options = StackOptions(pools=["local-sv", "local-sv"], log_dir=log_dir, free_ports=True)
     console.print(

@@ -33,7 +33,14 @@ def client_config(settings: Settings) -> dict[str, Any]:
     """Settings shared by every client: bootstrap servers plus ``QORCH_KAFKA_EXTRA``."""
     if not settings.kafka_bootstrap:
         raise RuntimeError("QORCH_KAFKA_BOOTSTRAP is not set and no embedded broker was started")
-    return {"bootstrap.servers": settings.kafka_bootstrap, **settings.kafka_extra}
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        # librdkafka's own log lines go through Python logging, in the process's format.
+        "logger": logging.getLogger("librdkafka"),
+        # KIP-714 client metrics: not served by every broker, and unused here.
+        "enable.metrics.push": False,
+        **settings.kafka_extra,
+    }
 
 
 def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float = 15.0) -> None:

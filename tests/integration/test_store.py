@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -107,12 +110,20 @@ def apply(factory: SessionFactory, settings: Settings, result: pb.FragmentResult
         return apply_result(session, result, settings).kind
 
 
-def test_unmigrated_database_is_refused() -> None:
+def test_unmigrated_database_is_refused(kafka_bootstrap: str) -> None:
     with EmbeddedPostgres() as pg:
         engine = make_engine(pg.url, check=False)
         with pytest.raises(SchemaNotReady, match="qorch db upgrade"):
             check_schema(engine)
         engine.dispose()
+        env = {**os.environ, "QORCH_DATABASE_URL": pg.url, "QORCH_KAFKA_BOOTSTRAP": kafka_bootstrap}
+        for service in ("api", "orchestrator"):
+            done = subprocess.run(
+                [sys.executable, "-m", "qorch.cli", service],
+                env=env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert "run `qorch db upgrade`" in done.stderr
 
 
 def test_plan_writes_fragments_and_outbox_in_one_transaction(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from orchestrator.spec import JobCreate, SpecError, validate_job
@@ -107,3 +109,10 @@ def test_binding_count_bound() -> None:
 def test_schema_refusals(payload: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         JobCreate.model_validate(payload)
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "examples").glob("*.*")), ids=lambda p: p.name
+)
+def test_the_shipped_examples_are_valid(path: Path) -> None:
+    validate_job(JobCreate.model_validate(yaml.safe_load(path.read_text())), Settings())

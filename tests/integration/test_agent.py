@@ -1,0 +1,350 @@
+"""The node agent against the real Kafka-protocol broker and the real local simulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import pytest
+from google.protobuf.message import Message as ProtoMessage
+
+from nodes.agent import NodeAgent
+from nodes.executors.local import LocalExecutor
+from nodes.main import EXIT_CONFIG, run_agent
+from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import nodes_pb2 as nodes_pb
+from qorch.config import Settings
+from qorch.kafka import Consumer, Producer, ensure_topics
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+POOL = "local-sv"
+PROGRAM = """OPENQASM 3.0;
+input float theta;
+qubit[3] q;
+ry(theta) q[0];
+cnot q[0], q[1];
+rx(theta) q[2];
+"""
+#: Group joins take about 1 s with the test session timeout; leave room for a slow machine.
+DEADLINE_S = 20.0
+
+M = TypeVar("M", bound=ProtoMessage)
+
+
+class TopicReader(Generic[M]):
+    """Reads one topic from the beginning on assigned partitions (no group join delay)."""
+
+    def __init__(self, settings: Settings, topic: str, message_type: type[M]) -> None:
+        self._consumer = Consumer(settings, [topic], group=None)
+        self._type = message_type
+        self.items: list[tuple[str, M]] = []
+
+    def read(self) -> list[tuple[str, M]]:
+        """Everything that has arrived so far, as (key, message)."""
+        while (msg := self._consumer.poll(0.05)) is not None:
+            key = (msg.key() or b"").decode()
+            self.items.append((key, self._type.FromString(msg.value() or b"")))
+        return self.items
+
+    def wait_for(
+        self, condition: Callable[[list[tuple[str, M]]], bool], what: str
+    ) -> list[tuple[str, M]]:
+        return wait_until(
+            lambda: self.read() if condition(self.read()) else None, DEADLINE_S, what=what
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@pytest.fixture
+def topics(kafka_settings: Settings) -> Settings:
+    ensure_topics(kafka_settings, [POOL])
+    return kafka_settings
+
+
+@pytest.fixture
+def results(topics: Settings) -> Iterator[TopicReader[pb.FragmentResult]]:
+    reader = TopicReader(topics, topics.topic("results"), pb.FragmentResult)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def producer(topics: Settings) -> Iterator[Producer]:
+    p = Producer(topics)
+    yield p
+    p.close()
+
+
+@contextmanager
+def running(agent: NodeAgent) -> Iterator[threading.Thread]:
+    """Run the agent in a thread; on exit, shut it down and check that run() returned."""
+    thread = threading.Thread(target=agent.run, name="agent", daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        agent.shutdown()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive(), "run() did not return after shutdown()"
+
+
+def fragment(
+    fragment_id: str,
+    job_id: str,
+    kind: int,
+    *,
+    shots: int = 0,
+    observables: list[str] | None = None,
+) -> pb.Fragment:
+    return pb.Fragment(
+        fragment_id=fragment_id,
+        job_id=job_id,
+        attempt=1,
+        pool=POOL,
+        program=PROGRAM,
+        bindings=[pb.Binding(values={"theta": t}) for t in (0.1, 0.8, 2.5)],
+        shots=shots,
+        result_kind=kind,  # type: ignore[arg-type]
+        observables=observables or [],
+        qubits=3,
+    )
+
+
+def publish(producer: Producer, settings: Settings, *fragments: pb.Fragment) -> None:
+    for f in fragments:
+        assert producer.send_and_wait(settings.fragments_topic(POOL), f.fragment_id, f)
+
+
+def test_agent_executes_fragments_publishes_results_and_heartbeats(
+    topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
+) -> None:
+    heartbeats = TopicReader(topics, topics.topic("heartbeats"), nodes_pb.Heartbeat)
+    settings = topics.model_copy(update={"node_id": "node-a"})
+    work = [
+        fragment("f-exp", "job-1", pb.RESULT_KIND_EXPECTATION, observables=["ZZI", "IIZ", "III"]),
+        fragment("f-prob", "job-2", pb.RESULT_KIND_PROBABILITIES),
+        fragment("f-counts", "job-1", pb.RESULT_KIND_COUNTS, shots=64),
+    ]
+    agent = NodeAgent(settings, POOL)
+    try:
+        with running(agent) as thread:
+            publish(producer, topics, *work)
+
+            results.wait_for(lambda items: len(items) >= 3, "three results")
+            by_fragment = {r.fragment_id: (key, r) for key, r in results.items}
+            assert set(by_fragment) == {"f-exp", "f-prob", "f-counts"}
+            reference = LocalExecutor("braket_sv")
+            for f in work:
+                key, result = by_fragment[f.fragment_id]
+                assert key == f.job_id
+                assert (result.job_id, result.attempt, result.node_id) == (f.job_id, 1, "node-a")
+                assert result.WhichOneof("outcome") == "success", result
+                assert result.duration_s > 0
+                assert result.finished_at.seconds > 0
+                if f.result_kind == pb.RESULT_KIND_COUNTS:
+                    sums = [sum(r.counts.counts.values()) for r in result.success.results]
+                    assert sums == [64, 64, 64]
+                else:
+                    assert list(result.success.results) == reference.execute(f)
+
+            beats = heartbeats.wait_for(
+                lambda items: any(h.fragments_done == 3 for _, h in items), "heartbeat counters"
+            )
+            key, beat = next((k, h) for k, h in beats if h.fragments_done == 3)
+            assert key == "node-a"
+            assert beat.state == nodes_pb.NODE_STATE_RUNNING
+            assert (beat.pool, beat.backend, beat.pid) == (POOL, "braket_sv", os.getpid())
+            assert beat.bindings_done == 9 and beat.fragments_failed == 0
+            assert beat.started_at.seconds > 0 and beat.sent_at.seconds >= beat.started_at.seconds
+
+            agent.shutdown()
+            started = time.monotonic()
+            thread.join(DEADLINE_S)
+            assert not thread.is_alive()
+            assert time.monotonic() - started < 5.0
+        heartbeats.wait_for(
+            lambda items: items[-1][1].state == nodes_pb.NODE_STATE_STOPPED, "STOPPED heartbeat"
+        )
+    finally:
+        heartbeats.close()
+    agent.shutdown()  # twice is fine
+
+
+def test_malformed_message_goes_to_the_dlq_and_the_agent_keeps_working(
+    topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
+) -> None:
+    dlq = TopicReader(topics, topics.topic("fragments.dlq"), pb.DeadLetter)
+    try:
+        with running(NodeAgent(topics, POOL)):
+            fragments_topic = topics.fragments_topic(POOL)
+            assert producer.send_and_wait(fragments_topic, "bad-1", b"\xff\xff\xffnot protobuf")
+            assert producer.send_and_wait(fragments_topic, "bad-2", pb.Fragment(job_id="j"))
+            publish(producer, topics, fragment("f-ok", "job-9", pb.RESULT_KIND_PROBABILITIES))
+
+            letters = dict(dlq.wait_for(lambda items: len(items) >= 2, "two dead letters"))
+            assert "not a Fragment" in letters["bad-1"].reason
+            assert letters["bad-1"].fragment.fragment_id == "bad-1"
+            assert letters["bad-1"].at.seconds > 0
+            assert "without fragment_id" in letters["bad-2"].reason
+            (key, result), *_ = results.wait_for(bool, "the valid fragment's result")
+            assert (key, result.fragment_id) == ("job-9", "f-ok")
+            assert result.WhichOneof("outcome") == "success"
+    finally:
+        dlq.close()
+
+
+class Exploding:
+    """An executor whose backend breaks in a way nobody anticipated."""
+
+    name = "exploding"
+
+    def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
+        raise RuntimeError("backend crashed")
+
+    def close(self) -> None:
+        pass
+
+
+def test_failures_are_results_that_say_whether_a_retry_can_help(
+    topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
+) -> None:
+    bad = fragment("f-bad", "job-3", pb.RESULT_KIND_PROBABILITIES)
+    bad.program = "OPENQASM 3.0;\nqubit[2] q;\nfoo q[0];\n"
+    with running(NodeAgent(topics, POOL)):
+        publish(producer, topics, bad)
+        (_, failed), *_ = results.wait_for(bool, "a failure")
+    assert failed.WhichOneof("outcome") == "failure"
+    assert failed.failure.retryable is False
+    assert "foo" in failed.failure.error
+    assert failed.failure.error_type
+
+    publish(producer, topics, fragment("f-crash", "job-4", pb.RESULT_KIND_PROBABILITIES))
+    with running(NodeAgent(topics, POOL, Exploding())):
+        items = results.wait_for(lambda items: len(items) >= 2, "the crash result")
+    crashed = items[1][1]
+    assert crashed.fragment_id == "f-crash"
+    assert crashed.failure.retryable is True
+    assert (crashed.failure.error, crashed.failure.error_type) == (
+        "backend crashed",
+        "RuntimeError",
+    )
+
+
+class FlakyProducer(Producer):
+    """A real producer whose first ``failures`` result sends are reported as not acknowledged."""
+
+    def __init__(self, settings: Settings, failures: int, events: list[str]) -> None:
+        super().__init__(settings)
+        self.failures = failures
+        self.events = events
+        self._results_topic = settings.topic("results")
+
+    def send_and_wait(self, topic: str, key: str, message: ProtoMessage | bytes) -> bool:
+        if topic == self._results_topic and self.failures > 0:
+            self.failures -= 1
+            self.events.append("nack")
+            return False
+        ok = super().send_and_wait(topic, key, message)
+        if topic == self._results_topic:
+            self.events.append("ack" if ok else "nack")
+        return ok
+
+
+def test_result_is_resent_until_acknowledged_and_only_then_committed(
+    topics: Settings,
+    producer: Producer,
+    results: TopicReader[pb.FragmentResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+    real_commit = Consumer.commit
+
+    def recording_commit(self: Consumer, msg: object) -> None:
+        events.append("commit")
+        real_commit(self, msg)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Consumer, "commit", recording_commit)
+    flaky = FlakyProducer(topics, failures=2, events=events)
+    try:
+        with running(NodeAgent(topics, POOL, producer=flaky)):
+            publish(producer, topics, fragment("f-1", "job-5", pb.RESULT_KIND_PROBABILITIES))
+            results.wait_for(bool, "the result after two failed sends")
+            wait_until(lambda: "commit" in events, DEADLINE_S, what="the commit")
+        assert events == ["nack", "nack", "ack", "commit"]
+    finally:
+        flaky.close()
+
+
+def test_unacknowledged_fragment_goes_to_another_member_after_shutdown(
+    topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
+) -> None:
+    events: list[str] = []
+    never = FlakyProducer(topics, failures=10**9, events=events)
+    first = NodeAgent(topics.model_copy(update={"node_id": "node-a"}), POOL, producer=never)
+    try:
+        with running(first):
+            publish(producer, topics, fragment("f-1", "job-6", pb.RESULT_KIND_PROBABILITIES))
+            wait_until(lambda: events.count("nack") >= 2, DEADLINE_S, what="failed sends")
+        # node-a gave up without committing: the group hands the fragment to node-b.
+        assert first.fragments_done == 0
+        with running(NodeAgent(topics.model_copy(update={"node_id": "node-b"}), POOL)):
+            (_, result), *_ = results.wait_for(bool, "the redelivered fragment's result")
+        assert (result.fragment_id, result.node_id) == ("f-1", "node-b")
+    finally:
+        never.close()
+
+
+def test_run_agent_refuses_an_unknown_pool() -> None:
+    assert run_agent("quantum-toaster", Settings(kafka_bootstrap="127.0.0.1:9")) == EXIT_CONFIG
+
+
+def test_node_process_stops_cleanly_on_sigterm(kafka_settings: Settings, tmp_path: Path) -> None:
+    """``python -m nodes`` serves the pool until SIGTERM, then says STOPPED and exits 0."""
+    ensure_topics(kafka_settings, [POOL])
+    heartbeats = TopicReader(kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat)
+    env = {
+        **os.environ,
+        "QORCH_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "QORCH_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "QORCH_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "QORCH_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "QORCH_HEARTBEAT_INTERVAL_S": "0.5",
+        "QORCH_NODE_ID": "node-proc",
+    }
+    log = (tmp_path / "node.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodes", "--pool", POOL],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        heartbeats.wait_for(
+            lambda items: any(h.state == nodes_pb.NODE_STATE_RUNNING for _, h in items),
+            "the process's first heartbeat",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(DEADLINE_S) == 0, (tmp_path / "node.log").read_text()
+        last = heartbeats.wait_for(
+            lambda items: items[-1][1].state == nodes_pb.NODE_STATE_STOPPED, "STOPPED heartbeat"
+        )
+        assert last[-1][0] == "node-proc"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        heartbeats.close()
