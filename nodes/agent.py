@@ -113,13 +113,16 @@ class NodeAgent:
         extra = {"node_id": self.node_id, "pool": self.pool}
         producer = self._producer or Producer(self.settings)
         self._producer = producer
-        consumer = Consumer(self.settings, [topic], self.group)
         heartbeats = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.node_id}", daemon=True
         )
-        heartbeats.start()
-        logger.info("node agent started on %s (backend %s)", topic, self.executor.name, extra=extra)
+        consumer: Consumer | None = None
         try:
+            consumer = Consumer(self.settings, [topic], self.group)
+            heartbeats.start()
+            logger.info(
+                "node agent started on %s (backend %s)", topic, self.executor.name, extra=extra
+            )
             while not self._stopping:
                 msg = consumer.poll(POLL_TIMEOUT_S)
                 if msg is None:
@@ -131,9 +134,11 @@ class NodeAgent:
         finally:
             self._stopping = True
             self._heartbeat_stop.set()
-            heartbeats.join()
-            self._final_heartbeat()
-            consumer.close()
+            if heartbeats.is_alive():
+                heartbeats.join()
+                self._final_heartbeat()
+            if consumer is not None:
+                consumer.close()
             if self._owns_producer:
                 producer.close()
             if self._owns_executor:

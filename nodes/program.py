@@ -158,7 +158,9 @@ def prepare(
     """The sources to run for one binding of ``program``.
 
     - counts: the program as is (needs ``shots > 0``);
-    - probabilities: one ``#pragma braket result probability`` over every qubit, in order;
+    - probabilities: one ``#pragma braket result probability`` naming every qubit in order
+      (without targets the local simulator leaves out qubits no gate touches, and bitstrings
+      would be shorter than the program);
     - expectation: one ``#pragma braket result expectation`` per distinct observable that is
       not all identity (those are the constant 1.0). With ``shots > 0`` observables that act
       differently on a qubit cannot share a task, so they are split into several runs.

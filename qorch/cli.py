@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 import grpc
+import httpx
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -162,6 +163,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"[red]job {status}: {client.job(job['id'])['error']}[/red]")
                 return 1
             print_summary(client, job["id"])
+            _await_heartbeats(client, client.job(job["id"])["fragments_total"], settings)
             print_nodes(client)
         console.print("Shutting down ...")
     console.print("[green]done[/green]")
@@ -179,7 +181,10 @@ def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> 
     """Follow a job over gRPC with a progress bar; returns its final status.
 
     A dropped stream is resumed from the last event seen, so nothing is missed or repeated.
+    The job is looked up over REST first, so an unknown job or an unreachable API is reported
+    at once rather than after the reconnection attempts.
     """
+    client.job(job_id)
     last_seq, status, retries = from_seq, "QUEUED", 0
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -255,6 +260,19 @@ def print_summary(client: QorchClient, job_id: str) -> None:
             first = values[0]
             top = sorted(first.items(), key=lambda kv: -kv[1])[:5]
             console.print(f"program {program['index']} binding 0, top {kind}: {top}")
+
+
+def _await_heartbeats(client: QorchClient, fragments: int, settings: Settings) -> None:
+    """Give the agents up to two heartbeats to report the job's last fragments.
+
+    ``/v1/nodes`` counts what the agents last reported, so right after a job ends the table
+    could otherwise miss the final fragments.
+    """
+    deadline = time.monotonic() + 2 * settings.heartbeat_interval_s
+    while time.monotonic() < deadline:
+        if sum(n["fragments_done"] for n in client.nodes()["data"]) >= fragments:
+            return
+        time.sleep(0.2)
 
 
 def print_nodes(client: QorchClient) -> None:
@@ -403,6 +421,15 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args, settings)
     except ApiError as exc:
         console.print(f"[red]{exc}[/red]")
+        return 1
+    except httpx.TransportError as exc:
+        console.print(
+            f"[red]cannot reach the API at {settings.client_api_url()}: {exc}[/red]\n"
+            "Is it running (`qorch up`)? Set QORCH_API_URL to point elsewhere."
+        )
+        return 1
+    except grpc.RpcError as exc:
+        console.print(f"[red]gRPC {exc.code().name}: {exc.details()}[/red]")
         return 1
     return code
 

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(6000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
     kafka_fetch_wait_max_ms: int = Field(10, ge=1)
+    kafka_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=10_000,
+        description="Longest time a consumer may spend on one message (a node agent on one "
+        "fragment) before the group hands its partitions to another member; raise it for "
+        "pools whose devices queue tasks for long.",
+    )
     kafka_message_timeout_ms: int = Field(30000, ge=1000)
 
     # API

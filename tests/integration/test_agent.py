@@ -107,6 +107,7 @@ def fragment(
     *,
     shots: int = 0,
     observables: list[str] | None = None,
+    thetas: tuple[float, ...] = (0.1, 0.8, 2.5),
 ) -> pb.Fragment:
     return pb.Fragment(
         fragment_id=fragment_id,
@@ -114,7 +115,7 @@ def fragment(
         attempt=1,
         pool=POOL,
         program=PROGRAM,
-        bindings=[pb.Binding(values={"theta": t}) for t in (0.1, 0.8, 2.5)],
+        bindings=[pb.Binding(values={"theta": t}) for t in thetas],
         shots=shots,
         result_kind=kind,  # type: ignore[arg-type]
         observables=observables or [],
@@ -133,7 +134,14 @@ def test_agent_executes_fragments_publishes_results_and_heartbeats(
     heartbeats = TopicReader(topics, topics.topic("heartbeats"), nodes_pb.Heartbeat)
     settings = topics.model_copy(update={"node_id": "node-a"})
     work = [
-        fragment("f-exp", "job-1", pb.RESULT_KIND_EXPECTATION, observables=["ZZI", "IIZ", "III"]),
+        # 12 bindings in one fragment: one result message carries all of them
+        fragment(
+            "f-exp",
+            "job-1",
+            pb.RESULT_KIND_EXPECTATION,
+            observables=["ZZI", "IIZ", "III"],
+            thetas=tuple(0.25 * i for i in range(12)),
+        ),
         fragment("f-prob", "job-2", pb.RESULT_KIND_PROBABILITIES),
         fragment("f-counts", "job-1", pb.RESULT_KIND_COUNTS, shots=64),
     ]
@@ -155,7 +163,7 @@ def test_agent_executes_fragments_publishes_results_and_heartbeats(
                 assert result.finished_at.seconds > 0
                 if f.result_kind == pb.RESULT_KIND_COUNTS:
                     sums = [sum(r.counts.counts.values()) for r in result.success.results]
-                    assert sums == [64, 64, 64]
+                    assert sums == [64] * len(f.bindings)
                 else:
                     assert list(result.success.results) == reference.execute(f)
 
@@ -166,7 +174,7 @@ def test_agent_executes_fragments_publishes_results_and_heartbeats(
             assert key == "node-a"
             assert beat.state == nodes_pb.NODE_STATE_RUNNING
             assert (beat.pool, beat.backend, beat.pid) == (POOL, "braket_sv", os.getpid())
-            assert beat.bindings_done == 9 and beat.fragments_failed == 0
+            assert beat.bindings_done == 12 + 3 + 3 and beat.fragments_failed == 0
             assert beat.started_at.seconds > 0 and beat.sent_at.seconds >= beat.started_at.seconds
 
             agent.shutdown()
@@ -310,10 +318,16 @@ def test_run_agent_refuses_an_unknown_pool() -> None:
     assert run_agent("quantum-toaster", Settings(kafka_bootstrap="127.0.0.1:9")) == EXIT_CONFIG
 
 
-def test_node_process_stops_cleanly_on_sigterm(kafka_settings: Settings, tmp_path: Path) -> None:
+def test_node_process_works_and_stops_cleanly_on_sigterm(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     """``python -m nodes`` serves the pool until SIGTERM, then says STOPPED and exits 0."""
     ensure_topics(kafka_settings, [POOL])
     heartbeats = TopicReader(kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat)
+    results = TopicReader(kafka_settings, kafka_settings.topic("results"), pb.FragmentResult)
+    big = fragment(
+        "f-big", "job-7", pb.RESULT_KIND_EXPECTATION, observables=["ZZZ"], thetas=(0.25,) * 16
+    )
     env = {
         **os.environ,
         "QORCH_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
@@ -330,21 +344,33 @@ def test_node_process_stops_cleanly_on_sigterm(kafka_settings: Settings, tmp_pat
         cwd=Path(__file__).resolve().parents[2],
         stdout=log,
         stderr=log,
+        start_new_session=True,  # its own process group, so cleanup reaches all of it
     )
     try:
         heartbeats.wait_for(
             lambda items: any(h.state == nodes_pb.NODE_STATE_RUNNING for _, h in items),
             "the process's first heartbeat",
         )
+        producer = Producer(kafka_settings)
+        try:
+            publish(producer, kafka_settings, *[big] * 4)
+        finally:
+            producer.close()
+        items = results.wait_for(lambda items: len(items) >= 4, "four results from the process")
+        assert [len(r.success.results) for _, r in items] == [16] * 4
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(DEADLINE_S) == 0, (tmp_path / "node.log").read_text()
+        try:
+            assert proc.wait(DEADLINE_S) == 0, (tmp_path / "node.log").read_text()
+        except subprocess.TimeoutExpired:
+            pytest.fail("no exit after SIGTERM:\n" + (tmp_path / "node.log").read_text())
         last = heartbeats.wait_for(
             lambda items: items[-1][1].state == nodes_pb.NODE_STATE_STOPPED, "STOPPED heartbeat"
         )
         assert last[-1][0] == "node-proc"
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
         heartbeats.close()
+        results.close()

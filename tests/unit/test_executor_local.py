@@ -134,15 +134,6 @@ def test_sampled_expectations_split_non_commuting_observables(sv: LocalExecutor)
         assert list(result.expectations.values) == pytest.approx(exact, abs=0.1)
 
 
-def test_batch_and_loop_give_the_same_results() -> None:
-    many = fragment(pb.RESULT_KIND_EXPECTATION, observables=OBSERVABLES)
-    many.bindings.extend(list(many.bindings))
-    looped = LocalExecutor("braket_sv", parallel_threshold=10_000).execute(many)
-    batched = LocalExecutor("braket_sv", parallel_threshold=1, max_parallel=2).execute(many)
-
-    assert looped == batched
-
-
 @pytest.mark.filterwarnings("ignore:You are running a noise-free circuit")
 def test_density_matrix_backend_agrees_with_state_vector(sv: LocalExecutor) -> None:
     dm = LocalExecutor("braket_dm")
