@@ -33,9 +33,12 @@ test: lint typecheck
 proto: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --mypy_out=. \
 		--mypy_grpc_out=. proto/qorch/v1/*.proto
+	rm -f proto/qorch/v1/fragments_pb2_grpc.py* proto/qorch/v1/nodes_pb2_grpc.py*  # no services there
 
+# Figures only (issue 6): the executor, the pipeline vs run_batch, overhead, scale, event latency.
 bench: $(STAMP)
-	$(PY) bench/pipeline.py
+	$(PY) bench/throughput.py
+	$(PY) bench/latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -7,12 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import install_error_handlers
 from api.events import EventHub
 from api.grpc_server import create_server
-from api.routes import health, jobs, nodes
+from api.routes import datasets, health, jobs, nodes, training
 from orchestrator.store.db import make_engine, make_session_factory
 from qorch.config import Settings
 from qorch.kafka import Producer, ensure_topics
@@ -60,6 +61,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(training.router)
+    app.include_router(datasets.router)
     app.include_router(nodes.router)
     app.include_router(health.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus counters of this process (qorch/metrics.py)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.lifecycle import InvalidTransition
 from orchestrator.spec import SpecError
 from orchestrator.store.repository import NotFound
+from qorch.metrics import API_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +25,23 @@ def spec_error_detail(exc: SpecError) -> list[dict[str, object]]:
     return [{"loc": ["body", *e.loc], "msg": e.msg, "type": "value_error"} for e in exc.errors]
 
 
+#: Tags of the job-kind union; pydantic puts them in error locations, users never wrote them.
+_KIND_TAGS = frozenset({"circuits", "train", "minimize"})
+
+
+def _without_kind_tag(loc: Sequence[Any]) -> list[Any]:
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in _KIND_TAGS:
+        return [loc[0], *loc[2:]]
+    return list(loc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping of domain errors to status codes."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{**e, "loc": _without_kind_tag(e["loc"])} for e in exc.errors()]
+        return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -39,8 +58,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(DBAPIError)
-    async def database_down(_: Request, exc: DBAPIError) -> JSONResponse:
-        logger.warning("database error answered with 503: %s", exc.orig)
+    async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        API_UNAVAILABLE.labels("postgres").inc()
+        logger.warning(
+            "database error answered with 503: %s", exc.orig, extra={"path": request.url.path}
+        )
         return JSONResponse(
             status_code=503,
             headers={"Retry-After": "2"},

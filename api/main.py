@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import uvicorn
 
 from api.app import create_app
@@ -19,5 +21,10 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=5,
         )
     )
+    # uvicorn handles SIGTERM/SIGINT itself (graceful drain), then raises the signal again once
+    # it restored the handlers it found. Found ones that do nothing, so a drained API exits 0
+    # instead of dying by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
     server.run()
     return 0

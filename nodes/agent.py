@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from types import TracebackType
 
 from confluent_kafka import Message
@@ -19,12 +20,14 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from nodes.encoding import EncodingError, apply_encoding
 from nodes.executors.base import ExecutionError, Executor
 from nodes.executors.factory import executor_for_pool
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorch.config import Settings
 from qorch.kafka import Consumer, Producer
+from qorch.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ POLL_TIMEOUT_S = 0.2
 RETRY_BACKOFF_S = (0.1, 5.0)
 #: How long the final STOPPED heartbeat may take.
 FINAL_HEARTBEAT_TIMEOUT_S = 5.0
+#: How many (fragment, attempt) pairs an agent remembers to recognise a redelivery.
+SEEN_FRAGMENTS = 4096
 
 
 def default_node_id(settings: Settings) -> str:
@@ -81,6 +86,7 @@ class NodeAgent:
         self.fragments_done = 0
         self.fragments_failed = 0
         self.bindings_done = 0
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -164,9 +170,11 @@ class NodeAgent:
         missing = [f for f in ("fragment_id", "job_id") if not getattr(fragment, f)]
         if missing:
             return self._dead_letter(msg, key, fragment, f"Fragment without {', '.join(missing)}")
+        self._note_delivery(fragment)
         result = self._execute(fragment)
         if not self._publish(self.settings.topic("results"), fragment.job_id, result):
             return False
+        NODE_FRAGMENTS.labels(result.WhichOneof("outcome") or "none").inc()
         with self._lock:
             if result.WhichOneof("outcome") == "success":
                 self.fragments_done += 1
@@ -174,6 +182,22 @@ class NodeAgent:
             else:
                 self.fragments_failed += 1
         return True
+
+    def _note_delivery(self, fragment: pb.Fragment) -> None:
+        """Count and log a fragment this agent has seen before (same attempt): a redelivery."""
+        key = (fragment.fragment_id, fragment.attempt)
+        if key in self._seen:
+            NODE_REDELIVERIES.inc()
+            logger.warning(
+                "fragment delivered again (attempt %d); running it again, the orchestrator "
+                "counts its result once",
+                fragment.attempt,
+                extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
+            )
+            return
+        self._seen[key] = None
+        if len(self._seen) > SEEN_FRAGMENTS:
+            self._seen.popitem(last=False)
 
     def _execute(self, fragment: pb.Fragment) -> pb.FragmentResult:
         extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
@@ -183,8 +207,18 @@ class NodeAgent:
             attempt=fragment.attempt,
             node_id=self.node_id,
         )
+        logger.info(
+            "fragment started (attempt %d, %d bindings)",
+            fragment.attempt,
+            len(fragment.bindings),
+            extra=extra,
+        )
         started = time.monotonic()
         try:
+            try:
+                apply_encoding(fragment)
+            except EncodingError as exc:
+                raise ExecutionError(str(exc), retryable=False, error_type="EncodingError") from exc
             outcome = self.executor.execute(fragment)
             if len(outcome) != len(fragment.bindings):
                 raise ExecutionError(
@@ -225,6 +259,7 @@ class NodeAgent:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
         logger.warning("dead-lettering message %s: %s", where, reason, extra={"fragment_id": key})
         letter = pb.DeadLetter(fragment=fragment, reason=f"{reason} ({where})", at=now())
+        DEAD_LETTERS.labels("node").inc()
         return self._publish(self.settings.topic("fragments.dlq"), key, letter)
 
     def _publish(self, topic: str, key: str, message: ProtoMessage) -> bool:
@@ -242,7 +277,10 @@ class NodeAgent:
                     extra={"key": key},
                 )
                 return False
-            logger.warning("send to %s not acknowledged; retrying in %.1f s", topic, delay)
+            PUBLISH_RETRIES.inc()
+            logger.warning(
+                "send to %s not acknowledged; retrying in %.1f s", topic, delay, extra={"key": key}
+            )
             self._sleep(delay)
             delay = min(delay * 2, limit)
 

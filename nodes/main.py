@@ -11,6 +11,7 @@ from nodes.agent import NodeAgent
 from nodes.executors.base import ExecutionError
 from qorch.config import Settings
 from qorch.kafka import ensure_topics
+from qorch.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def run_agent(pool: str, settings: Settings) -> int:
         logger.error("cannot start a node agent for pool %s: %s", pool, exc)
         return EXIT_CONFIG
     ensure_topics(settings, [pool])
+    serve_metrics(settings.metrics_port)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s; finishing the fragment in hand", signal.Signals(signum).name)

@@ -12,10 +12,10 @@ and of basis-state bitstrings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from antlr4 import CommonTokenStream, InputStream
 from antlr4.error.ErrorListener import ErrorListener
@@ -25,7 +25,6 @@ from braket.default_simulator.openqasm.parser import openqasm_ast as ast
 from braket.default_simulator.openqasm.parser.generated.qasm3Lexer import qasm3Lexer
 from braket.default_simulator.openqasm.parser.generated.qasm3Parser import qasm3Parser
 from braket.default_simulator.openqasm.parser.openqasm_parser import QASMNodeVisitor
-from braket.tasks import GateModelQuantumTaskResult
 
 from proto.qorch.v1 import fragments_pb2 as pb
 
@@ -33,6 +32,20 @@ PAULI = frozenset("IXYZ")
 
 #: Result kinds by their proto value, for messages.
 KIND_NAMES: dict[int, str] = {int(value): name for name, value in pb.ResultKind.items()}
+
+
+class TaskResult(Protocol):
+    """What is read from one run: Braket's ``GateModelQuantumTaskResult`` or a compiled run's."""
+
+    @property
+    def values(self) -> Sequence[Any]:
+        """Result type values, in the order of the program's result pragmas."""
+        ...
+
+    @property
+    def measurement_counts(self) -> Mapping[str, int] | None:
+        """Counts per bitstring (qubit 0 leftmost) when the run had shots."""
+        ...
 
 
 class ProgramError(ValueError):
@@ -73,9 +86,7 @@ class PreparedProgram:
     #: Observables that need no simulation (all identity): index -> value.
     constants: tuple[tuple[int, float], ...] = ()
 
-    def binding_results(
-        self, results: Sequence[GateModelQuantumTaskResult]
-    ) -> list[pb.BindingResult]:
+    def binding_results(self, results: Sequence[TaskResult]) -> list[pb.BindingResult]:
         """Results of consecutive bindings from their task results (:attr:`runs` per binding)."""
         width = len(self.runs)
         if not width or len(results) % width:
@@ -85,7 +96,7 @@ class PreparedProgram:
             for start in range(0, len(results), width)
         ]
 
-    def binding_result(self, results: Sequence[GateModelQuantumTaskResult]) -> pb.BindingResult:
+    def binding_result(self, results: Sequence[TaskResult]) -> pb.BindingResult:
         """The result of one binding from Braket's results of :attr:`runs`, in the same order."""
         if len(results) != len(self.runs):
             raise ValueError(f"expected {len(self.runs)} task results, got {len(results)}")
@@ -111,13 +122,15 @@ class PreparedProgram:
         return pb.BindingResult(expectations=pb.Expectations(values=answered))
 
 
-def counts_result(result: GateModelQuantumTaskResult) -> pb.BindingResult:
+def counts_result(result: TaskResult) -> pb.BindingResult:
     """Measurement counts per bitstring, as Braket reports them."""
+    if result.measurement_counts is None:
+        raise ValueError("counts need a run with shots")
     counts = {str(bits): int(n) for bits, n in result.measurement_counts.items()}
     return pb.BindingResult(counts=pb.Counts(counts=counts))
 
 
-def probabilities_result(result: GateModelQuantumTaskResult) -> pb.BindingResult:
+def probabilities_result(result: TaskResult) -> pb.BindingResult:
     """Probability per basis state (qubit 0 first), exact zeros omitted."""
     if len(result.values) != 1:
         raise ValueError(f"expected one probability result type, got {len(result.values)}")

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.cutting.jobs import job_layout, knit_values, run_programs
 from orchestrator.spec import JobCreate
 from proto.qorch.v1 import fragments_pb2 as pb
 
@@ -67,8 +68,9 @@ def assemble_result(job: JobCreate, fragments: Iterable[StoredFragment]) -> dict
 
     Raises ValueError when a binding has no value or has two.
     """
+    runs = run_programs(job)  # the job's programs, or the subexperiments of cut ones
     per_program: list[list[BindingValue | None]] = [
-        [None] * max(1, len(p.bindings)) for p in job.programs
+        [None] * max(1, len(job.programs[r.origin].bindings)) for r in runs
     ]
     for fragment in fragments:
         slots = per_program[fragment.program_index]
@@ -77,15 +79,21 @@ def assemble_result(job: JobCreate, fragments: Iterable[StoredFragment]) -> dict
             if slots[position] is not None:
                 raise ValueError(f"program {fragment.program_index} binding {position} twice")
             slots[position] = value
-    programs = []
+    programs: list[dict[str, Any]] = []
     for index, slots in enumerate(per_program):
         missing = [i for i, v in enumerate(slots) if v is None]
         if missing:
             raise ValueError(f"program {index} has no value for bindings {missing[:10]}")
         programs.append({"index": index, "values": slots})
-    return {
+    result: dict[str, Any] = {
         "result_type": job.result.type.value,
         "shots": job.shots,
         "observables": list(job.result.observables),
         "programs": programs,
     }
+    if job.cutting is not None:
+        layout = job_layout(job)
+        values = knit_values(job, layout, [p["values"] for p in programs])
+        result["programs"] = [{"index": i, "values": v} for i, v in enumerate(values)]
+        result["cutting"] = {str(i): plan for i, plan in layout.plans().items()}
+    return result

@@ -18,11 +18,13 @@ from orchestrator.aggregation import (
     assemble_result,
     binding_values,
 )
+from orchestrator.cutting.jobs import run_programs
 from orchestrator.dispatch import describe, fail_fragment, redispatch, utcnow
 from orchestrator.lifecycle import JobStatus, is_terminal
 from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.models import Fragment, Job, JobEventRow
+from orchestrator.training import runner as training
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 
@@ -62,7 +64,7 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
                 result.success,
                 fragment.binding_count,
                 RESULT_FIELD[job.result_type],
-                job.observables,
+                _observable_count(job, fragment.program_index),
             )
         except ResultShapeError as exc:
             failure = pb.FragmentFailure(
@@ -77,6 +79,11 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
         fragment.node_id = result.node_id
         job.fragments_done += 1
         job.bindings_done += fragment.binding_count
+        if job.kind in training.KINDS:
+            # Training jobs report per step and per epoch, not per fragment.
+            if job.fragments_done < job.fragments_total:
+                return Outcome("counted")
+            return Outcome("counted", training.advance(session, job, settings))
         events = [
             repo.append_event(
                 session,
@@ -108,6 +115,14 @@ def _apply_failure(
     if failure.retryable and fragment.attempt < settings.max_attempts:
         return Outcome("retried", [redispatch(session, job, fragment, reason, settings)])
     return Outcome("failed", [fail_fragment(session, job, fragment, reason, settings)])
+
+
+def _observable_count(job: Job, run_index: int) -> int:
+    """Values each binding of a fragment answers: the job's observables, or those of the cut
+    subexperiment the fragment runs."""
+    if job.kind != "circuits" or not (job.spec or {}).get("cutting"):
+        return job.observables
+    return len(run_programs(JobCreate.model_validate(job.spec))[run_index].observables)
 
 
 def _finish(session: Session, job: Job) -> JobEventRow:

@@ -4,18 +4,19 @@ fragments that were not answered in time. Each function is one database transact
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
+from orchestrator import streaming
 from orchestrator.lifecycle import JobStatus, is_terminal
-from orchestrator.planning import FragmentPlan, build_fragment, plan_fragments
+from orchestrator.planning import FragmentPlan, build_fragment
 from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, session_scope
 from orchestrator.store.models import Fragment, Job, JobEventRow
+from orchestrator.training import runner as training
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 from qorch.kafka import Producer
@@ -30,33 +31,32 @@ def utcnow() -> datetime:
 def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventRow] | None:
     """Plan the oldest queued job: its fragments and their outbox rows, in one transaction.
 
-    Returns the events recorded, or None when no job was queued.
+    Returns the events recorded, or None when no job was queued. Running jobs that still have
+    fragments to write are topped up first, within the in-flight caps.
     """
+    streaming.top_up(factory, settings)
     with session_scope(factory) as session:
         job = repo.claim_queued_job(session)
         if job is None:
             return None
-        spec = JobCreate.model_validate(job.spec)
-        fragments = [
-            repo.NewFragment(
-                id=fid,
-                program_index=plan.program_index,
-                binding_offset=plan.binding_offset,
-                binding_count=plan.binding_count,
-                payload=build_fragment(
-                    spec, plan, job_id=job.id, fragment_id=fid, attempt=1
-                ).SerializeToString(),
-            )
-            for plan in plan_fragments(spec, settings.fragment_bindings)
-            for fid in [str(uuid.uuid4())]
-        ]
-        repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+        if job.kind in training.KINDS:
+            return training.begin(session, job, settings)
+        spec = streaming.cached_spec(session, job)
+        # Backpressure: only a first window is written now; top_up writes the rest as
+        # results come in (orchestrator/streaming.py). fragments_total is the full count.
+        job.fragments_total = streaming.count_fragments(spec, settings.fragment_bindings)
+        free = streaming.room(0, streaming.in_flight(session, pool=job.pool), settings)
+        written = streaming.write_window(session, job, spec, settings, 0, free)
         message = (
-            f"{len(fragments)} fragments of up to {settings.fragment_bindings} bindings "
-            f"dispatched to pool {job.pool}"
+            f"{job.fragments_total} fragments of up to {settings.fragment_bindings} bindings "
+            f"for pool {job.pool}; {written} dispatched now, at most "
+            f"{settings.max_inflight_per_job} in flight"
         )
         event = repo.set_status(session, job, JobStatus.RUNNING, message, now=utcnow())
-        logger.info("job planned", extra={"job_id": job.id, "fragments": len(fragments)})
+        logger.info(
+            "job planned",
+            extra={"job_id": job.id, "fragments": job.fragments_total, "dispatched": written},
+        )
         return [event]
 
 
@@ -104,6 +104,11 @@ def describe(fragment: Fragment) -> str:
 
 
 def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
+    if fragment.payload is not None:  # stored at planning (training steps)
+        message = pb.Fragment.FromString(fragment.payload)
+        message.attempt = fragment.attempt
+        message.dispatched_at.GetCurrentTime()
+        return message
     spec = JobCreate.model_validate(job.spec)
     plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
     return build_fragment(

@@ -7,11 +7,13 @@ from types import FrameType
 
 from orchestrator.service import Orchestrator
 from qorch.config import Settings
+from qorch.metrics import serve_metrics
 
 
 def run_orchestrator(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; in-flight transactions finish, offsets are committed."""
     orchestrator = Orchestrator(settings)
+    serve_metrics(settings.metrics_port)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         orchestrator.shutdown()

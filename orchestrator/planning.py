@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from orchestrator.cutting.jobs import run_programs
 from orchestrator.spec import JobCreate, ResultType
 from proto.qorch.v1 import fragments_pb2 as pb
 
@@ -37,8 +38,8 @@ def plan_fragments(job: JobCreate, bindings_per_fragment: int) -> Iterator[Fragm
     """
     if bindings_per_fragment < 1:
         raise ValueError("bindings_per_fragment must be at least 1")
-    for index, program in enumerate(job.programs):
-        total = max(1, len(program.bindings))
+    for index, run in enumerate(run_programs(job)):  # a cut program runs as its subexperiments
+        total = max(1, len(job.programs[run.origin].bindings))
         for offset in range(0, total, bindings_per_fragment):
             yield FragmentPlan(index, offset, min(bindings_per_fragment, total - offset))
 
@@ -53,7 +54,8 @@ def build_fragment(
     qubits: int = 0,
 ) -> pb.Fragment:
     """The Kafka message for one planned fragment (``attempt`` counts dispatches from 1)."""
-    program = job.programs[plan.program_index]
+    run = run_programs(job)[plan.program_index]
+    program = job.programs[run.origin]
     window = program.bindings[plan.binding_offset : plan.binding_offset + plan.binding_count]
     dispatched = Timestamp()
     dispatched.GetCurrentTime()
@@ -63,12 +65,12 @@ def build_fragment(
         attempt=attempt,
         pool=job.pool,
         program_index=plan.program_index,
-        program=program.source,
+        program=run.source,
         binding_offset=plan.binding_offset,
         bindings=[pb.Binding(values=b) for b in window] or [pb.Binding()],
         shots=job.shots,
         result_kind=RESULT_KINDS[job.result.type],
-        observables=job.result.observables,
-        qubits=qubits,
+        observables=run.observables,
+        qubits=qubits or run.qubits,
         dispatched_at=dispatched,
     )

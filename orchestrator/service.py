@@ -23,13 +23,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from orchestrator.aggregator import apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
+from orchestrator.recovery import BrokerWatch, resend_unanswered
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from orchestrator.store.events import event_to_proto
 from orchestrator.store.models import JobEventRow
 from proto.qorch.v1 import fragments_pb2, nodes_pb2
+from qorch import metrics
 from qorch.config import Settings
-from qorch.kafka import Consumer, Producer, ensure_topics
+from qorch.kafka import Consumer, Producer, ensure_topics, topic_ids
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,18 @@ def publish_events(producer: Producer, settings: Settings, events: Sequence[JobE
     topic = settings.topic("events")
     for row in events:
         producer.send(topic, row.job_id, event_to_proto(row))
+
+
+def _observe(kind: str) -> None:
+    """Count an applied result's outcome on the Prometheus counters."""
+    metrics.RESULTS.labels(kind).inc()
+    if kind == "duplicate":
+        metrics.DUPLICATES_DROPPED.inc()
+    elif kind == "retried":
+        metrics.RETRIES.inc()
+        metrics.REDISPATCHES.labels("failure").inc()
+    elif kind == "failed":
+        metrics.DEAD_LETTERS.labels("orchestrator").inc()
 
 
 class Orchestrator:
@@ -121,6 +135,7 @@ class Orchestrator:
             except DBAPIError as exc:
                 if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
                     raise
+                metrics.DB_RETRIES.inc()
                 logger.warning("database unavailable, retrying in %.1fs: %s", delay, exc.orig)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
@@ -132,25 +147,53 @@ class Orchestrator:
         assert self._producer is not None
         producer = self._producer
         next_sweep = 0.0
+        watch = BrokerWatch()
+        next_topic_check = time.monotonic()
         while not self._stop.is_set():
             busy = False
             planned = self._with_db(lambda: plan_next_job(self._factory, self.settings))
             if planned:
                 busy = True
-                self._ensure_pool_topics()
+                self._with_db(self._ensure_pool_topics)
                 publish_events(producer, self.settings, planned)
             relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
             if relayed:
                 busy = True
                 self._count("fragments_published", relayed)
+                metrics.PUBLISHED.inc(relayed)
             if time.monotonic() >= next_sweep:
                 swept = self._with_db(lambda: sweep_overdue(self._factory, self.settings))
                 if swept:
                     self._count("redispatches", len(swept))
+                    for event in swept:
+                        if event.type == "redispatched":
+                            metrics.REDISPATCHES.labels("timeout").inc()
+                        elif event.type == "failed":
+                            metrics.DEAD_LETTERS.labels("orchestrator").inc()
                     publish_events(producer, self.settings, swept)
                 next_sweep = time.monotonic() + 1.0
+            if time.monotonic() >= next_topic_check:
+                self._check_broker(watch)
+                next_topic_check = time.monotonic() + self.settings.topic_check_interval_s
             if not busy:
                 self._stop.wait(self.settings.poll_interval_s)
+
+    def _check_broker(self, watch: BrokerWatch) -> None:
+        """Create missing topics; when the broker lost its state, send unanswered work again."""
+        try:
+            ensure_topics(self.settings, sorted(self._known_pools), timeout=5.0)
+            ids = topic_ids(self.settings, [self.settings.topic("results")])
+        except Exception as exc:  # broker away: try again at the next check
+            logger.warning("broker check failed: %s", exc)
+            return
+        if not watch.changed(ids):
+            return
+        metrics.BROKER_RESETS.inc()
+        logger.warning("the broker lost its topics; sending every unanswered fragment again")
+        resent = self._with_db(lambda: resend_unanswered(self._factory, self.settings)) or 0
+        metrics.RESENT.inc(resent)
+        self._count("fragments_resent", resent)
+        logger.warning("%d unanswered fragments queued again", resent)
 
     def _ensure_pool_topics(self) -> None:
         """Create the fragments topic of a pool the first time a job uses it."""
@@ -178,6 +221,7 @@ class Orchestrator:
                 except DecodeError:
                     logger.warning("undecodable result message dropped", extra={"key": msg.key()})
                     self._count("results_malformed")
+                    metrics.RESULTS.labels("malformed").inc()
                     consumer.commit(msg)
                     continue
 
@@ -185,6 +229,7 @@ class Orchestrator:
                     with session_scope(self._factory) as session:
                         outcome = apply_result(session, result, self.settings)
                     self._count(f"results_{outcome.kind}")
+                    _observe(outcome.kind)
                     return outcome.events
 
                 events = self._with_db(apply)

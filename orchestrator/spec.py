@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from orchestrator.cutting.jobs import CuttingSpec, cut_problems, settle_cutting
 from orchestrator.qasm import ProgramError, ProgramInfo, analyze
+from orchestrator.training.spec import MinimizeJob, TrainJob
 from qorch.config import Settings
 
 EXAMPLE_PROGRAM = """OPENQASM 3.0;
@@ -115,6 +117,12 @@ class JobCreate(BaseModel):
     shots: int = Field(0, ge=0, description="Shots per binding; 0 = exact results.")
     result: ResultSpec = Field(description="What each binding returns.")
     programs: list[ProgramSpec] = Field(min_length=1, description="The programs to run.")
+    cutting: CuttingSpec | None = Field(
+        None,
+        description="Cut programs wider than `max_subcircuit_qubits` into subcircuits that run "
+        "on many nodes (expectation results only). On by itself, at the pool's qubit limit, "
+        "for programs wider than the pool.",
+    )
 
     @field_validator("pool")
     @classmethod
@@ -166,6 +174,8 @@ def validate_job(job: JobCreate, settings: Settings) -> list[ProgramInfo]:
         fail("result", "observables", msg=f"at most {settings.max_observables} observables")
     if job.result.type != ResultType.EXPECTATION and job.result.observables:
         fail("result", "observables", msg="observables go only with type expectation")
+    if job.cutting is not None and job.result.type != ResultType.EXPECTATION:
+        fail("cutting", msg="cutting needs result type expectation")
     if len(job.programs) > settings.max_programs:
         fail("programs", msg=f"at most {settings.max_programs} programs")
     total = sum(max(1, len(p.bindings)) for p in job.programs)
@@ -175,6 +185,7 @@ def validate_job(job: JobCreate, settings: Settings) -> list[ProgramInfo]:
         raise SpecError(errors)
 
     limit = settings.max_qubits(job.pool)
+    settle_cutting(job, settings)  # programs wider than the pool are cut (expectation only)
     infos: list[ProgramInfo] = []
     for i, program in enumerate(job.programs):
         if len(program.source) > settings.max_program_chars:
@@ -186,7 +197,10 @@ def validate_job(job: JobCreate, settings: Settings) -> list[ProgramInfo]:
             fail("programs", i, "source", msg=str(exc))
             continue
         infos.append(info)
-        if info.qubits > limit:
+        if job.cutting is not None and info.qubits > job.cutting.max_subcircuit_qubits:
+            for problem in cut_problems(job, i, settings):
+                fail("programs", i, "source", msg=problem)
+        elif info.qubits > limit:
             fail(
                 "programs",
                 i,
@@ -239,3 +253,19 @@ def _check_bindings(program: ProgramSpec, info: ProgramInfo, index: int, fail: _
         for name, value in binding.items():
             if not math.isfinite(value):
                 fail("programs", index, "bindings", j, name, msg="must be a finite number")
+
+
+def _kind_of(value: object) -> str:
+    """The job kind of a request body or model; bodies without one are circuits jobs."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "circuits"))
+    return str(getattr(value, "kind", "circuits"))
+
+
+#: Any job a user may submit, told apart by ``kind`` (``circuits`` when absent).
+AnyJob = Annotated[
+    Annotated[JobCreate, Tag("circuits")]
+    | Annotated[TrainJob, Tag("train")]
+    | Annotated[MinimizeJob, Tag("minimize")],
+    Discriminator(_kind_of),
+]

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,6 +24,12 @@ from rich.table import Table
 from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
 from qorch.config import Settings, get_settings
 from qorch.logs import configure_logging
+from qorch.training_cli import (
+    DEMO_CLASSIFIER,
+    add_commands,
+    print_metrics,
+    watch_training,
+)
 
 console = Console(stderr=False)
 
@@ -163,6 +170,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"[red]job {status}: {client.job(job['id'])['error']}[/red]")
                 return 1
             print_summary(client, job["id"])
+            if args.train and not _demo_training(client):
+                return 1
             _await_heartbeats(client, client.job(job["id"])["fragments_total"], settings)
             print_nodes(client)
         console.print("Shutting down ...")
@@ -184,7 +193,9 @@ def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> 
     The job is looked up over REST first, so an unknown job or an unreachable API is reported
     at once rather than after the reconnection attempts.
     """
-    client.job(job_id)
+    job = client.job(job_id)
+    if job["kind"] in ("train", "minimize"):
+        return watch_training(client, job, from_seq)
     last_seq, status, retries = from_seq, "QUEUED", 0
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -260,6 +271,27 @@ def print_summary(client: QorchClient, job_id: str) -> None:
             first = values[0]
             top = sorted(first.items(), key=lambda kv: -kv[1])[:5]
             console.print(f"program {program['index']} binding 0, top {kind}: {top}")
+
+
+def _demo_training(client: QorchClient) -> bool:
+    """Train the demo classifier on ``moons``, show it learning, classify two new points."""
+    console.print(
+        "\n[bold]Training[/bold] a 4-qubit classifier on moons: every step's circuits (forward "
+        "and parameter-shifted) run on the agents"
+    )
+    job = client.submit(DEMO_CLASSIFIER)
+    status = watch_training(client, client.job(job["id"]))
+    if status != "SUCCEEDED":
+        console.print(f"[red]training {status}: {client.job(job['id'])['error']}[/red]")
+        return False
+    print_metrics(client, job["id"])
+    points = [[0.0, 1.0], [1.0, -0.5], [-0.8, 0.3], [2.0, 0.2]]
+    answer = client.predict(job["id"], points)
+    for point, p in zip(points, answer["predictions"], strict=True):
+        console.print(
+            f"  predict {point}: class {p['class']} (p = {max(p['probabilities'].values()):.3f})"
+        )
+    return True
 
 
 def _await_heartbeats(client: QorchClient, fragments: int, settings: Settings) -> None:
@@ -385,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the platform, run the sample job, stop")
     demo.add_argument("--settings", type=int, default=64, help="parameter settings to run")
     demo.add_argument("--shots", type=int, default=0, help="shots per circuit (0 = exact)")
+    demo.add_argument(
+        "--no-train", dest="train", action="store_false", help="skip the training part"
+    )
     demo.set_defaults(func=cmd_demo)
 
     submit = sub.add_parser("submit", help="submit a job spec (JSON or YAML file, - = stdin)")
@@ -408,7 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_id")
         p.set_defaults(func=func)
     sub.add_parser("nodes", help="list node agents").set_defaults(func=cmd_nodes)
+    add_commands(sub, _with_client)
     return parser
+
+
+def _with_client(
+    command: Callable[[argparse.Namespace, QorchClient], int],
+) -> Callable[[argparse.Namespace, Settings], int]:
+    """Adapt a client command to the parser's ``func(args, settings)``."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        with _client(settings) as client:
+            return command(args, client)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

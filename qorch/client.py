@@ -85,6 +85,37 @@ class QorchClient:
         result: dict[str, Any] = self._call("POST", f"/v1/jobs/{job_id}/cancel")
         return result
 
+    def metrics(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/metrics: a training job's step and epoch history."""
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/metrics")
+        return result
+
+    def checkpoint(self, job_id: str) -> dict[str, Any]:
+        """GET /v1/jobs/{id}/checkpoint: a training job's latest state."""
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}/checkpoint")
+        return result
+
+    def predict(self, job_id: str, samples: list[list[float]]) -> dict[str, Any]:
+        """POST /v1/jobs/{id}/predict: classes and probabilities from a trained model."""
+        timeout = max(self._http.timeout.read or 30.0, 120.0)
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/jobs/{job_id}/predict", json={"samples": samples}, timeout=timeout
+        )
+        return result
+
+    def upload_dataset(
+        self, csv_text: str, name: str = "", label_column: str = "label"
+    ) -> dict[str, Any]:
+        """POST /v1/datasets with a CSV body."""
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/v1/datasets",
+            content=csv_text.encode(),
+            headers={"Content-Type": "text/csv"},
+            params={"name": name, "label_column": label_column},
+        )
+        return result
+
     def nodes(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/nodes")
         return result

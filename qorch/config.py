@@ -70,6 +70,30 @@ class Settings(BaseSettings):
     relay_batch: int = Field(500, ge=1, description="Outbox rows the relay publishes per pass.")
     poll_interval_s: float = Field(0.2, gt=0, description="Idle wait of the orchestrator loops.")
 
+    # Backpressure and recovery (see README "Guarantees")
+    max_inflight_per_job: int = Field(
+        256, ge=1, description="Planned but unanswered fragments of one job, at most."
+    )
+    max_inflight_per_pool: int = Field(
+        2048, ge=1, description="Planned but unanswered fragments of one pool, at most."
+    )
+    topic_check_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the orchestrator checks that its topics exist; a missing one "
+        "means the broker lost its state: topics are created again and every unanswered "
+        "fragment is sent again.",
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port of orchestrator/agent; 0 = off."
+    )
+
+    # Training
+    predict_timeout_s: float = Field(
+        60.0, gt=0, description="How long `POST /v1/jobs/{id}/predict` waits for the nodes."
+    )
+    max_training_samples: int = Field(100_000, ge=1, description="Samples per training job.")
+
     # Validation bounds
     max_programs: int = Field(1000, ge=1)
     max_bindings: int = Field(100_000, ge=1, description="Bindings per job, all programs.")
@@ -79,11 +103,26 @@ class Settings(BaseSettings):
     default_max_qubits: int = Field(20, ge=1)
     pool_max_qubits: dict[str, int] = Field(default_factory=dict)
 
+    # Circuit cutting (README "Cutting circuits across nodes")
+    max_cut_overhead: float = Field(
+        1e4, ge=1, description="Largest sampling overhead (gamma^2) of a cut plan; beyond: 422."
+    )
+    max_cut_subexperiments: int = Field(
+        2000, ge=1, description="Most subexperiment programs one cut program may need."
+    )
+
     # Node agent
     node_pool: str = "local-sv"
     node_id: str = Field("", description="Node id; empty = hostname-pid.")
     heartbeat_interval_s: float = Field(2.0, gt=0)
     node_offline_after_s: float = Field(10.0, gt=0, description="Heartbeat age of an offline node.")
+    simulator_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads of Braket's simulator kernels (numba) in a local agent; 0 = numba's "
+        "default (every core). One agent runs one simulation at a time and a pool scales by "
+        "agents, so 1 avoids oversubscribing cores; results do not depend on it.",
+    )
 
     # AWS (aws-* pools)
     aws_devices: dict[str, str] = Field(default_factory=dict, description="pool -> device ARN")

@@ -188,12 +188,16 @@ class EmbeddedPostgres:
                     raise
                 time.sleep(0.05)  # the server accepts TCP a moment before it accepts logins
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown); delete a temporary cluster. Safe to call twice."""
+    def halt(self) -> None:
+        """Stop the server (fast shutdown) but keep its data and port: ``start`` resumes it."""
         if self._proc is not None:
             # SIGINT is Postgres' "fast" shutdown: it does not wait for clients to disconnect.
             _stop(self._proc, grace=10.0, sig=signal.SIGINT)
             self._proc = None
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown); delete a temporary cluster. Safe to call twice."""
+        self.halt()
         if self._temporary and self.data_dir.exists():
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer as _Consumer
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicCollection, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.message import Message as ProtoMessage
@@ -75,6 +75,14 @@ def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float 
                 raise
 
 
+def topic_ids(settings: Settings, names: Sequence[str], timeout: float = 5.0) -> dict[str, str]:
+    """The broker's id of each topic: a topic deleted and created again gets a new id, which is
+    how a service notices that the broker lost its state."""
+    admin = AdminClient(client_config(settings))
+    futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout)
+    return {name: str(future.result(timeout).topic_id) for name, future in futures.items()}
+
+
 @dataclass
 class Delivery:
     """Outcome of one produced message, filled in by the delivery callback."""
@@ -99,6 +107,7 @@ class Producer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
+        self._stalled = False  # set by a delivery timeout; the next send builds a new client
         self._producer = self._build()
 
     def _build(self) -> _Producer:
@@ -110,6 +119,10 @@ class Producer:
                 "linger.ms": 2,
                 "message.timeout.ms": self._settings.kafka_message_timeout_ms,
                 "compression.type": "lz4",
+                # Topics are created explicitly (ensure_topics); a producer that created a lost
+                # topic again would give it the wrong partitions and config, and would hide
+                # from the orchestrator that the broker lost its state.
+                "allow.auto.create.topics": False,
             }
         )
 
@@ -122,8 +135,12 @@ class Producer:
             if err is not None:
                 delivery.error = err.str()
                 logger.warning("delivery to %s failed for key %s: %s", topic, key, err.str())
+                if _is_stall(delivery.error):
+                    self._stalled = True
             delivery.done.set()
 
+        if self._stalled:  # a fire-and-forget send timed out: the client may be stuck for good
+            self._rebuild()
         with self._lock:
             producer = self._producer
         while True:
@@ -158,6 +175,7 @@ class Producer:
     def _rebuild(self) -> None:
         logger.warning("producer stalled (delivery timeouts); building a new one")
         with self._lock:
+            self._stalled = False
             old, self._producer = self._producer, self._build()
         old.purge()
         old.flush(0)

@@ -34,6 +34,7 @@ class Service:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # this child only, over the stack's
 
 
 @dataclass
@@ -80,6 +81,9 @@ class Stack:
                 Service(f"node-{i + 1}", ["node", "--pool", pool, "--node-id", f"node-{i + 1}"])
                 for i, pool in enumerate(self.options.pools)
             ]
+            if self.options.free_ports:
+                for service in self.services[1:]:  # the API serves /metrics on its own port
+                    service.env["QORCH_METRICS_PORT"] = str(free_port())
             for service in self.services:
                 self._spawn(service)
             self._wait_ready(timeout)
@@ -119,7 +123,7 @@ class Stack:
         # stops the children in order (agents first, so they can release their fragments).
         service.proc = subprocess.Popen(
             cmd,
-            env=self.child_env(),
+            env={**self.child_env(), **service.env},
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
@@ -134,6 +138,46 @@ class Stack:
         if service.proc is not None and service.proc.poll() is None:
             raise RuntimeError(f"{name} is still running")
         self._spawn(service)
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` to a running service (SIGKILL, SIGTERM, SIGSTOP, SIGCONT...)."""
+        proc = self.service(name).proc
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"{name} is not running")
+        proc.send_signal(sig)
+
+    def metrics_url(self, name: str) -> str:
+        """Where the service ``name`` serves Prometheus metrics."""
+        if name == "api":
+            return f"{self.api_url}/metrics"
+        port = self.service(name).env.get("QORCH_METRICS_PORT")
+        if not port:
+            raise RuntimeError(f"{name} serves no metrics (start the stack with free_ports)")
+        return f"http://127.0.0.1:{port}/metrics"
+
+    def stop_broker(self) -> None:
+        """Stop the embedded broker (it keeps nothing); ``start_broker`` brings it back."""
+        if self._broker is None:
+            raise RuntimeError("the stack runs no embedded broker")
+        self._broker.stop()
+
+    def start_broker(self) -> None:
+        """Start the embedded broker again, empty, on the same port."""
+        if self._broker is None:
+            raise RuntimeError("the stack runs no embedded broker")
+        self._broker.start()
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded Postgres, keeping its data; ``start_postgres`` brings it back."""
+        if self._postgres is None:
+            raise RuntimeError("the stack runs no embedded Postgres")
+        self._postgres.halt()
+
+    def start_postgres(self) -> None:
+        """Start the embedded Postgres again on the same port and data."""
+        if self._postgres is None:
+            raise RuntimeError("the stack runs no embedded Postgres")
+        self._postgres.start()
 
     def service(self, name: str) -> Service:
         """The child called ``name``."""

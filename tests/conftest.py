@@ -63,5 +63,10 @@ def kafka_settings(kafka_bootstrap: str) -> Settings:
 
 @pytest.fixture
 def settings(database_url: str, kafka_bootstrap: str) -> Settings:
-    """Settings with the migrated database, the broker and a fresh topic prefix."""
-    return make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
+    """Settings with the migrated database, the broker and a fresh topic prefix whose topics
+    exist (producers do not create topics: a send to a missing one waits for its timeout)."""
+    from qorch.kafka import ensure_topics
+
+    settings = make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
+    ensure_topics(settings, ["local-sv", "local-dm"])
+    return settings

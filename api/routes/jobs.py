@@ -11,10 +11,11 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from api.deps import HubDep, ProducerDep, SessionDep, SettingsDep
 from api.schemas import JobPublic, JobResultPublic, JobsPublic
 from orchestrator.lifecycle import JobStatus
-from orchestrator.spec import JobCreate, validate_job
+from orchestrator.spec import AnyJob, JobCreate, validate_job
 from orchestrator.store import repository as repo
 from orchestrator.store.events import event_to_proto
 from orchestrator.store.models import JobEventRow
+from orchestrator.training import runner as training
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -31,16 +32,23 @@ def _announce(
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
 def submit_job(
-    body: JobCreate,
+    body: AnyJob,
     session: SessionDep,
     settings: SettingsDep,
     producer: ProducerDep,
     hub: HubDep,
 ) -> JobPublic:
     """Validate the job and queue it; answers at once with its id. Invalid jobs get 422 and
-    nothing is stored."""
-    validate_job(body, settings)
-    bindings = sum(max(1, len(p.bindings)) for p in body.programs)
+    nothing is stored. ``kind`` picks the job: ``circuits`` (the default), ``train`` or
+    ``minimize``."""
+    if isinstance(body, JobCreate):
+        validate_job(body, settings)
+        bindings = sum(max(1, len(p.bindings)) for p in body.programs)
+        result_type, observables = body.result.type.value, len(body.result.observables)
+    else:
+        setup = training.setup_for(session, body, settings)
+        session.rollback()  # the lookups above must not hold a transaction open
+        bindings, result_type, observables = 0, "expectation", len(setup.observables)
     with session.begin():
         job = repo.create_job(
             session,
@@ -49,8 +57,8 @@ def submit_job(
             kind=body.kind,
             pool=body.pool,
             spec=body.model_dump(mode="json"),
-            result_type=body.result.type.value,
-            observables=len(body.result.observables),
+            result_type=result_type,
+            observables=observables,
             bindings_total=bindings,
         )
         events = repo.events_after(session, job.id, 0)

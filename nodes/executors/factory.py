@@ -18,7 +18,7 @@ def executor_for_pool(pool: str, settings: Settings) -> Executor:
     if pool in LOCAL_POOLS:
         from nodes.executors.local import LocalExecutor
 
-        return LocalExecutor(LOCAL_POOLS[pool])
+        return LocalExecutor(LOCAL_POOLS[pool], threads=settings.simulator_threads)
     if pool.startswith("aws-"):
         arn = settings.aws_device_arn(pool)
         if arn is None:

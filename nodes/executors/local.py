@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 
+import numba
 from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
 from braket.tasks import GateModelQuantumTaskResult
 
 from nodes.executors.base import ExecutionError
+from nodes.executors.compiled import CompiledProgram, Unsupported, compile_program
 from nodes.program import ProgramError, prepare_fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("braket_sv", "braket_dm")
+
+#: Compiled programs an executor keeps (a training job sends the same program again and again).
+COMPILED_CACHE_SIZE = 32
 
 #: Errors Braket raises for a program or inputs it cannot run: running again cannot help.
 PROGRAM_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,17 +42,35 @@ PROGRAM_ERRORS: tuple[type[BaseException], ...] = (
 class LocalExecutor:
     """Runs fragments on one long-lived :class:`braket.devices.LocalSimulator`, in this process.
 
+    A fragment's program is interpreted once and run for every binding with Braket's own
+    simulator code (:mod:`nodes.executors.compiled`); a program that path does not support runs
+    with ``LocalSimulator.run``, one binding at a time, as does any fragment the compiled path
+    fails on (so Braket's own error reaches the user). ``compiled=False`` always takes the plain
+    path. Compiled programs are kept warm, keyed by source and shots. ``threads`` caps the
+    threads of Braket's numba kernels (used from 11 qubits on) while this executor runs; 0 leaves
+    numba's default. The math does not depend on it: every amplitude is computed the same way.
+
     Tasks run one after another. ``LocalSimulator.run_batch`` is deliberately not used: it forks
     a multiprocessing pool from a process that holds librdkafka's threads and sockets, and the
     forked children hung the embedded broker's connections (the demo stalled after its first
     fragments). A pool's throughput comes from running more agents, one process each.
     """
 
-    def __init__(self, backend: str = "braket_sv") -> None:
+    def __init__(
+        self, backend: str = "braket_sv", *, compiled: bool = True, threads: int = 0
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown local backend {backend!r}; expected one of {BACKENDS}")
+        if threads < 0:
+            raise ValueError(f"threads must be 0 (numba's default) or more, not {threads}")
         self._backend = backend
+        self._threads = threads
         self._device = LocalSimulator(backend)
+        self._use_compiled = compiled
+        self._compiled: OrderedDict[tuple[str, int], CompiledProgram | None] = OrderedDict()
+        #: Fragments run by the compiled path and by LocalSimulator.run (for logs and benches).
+        self.compiled_fragments = 0
+        self.plain_fragments = 0
 
     @property
     def name(self) -> str:
@@ -54,6 +79,8 @@ class LocalExecutor:
 
     def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
         """Run every binding; one result per binding, in order."""
+        if self._threads:
+            _limit_kernel_threads(self._threads)
         try:
             prepared = prepare_fragment(fragment)
         except ProgramError as exc:
@@ -61,11 +88,39 @@ class LocalExecutor:
         inputs = [binding_inputs(b, i) for i, b in enumerate(fragment.bindings)]
         if not prepared.runs:  # nothing to simulate: every observable is the identity
             return [prepared.binding_result([]) for _ in inputs]
+        compiled = [self._compiled_program(r.source, fragment.shots) for r in prepared.runs]
+        if all(c is not None for c in compiled):
+            try:
+                fast = [c.run(values) for values in inputs for c in compiled if c is not None]
+            except Exception as exc:  # LocalSimulator.run below reports what is wrong
+                logger.debug("compiled run failed (%s); running with LocalSimulator", exc)
+            else:
+                self.compiled_fragments += 1
+                return prepared.binding_results(fast)
         programs = [
             Program(source=r.source, inputs=values) for values in inputs for r in prepared.runs
         ]
         results = self._run(programs, fragment.shots)
+        self.plain_fragments += 1
         return prepared.binding_results(results)
+
+    def _compiled_program(self, source: str, shots: int) -> CompiledProgram | None:
+        """The compiled program for ``source`` (cached), or None where it is not supported."""
+        if not self._use_compiled:
+            return None
+        key = (source, shots)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
+        try:
+            program: CompiledProgram | None = compile_program(self._device._delegate, source, shots)
+        except Unsupported as exc:
+            logger.info("program runs with LocalSimulator.run: %s", exc)
+            program = None
+        self._compiled[key] = program
+        if len(self._compiled) > COMPILED_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return program
 
     def _run(self, programs: Sequence[Program], shots: int) -> list[GateModelQuantumTaskResult]:
         try:
@@ -77,6 +132,14 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release: the simulator holds no outside resources."""
+
+
+def _limit_kernel_threads(threads: int) -> None:
+    """At most ``threads`` numba threads for the calling thread (numba's count is per thread)."""
+    try:
+        numba.set_num_threads(min(threads, os.cpu_count() or 1))
+    except ValueError:  # above the pool size numba started with (NUMBA_NUM_THREADS)
+        logger.debug("numba refused %s threads; keeping %s", threads, numba.get_num_threads())
 
 
 def binding_inputs(binding: pb.Binding, index: int) -> dict[str, float]:

@@ -82,6 +82,10 @@ class Fragment(Base):
     node_id: Mapped[str | None] = mapped_column(String(200), default=None)
     result: Mapped[list[Any] | None] = mapped_column(JSONB, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Training step the fragment belongs to (0 for circuits jobs).
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The serialized Fragment message, for fragments not rebuilt from the job's spec (training).
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
 
 
 class OutboxMessage(Base):
@@ -135,3 +139,50 @@ class Node(Base):
     fragments_done: Mapped[int] = mapped_column(BigInteger, default=0)
     fragments_failed: Mapped[int] = mapped_column(BigInteger, default=0)
     bindings_done: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TrainingCheckpoint(Base):
+    """The latest state of a training or minimisation job, written with every step.
+
+    ``state`` is the optimisation state (weights, optimizer state, counters), ``request`` the
+    step whose fragments are out now; together they are all a restarted orchestrator needs.
+    """
+
+    __tablename__ = "training_checkpoints"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class JobMetric(Base):
+    """One step or epoch of a training job's history (loss, accuracy, gradient norm, ...)."""
+
+    __tablename__ = "job_metrics"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # step, epoch, final
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    values: Mapped[dict[str, float]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DatasetRow(Base):
+    """A dataset uploaded as CSV: numeric features and class labels."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    rows: Mapped[int] = mapped_column(Integer)
+    feature_names: Mapped[list[str]] = mapped_column(JSONB)
+    classes: Mapped[list[str]] = mapped_column(JSONB)
+    features: Mapped[list[list[float]]] = mapped_column(JSONB, deferred=True)
+    labels: Mapped[list[int]] = mapped_column(JSONB, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

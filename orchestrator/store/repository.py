@@ -189,6 +189,10 @@ class NewFragment:
     binding_offset: int
     binding_count: int
     payload: bytes
+    #: Training step (0 for circuits jobs).
+    step: int = 0
+    #: Keep the payload on the fragment row, for fragments not rebuilt from the job's spec.
+    keep_payload: bool = False
 
 
 def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], topic: str) -> None:
@@ -202,6 +206,8 @@ def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], 
             binding_count=f.binding_count,
             status=FragmentStatus.PENDING,
             attempt=1,
+            step=f.step,
+            payload=f.payload if f.keep_payload else None,
         )
         for f in fragments
     )
@@ -290,6 +296,31 @@ def overdue_fragments(session: Session, *, now: datetime, limit: int) -> Sequenc
             .order_by(Fragment.deadline_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def unanswered_fragments(session: Session, limit: int) -> Sequence[Fragment]:
+    """Dispatched, unanswered fragments of running jobs, locked; other callers skip them."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .join(Job, Job.id == Fragment.job_id)
+            .where(Fragment.status == FragmentStatus.DISPATCHED, Job.status == "RUNNING")
+            .order_by(Fragment.dispatched_at)
+            .limit(limit)
+            .with_for_update(of=Fragment, skip_locked=True)
+        ).scalars()
+    )
+
+
+def step_fragments(session: Session, job_id: str, step: int) -> Sequence[Fragment]:
+    """One training step's fragments in binding order."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.job_id == job_id, Fragment.step == step)
+            .order_by(Fragment.binding_offset)
         ).scalars()
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,7 +19,8 @@ from braket.ir.openqasm import Program
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.client import QorchClient
 from qorch.samples import demo_job, ring_observables, variational_program
-from qorch.stack import Stack, StackOptions
+from qorch.stack import Stack
+from tests.e2e.support import running_stack
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -32,17 +32,10 @@ SIM = LocalSimulator("braket_sv")
 def stack(
     database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    from tests.conftest import make_settings
-
-    settings = make_settings(
-        database_url=database_url, kafka_bootstrap=kafka_bootstrap, fragment_bindings=4
-    )
-    logs = tmp_path_factory.mktemp("stack-logs")
-    with Stack(settings, StackOptions(log_dir=logs, free_ports=True)) as running:
-        yield running
-    for log in sorted(Path(logs).glob("*.log")):
-        text = log.read_text()
-        assert "Traceback" not in text, f"{log.name}:\n{text[-3000:]}"
+    with running_stack(
+        database_url, kafka_bootstrap, tmp_path_factory, fragment_bindings=4
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

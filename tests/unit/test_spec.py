@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.spec import JobCreate, SpecError, validate_job
+from orchestrator.spec import AnyJob, JobCreate, SpecError, validate_job
+from orchestrator.training.spec import MinimizeJob, TrainJob
+from orchestrator.training.trainer import build_setup
 from qorch.config import Settings
 
 GOOD = """OPENQASM 3.0;
@@ -115,4 +117,14 @@ def test_schema_refusals(payload: dict[str, Any]) -> None:
     "path", sorted((Path(__file__).parents[2] / "examples").glob("*.*")), ids=lambda p: p.name
 )
 def test_the_shipped_examples_are_valid(path: Path) -> None:
-    validate_job(JobCreate.model_validate(yaml.safe_load(path.read_text())), Settings())
+    job = TypeAdapter(AnyJob).validate_python(yaml.safe_load(path.read_text()))
+    if isinstance(job, JobCreate):
+        validate_job(job, Settings())
+    else:
+        build_setup(job, Settings().max_qubits(job.pool))
+
+
+def test_the_openapi_examples_of_training_jobs_are_valid() -> None:
+    for model in (TrainJob, MinimizeJob):
+        example = model.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+        build_setup(model.model_validate(example), 20)

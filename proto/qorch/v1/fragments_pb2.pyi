@@ -110,6 +110,7 @@ class Fragment(_message.Message):
     OBSERVABLES_FIELD_NUMBER: _builtins.int
     QUBITS_FIELD_NUMBER: _builtins.int
     DISPATCHED_AT_FIELD_NUMBER: _builtins.int
+    ENCODING_FIELD_NUMBER: _builtins.int
     fragment_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -133,6 +134,12 @@ class Fragment(_message.Message):
 
     @_builtins.property
     def dispatched_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def encoding(self) -> Global___Encoding:
+        """Training and minimisation: when set, the node builds `bindings` itself from raw samples and
+        weights (see Encoding); `bindings` is then empty on the wire.
+        """
+
     def __init__(
         self,
         *,
@@ -149,14 +156,124 @@ class Fragment(_message.Message):
         observables: _abc.Iterable[_builtins.str] | None = ...,
         qubits: _builtins.int = ...,
         dispatched_at: _timestamp_pb2.Timestamp | None = ...,
+        encoding: Global___Encoding | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatched_at", b"dispatched_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dispatched_at", b"dispatched_at", "encoding", b"encoding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "binding_offset", b"binding_offset", "bindings", b"bindings", "dispatched_at", b"dispatched_at", "fragment_id", b"fragment_id", "job_id", b"job_id", "observables", b"observables", "pool", b"pool", "program", b"program", "program_index", b"program_index", "qubits", b"qubits", "result_kind", b"result_kind", "shots", b"shots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "binding_offset", b"binding_offset", "bindings", b"bindings", "dispatched_at", b"dispatched_at", "encoding", b"encoding", "fragment_id", b"fragment_id", "job_id", b"job_id", "observables", b"observables", "pool", b"pool", "program", b"program", "program_index", b"program_index", "qubits", b"qubits", "result_kind", b"result_kind", "shots", b"shots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Fragment: _TypeAlias = Fragment  # noqa: Y015
+
+@_typing.final
+class Sample(_message.Message):
+    """Raw feature values of one sample, as the user gave them (before scaling)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Sample: _TypeAlias = Sample  # noqa: Y015
+
+@_typing.final
+class WeightShift(_message.Message):
+    """Offsets added to some weights for one circuit variant (parameter shift, SPSA)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def index(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def delta(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        index: _abc.Iterable[_builtins.int] | None = ...,
+        delta: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeightShift: _TypeAlias = WeightShift  # noqa: Y015
+
+@_typing.final
+class Encoding(_message.Message):
+    """How a node turns samples and weights into circuit inputs. The fragment's bindings are the
+    product samples x shifts, sample-major: binding (s, v) sets
+      - the feature inputs from sample s, scaled as scaled[i] = (values[i] - offset[i]) * scale[i]:
+          feature_map "angle": input x{q} = scaled[q % features] for every qubit q;
+          feature_map "zz":    with a{q} = scaled[q % features], input x{q} = 2 a{q} and
+                               p{q} = 2 (pi - a{q}) (pi - a{(q+1) % qubits});
+          feature_map "direct": input feature_inputs[i] = scaled[i];
+      - input weight_inputs[k] = weights[k] + the deltas of shift v for index k.
+    With no samples (minimisation) there is one implicit sample without features.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_MAP_FIELD_NUMBER: _builtins.int
+    QUBITS_FIELD_NUMBER: _builtins.int
+    FEATURE_INPUTS_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    WEIGHT_INPUTS_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    SHIFTS_FIELD_NUMBER: _builtins.int
+    feature_map: _builtins.str
+    qubits: _builtins.int
+    @_builtins.property
+    def feature_inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def offset(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def scale(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___Sample]: ...
+    @_builtins.property
+    def weight_inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def shifts(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightShift]: ...
+    def __init__(
+        self,
+        *,
+        feature_map: _builtins.str = ...,
+        qubits: _builtins.int = ...,
+        feature_inputs: _abc.Iterable[_builtins.str] | None = ...,
+        offset: _abc.Iterable[_builtins.float] | None = ...,
+        scale: _abc.Iterable[_builtins.float] | None = ...,
+        samples: _abc.Iterable[Global___Sample] | None = ...,
+        weight_inputs: _abc.Iterable[_builtins.str] | None = ...,
+        weights: _abc.Iterable[_builtins.float] | None = ...,
+        shifts: _abc.Iterable[Global___WeightShift] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_inputs", b"feature_inputs", "feature_map", b"feature_map", "offset", b"offset", "qubits", b"qubits", "samples", b"samples", "scale", b"scale", "shifts", b"shifts", "weight_inputs", b"weight_inputs", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Encoding: _TypeAlias = Encoding  # noqa: Y015
 
 @_typing.final
 class Counts(_message.Message):

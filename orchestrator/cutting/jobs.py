@@ -1,0 +1,204 @@
+"""Cutting inside a circuits job (pure, no I/O): which programs are cut, the programs that
+actually run (the *run list*), and the job's result knitted back from theirs.
+
+A job with ``cutting`` set cuts every program wider than ``cutting.max_subcircuit_qubits``;
+:func:`settle_cutting` (called by validation) turns it on for programs wider than the pool and
+caps ``k`` at the pool's limit, so the stored spec alone decides the plan. The plan is
+deterministic, so planning, re-dispatch and aggregation recompute the same run list.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.cutting.experiments import CutExperiment
+from orchestrator.cutting.ir import CuttingError
+from orchestrator.cutting.plan import DEFAULT_SEARCH_STATES, plan_cuts
+from orchestrator.qasm import analyze
+
+if TYPE_CHECKING:
+    from orchestrator.spec import JobCreate
+    from qorch.config import Settings
+
+
+class CuttingSpec(BaseModel):
+    """Run programs wider than the nodes as subcircuits that fit (expectation results only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_subcircuit_qubits: int = Field(
+        ge=2,
+        le=64,
+        description="Qubits of the widest subcircuit, ancillas included; programs wider than "
+        "this are cut. Capped at the pool's qubit limit.",
+    )
+
+
+@dataclass(frozen=True)
+class RunProgram:
+    """One program of the run list: what a fragment carries."""
+
+    source: str
+    observables: tuple[str, ...]
+    qubits: int  # 0 = as the program declares
+    origin: int  # index of the job's program it serves
+    subcircuit: int | None = None  # for a cut program: which subcircuit
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """The run list of a job and the cut experiment of each cut program."""
+
+    runs: tuple[RunProgram, ...]
+    experiments: dict[int, CutExperiment]  # origin program index -> its experiment
+    first_run: tuple[int, ...]  # index in ``runs`` of each job program's first run
+
+    def plans(self) -> dict[int, dict[str, Any]]:
+        """The cut plan of each cut program, for people: cuts, subcircuits, overhead."""
+        return {
+            origin: {
+                **experiment.plan.summary(),
+                "subexperiments": len(experiment.programs),
+                "programs_per_subcircuit": experiment.program_counts,
+            }
+            for origin, experiment in self.experiments.items()
+        }
+
+
+@lru_cache(maxsize=256)
+def program_width(source: str) -> int:
+    """Qubits of a program (Braket's count, as validation makes it)."""
+    return analyze(source).qubits
+
+
+@lru_cache(maxsize=64)
+def experiment_for(
+    source: str, observables: tuple[str, ...], max_width: int, max_states: int
+) -> CutExperiment:
+    """The cut experiment of one program (cached: planning, re-dispatch and aggregation all
+    ask for it)."""
+    return CutExperiment(plan_cuts(source, max_width, max_states=max_states), observables)
+
+
+def settle_cutting(job: JobCreate, settings: Settings) -> None:
+    """Turn cutting on when a program is wider than the pool, and cap ``k`` at the pool's
+    limit. Only expectation jobs can be cut; others are left for validation to refuse."""
+    limit = settings.max_qubits(job.pool)
+    if job.result.type.value != "expectation" or limit < 2:
+        return  # nothing useful to cut into
+    if job.cutting is None:
+        widths = []
+        for program in job.programs:
+            try:
+                widths.append(program_width(program.source))
+            except ValueError:
+                continue  # validation reports it
+        if widths and max(widths) > limit:
+            job.cutting = CuttingSpec(max_subcircuit_qubits=limit)
+    elif job.cutting.max_subcircuit_qubits > limit:
+        job.cutting = CuttingSpec(max_subcircuit_qubits=limit)
+
+
+def cut_problems(job: JobCreate, index: int, settings: Settings) -> list[str]:
+    """Why program ``index`` of a job with cutting cannot run as planned (empty when it can):
+    it cannot be cut, or its plan is beyond the limits (the message gives the numbers)."""
+    if job.cutting is None:
+        return []
+    if job.result.type.value != "expectation":
+        return [f"cutting needs result type expectation, not {job.result.type.value}"]
+    program = job.programs[index]
+    k = job.cutting.max_subcircuit_qubits
+    if program_width(program.source) <= k:
+        return []
+    try:
+        experiment = experiment_for(
+            program.source, tuple(job.result.observables), k, DEFAULT_SEARCH_STATES
+        )
+    except CuttingError as exc:
+        return [f"cannot be cut into subcircuits of {k} qubits: {exc}"]
+    plan = experiment.plan
+    numbers = (
+        f"{len(plan.cuts)} cuts ({plan.gate_cuts} gates, {plan.wire_cuts} wires), "
+        f"{len(experiment.programs)} subexperiments, sampling overhead "
+        f"{plan.sampling_overhead:.4g}"
+    )
+    problems = []
+    if plan.sampling_overhead > settings.max_cut_overhead:
+        problems.append(
+            f"cut plan beyond the limit: {numbers}; the sampling overhead may be at most "
+            f"{settings.max_cut_overhead:g} (QORCH_MAX_CUT_OVERHEAD)"
+        )
+    if len(experiment.programs) > settings.max_cut_subexperiments:
+        problems.append(
+            f"cut plan beyond the limit: {numbers}; at most {settings.max_cut_subexperiments} "
+            "subexperiments per program (QORCH_MAX_CUT_SUBEXPERIMENTS)"
+        )
+    return problems
+
+
+def run_programs(job: JobCreate) -> tuple[RunProgram, ...]:
+    """The job's run list (its own programs when nothing is cut: the fast path)."""
+    if job.cutting is None:
+        observables = tuple(job.result.observables)
+        return tuple(RunProgram(p.source, observables, 0, i) for i, p in enumerate(job.programs))
+    return job_layout(job).runs
+
+
+_LAYOUTS: OrderedDict[tuple[str, int], JobLayout] = OrderedDict()
+
+
+def job_layout(job: JobCreate, max_states: int = DEFAULT_SEARCH_STATES) -> JobLayout:
+    """The run list of a job: its programs as they are, or the subexperiments of cut ones."""
+    key = (job.model_dump_json(), max_states)
+    cached = _LAYOUTS.get(key)
+    if cached is not None:
+        _LAYOUTS.move_to_end(key)
+        return cached
+    observables = tuple(job.result.observables)
+    runs: list[RunProgram] = []
+    experiments: dict[int, CutExperiment] = {}
+    first: list[int] = []
+    k = job.cutting.max_subcircuit_qubits if job.cutting is not None else None
+    for index, program in enumerate(job.programs):
+        first.append(len(runs))
+        if k is None or program_width(program.source) <= k:
+            runs.append(RunProgram(program.source, observables, 0, index))
+            continue
+        experiment = experiment_for(program.source, observables, k, max_states)
+        experiments[index] = experiment
+        runs.extend(
+            RunProgram(p.source, p.observables, p.qubits, index, p.subcircuit)
+            for p in experiment.programs
+        )
+    layout = JobLayout(tuple(runs), experiments, tuple(first))
+    _LAYOUTS[key] = layout
+    if len(_LAYOUTS) > 32:
+        _LAYOUTS.popitem(last=False)
+    return layout
+
+
+def knit_values(
+    job: JobCreate, layout: JobLayout, run_values: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """Per job program, the value of each binding, from the values of every run.
+
+    ``run_values[r][j]`` is binding ``j`` of run ``r``; cut programs get their expectation
+    values reconstructed, the others are passed through.
+    """
+    out: list[list[Any]] = []
+    for index, program in enumerate(job.programs):
+        start = layout.first_run[index]
+        experiment = layout.experiments.get(index)
+        if experiment is None:
+            out.append(list(run_values[start]))
+            continue
+        results = run_values[start : start + len(experiment.programs)]
+        bindings = program.bindings or [{}]
+        out.append(experiment.reconstruct(results, bindings))
+    return out

@@ -1,0 +1,249 @@
+"""Training jobs against the store: start a job, and advance it when a step's fragments are in.
+
+Each function runs inside the caller's transaction with the job row locked, so a step's
+results, the optimizer step, the checkpoint, the metrics and the next step's fragments (with
+their outbox rows) commit together or not at all. A restarted orchestrator therefore finds
+either the old step still out (its fragments are answered or dispatched again) or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
+
+from orchestrator.lifecycle import JobStatus
+from orchestrator.spec import FieldError, SpecError
+from orchestrator.store import repository as repo
+from orchestrator.store.models import DatasetRow, Job, JobEventRow, JobMetric, TrainingCheckpoint
+from orchestrator.training import fragments as planning
+from orchestrator.training import trainer
+from orchestrator.training.data import Dataset, Scaling
+from orchestrator.training.model import CircuitModel
+from orchestrator.training.spec import MinimizeJob, PredictJob, TrainJob
+from qorch.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Job kinds driven step by step by this module.
+KINDS = frozenset({"train", "minimize", "predict"})
+
+_SPEC = TypeAdapter(TrainJob | MinimizeJob | PredictJob)
+
+
+def parse_spec(spec: dict[str, Any]) -> TrainJob | MinimizeJob | PredictJob:
+    """A stored spec of a training kind as its model."""
+    return _SPEC.validate_python(spec)
+
+
+def load_dataset(session: Session, dataset_id: str) -> Dataset | None:
+    """An uploaded dataset, or None."""
+    row = session.get(DatasetRow, dataset_id)
+    if row is None:
+        return None
+    return Dataset(
+        np.asarray(row.features, dtype=float),
+        np.asarray(row.labels, dtype=int),
+        tuple(row.feature_names),
+        tuple(row.classes),
+    )
+
+
+def setup_for(
+    session: Session, spec: TrainJob | MinimizeJob | PredictJob, settings: Settings
+) -> trainer.Setup:
+    """The job's setup (raises SpecError when the job is not valid)."""
+    if isinstance(spec, PredictJob):
+        return predict_setup(spec)
+    uploaded = None
+    if isinstance(spec, TrainJob) and spec.data.dataset_id is not None:
+        uploaded = load_dataset(session, spec.data.dataset_id)
+    return trainer.build_setup(spec, settings.max_qubits(spec.pool), uploaded)
+
+
+def predict_setup(spec: PredictJob) -> trainer.Setup:
+    """Setup of a prediction: the stored model, the samples as data."""
+    model = spec.model
+    circuit = CircuitModel(
+        source=model["source"],
+        qubits=model["qubits"],
+        feature_map=model["feature_map"],
+        weight_inputs=tuple(model["weight_inputs"]),
+        jacobian=np.eye(len(model["weight_inputs"])),
+        feature_inputs=tuple(model["feature_inputs"]),
+    )
+    features = np.asarray(spec.samples, dtype=float)
+    data = Dataset(
+        features,
+        np.zeros(len(spec.samples), dtype=int),
+        tuple(model["feature_names"]),
+        tuple(model["classes"]),
+    )
+    return trainer.Setup(
+        model=circuit,
+        observables=tuple(model["observables"]),
+        data=data,
+        scaling=Scaling.from_json(model["scaling"]),
+        classes=len(model["classes"]),
+    )
+
+
+def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
+    """Start a claimed training job: checkpoint its initial state and plan its first step."""
+    spec = parse_spec(job.spec)
+    try:
+        setup = setup_for(session, spec, settings)
+    except SpecError as exc:  # e.g. its dataset was deleted since submission
+        return [repo.set_status(session, job, JobStatus.FAILED, str(exc), now=_now())]
+    if isinstance(spec, PredictJob):
+        state: trainer.State = {"step": 0}
+        request = trainer.StepRequest(
+            "evaluate",
+            tuple(range(len(spec.samples))),
+            (trainer.gradients.FORWARD,),
+            tuple(spec.circuit_parameters),
+        )
+    else:
+        state, request = trainer.start(spec, setup)
+    session.add(TrainingCheckpoint(job_id=job.id, step=0, state=state, request=request.to_json()))
+    _plan(session, job, setup, request, 0, settings)
+    what = {"train": "training", "minimize": "minimisation", "predict": "prediction"}[job.kind]
+    message = f"{what} started: {len(setup.model.weight_inputs)} circuit parameters"
+    return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now())]
+
+
+def _plan(
+    session: Session,
+    job: Job,
+    setup: trainer.Setup,
+    request: trainer.StepRequest,
+    step: int,
+    settings: Settings,
+) -> None:
+    fragments = []
+    for part in planning.slices(request, settings.fragment_bindings):
+        fid = str(uuid.uuid4())
+        message = planning.build_fragment(
+            setup,
+            request,
+            part,
+            job_id=job.id,
+            fragment_id=fid,
+            pool=job.pool,
+            shots=int(job.spec.get("shots", 0)),
+            step=step,
+        )
+        fragments.append(
+            repo.NewFragment(
+                id=fid,
+                program_index=step,
+                binding_offset=part.offset,
+                binding_count=part.bindings,
+                payload=message.SerializeToString(),
+                step=step,
+                keep_payload=True,
+            )
+        )
+    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    job.bindings_total += request.circuits
+
+
+def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
+    """Every fragment of the current step is in: step the optimizer, record, plan the next.
+
+    Called by the aggregator inside the transaction that counted the step's last fragment.
+    """
+    checkpoint = session.get(TrainingCheckpoint, job.id, with_for_update=True)
+    if checkpoint is None or checkpoint.request is None:
+        return [repo.set_status(session, job, JobStatus.FAILED, "training state lost", now=_now())]
+    spec = parse_spec(job.spec)
+    setup = setup_for(session, spec, settings)
+    request = trainer.StepRequest.from_json(checkpoint.request)
+    rows = [
+        value
+        for f in repo.step_fragments(session, job.id, checkpoint.step)
+        for value in f.result or []
+    ]
+    readouts = np.asarray(rows, dtype=float).reshape(request.circuits, len(setup.observables))
+
+    if isinstance(spec, PredictJob):
+        job.result = {"predictions": trainer.predictions(spec.model, readouts)}
+        checkpoint.request = None
+        return [
+            repo.set_status(
+                session,
+                job,
+                JobStatus.SUCCEEDED,
+                f"{len(spec.samples)} samples classified",
+                now=_now(),
+            )
+        ]
+
+    outcome = trainer.advance(spec, setup, checkpoint.state, request, readouts)
+    events = [_record(session, job, values) for values in outcome.metrics]
+    checkpoint.state = outcome.state
+    if outcome.request is None:
+        checkpoint.request = None
+        job.result = outcome.result
+        summary = ", ".join(
+            f"{k} {v:.4g}" for k, v in outcome.metrics[-1].items() if k not in ("step", "epoch")
+        )
+        events.append(repo.set_status(session, job, JobStatus.SUCCEEDED, summary, now=_now()))
+        logger.info("training finished", extra={"job_id": job.id, "steps": outcome.state["step"]})
+        return events
+    checkpoint.step += 1
+    checkpoint.request = outcome.request.to_json()
+    _plan(session, job, setup, outcome.request, checkpoint.step, settings)
+    return events
+
+
+def _record(session: Session, job: Job, values: dict[str, float]) -> JobEventRow:
+    """A metrics row and the event that streams it to watchers."""
+    if "val_loss" in values or "train_loss" in values:
+        kind = "epoch"
+        message = f"epoch {int(values['epoch'])}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in values.items() if k not in ("epoch", "step")
+        )
+    elif "final_energy" in values:
+        kind, message = "final", f"final energy {values['final_energy']:.6f}"
+    else:
+        kind = "step"
+        message = f"step {int(values['step'])}: loss {values['loss']:.6f}"
+    session.add(
+        JobMetric(
+            job_id=job.id,
+            kind=kind,
+            step=int(values.get("step", 0)),
+            epoch=int(values.get("epoch", 0)),
+            values=values,
+        )
+    )
+    return repo.append_event(session, job, kind, message, metrics=values)
+
+
+def checkpoint(session: Session, job_id: str) -> TrainingCheckpoint | None:
+    """A job's latest checkpoint, if it has one."""
+    return session.get(TrainingCheckpoint, job_id)
+
+
+def metrics_history(session: Session, job_id: str) -> list[JobMetric]:
+    """A job's metrics in the order they were recorded."""
+    from sqlalchemy import select
+
+    return list(
+        session.execute(
+            select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id)
+        ).scalars()
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = ["KINDS", "FieldError", "advance", "begin", "checkpoint", "metrics_history", "parse_spec"]

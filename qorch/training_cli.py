@@ -1,0 +1,200 @@
+"""The training side of the ``qorch`` command: live epoch progress, metrics and their plot,
+prediction, dataset upload, and the training part of the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.training.spec import TRAIN_EXAMPLE
+from proto.qorch.v1 import jobs_pb2
+from qorch.client import TERMINAL_EVENTS, QorchClient
+
+console = Console()
+
+#: The demo's classifier: 4 qubits, angle encoding re-uploaded before each of 3 layers.
+DEMO_CLASSIFIER: dict[str, Any] = {**TRAIN_EXAMPLE, "name": "demo: moons classifier"}
+
+
+def _events(client: QorchClient, job_id: str, from_seq: int) -> Iterator[jobs_pb2.JobEvent]:
+    """The job's events, resuming after a dropped stream without gaps or repeats."""
+    last_seq, retries = from_seq, 0
+    while True:
+        try:
+            for event in client.watch(job_id, last_seq):
+                retries = 0
+                last_seq = event.seq
+                yield event
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or retries >= 10:
+                raise
+            retries += 1
+            time.sleep(min(0.2 * 2**retries, 5.0))
+
+
+def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) -> str:
+    """Follow a train or minimize job: a bar over epochs (or steps) with the live loss, and a
+    line per epoch. Returns the final status."""
+    training = job["kind"] == "train"
+    unit = "epochs" if training else "steps"
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+    )
+    status = job["status"]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(status.lower(), total=None)
+        for event in _events(client, job["id"], from_seq):
+            status = jobs_pb2.JobStatus.Name(event.status).removeprefix("JOB_STATUS_")
+            m = dict(event.metrics)
+            if event.type == "step" and training:
+                progress.update(
+                    task,
+                    total=m.get("epochs"),
+                    completed=m["epoch"] - 1,
+                    description=f"epoch {int(m['epoch'])} step {int(m['step'])} "
+                    f"loss {m['loss']:.4f}",
+                )
+            elif event.type == "step":
+                progress.update(
+                    task,
+                    total=m.get("steps"),
+                    completed=m["step"],
+                    description=f"step {int(m['step'])} energy {m['energy']:.6f}",
+                )
+            elif event.type == "epoch":
+                progress.update(task, completed=m["epoch"])
+                progress.console.print(f"  {event.message}")
+            elif event.type in ("redispatched", "failed", "cancelled", "succeeded"):
+                progress.console.print(f"  {event.type}: {event.message}")
+            if event.status in TERMINAL_EVENTS:
+                break
+    return status
+
+
+def print_metrics(client: QorchClient, job_id: str) -> list[dict[str, Any]]:
+    """A table of the epoch metrics (minimisation: every 10th step); returns the history."""
+    history: list[dict[str, Any]] = client.metrics(job_id)["data"]
+    epochs = [m for m in history if m["kind"] == "epoch"]
+    rows = epochs or [m for m in history if m["kind"] != "epoch"][::10]
+    if not rows:
+        console.print("no metrics yet")
+        return history
+    keys = [k for k in rows[-1]["values"] if k not in ("epochs", "steps")]
+    table = Table(title=f"metrics of {job_id}")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*(f"{row['values'].get(k, float('nan')):.4g}" for k in keys))
+    console.print(table)
+    return history
+
+
+def plot_metrics(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss (and accuracy, for classifiers) curves to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [m for m in history if m["kind"] == "step"]
+    epochs = [m for m in history if m["kind"] == "epoch"]
+    panels = 2 if epochs else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    loss_ax = axes[0][0]
+    key = "energy" if steps and "energy" in steps[0]["values"] else "loss"
+    loss_ax.plot([m["step"] for m in steps], [m["values"][key] for m in steps], label=f"step {key}")
+    if epochs:
+        at = [m["step"] for m in epochs]
+        for name in ("train_loss", "val_loss"):
+            if name in epochs[0]["values"]:
+                loss_ax.plot(at, [m["values"][name] for m in epochs], "o-", label=name)
+        acc_ax = axes[0][1]
+        for name in ("train_accuracy", "val_accuracy"):
+            if name in epochs[0]["values"]:
+                acc_ax.plot(
+                    [m["epoch"] for m in epochs],
+                    [m["values"][name] for m in epochs],
+                    "o-",
+                    label=name,
+                )
+        acc_ax.set_xlabel("epoch")
+        acc_ax.set_ylabel("accuracy")
+        acc_ax.set_ylim(0, 1.02)
+        acc_ax.legend()
+    loss_ax.set_xlabel("optimizer step")
+    loss_ax.set_ylabel(key)
+    loss_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_metrics(args: argparse.Namespace, client: QorchClient) -> int:
+    """``qorch metrics JOB [--plot file.png]``."""
+    history = print_metrics(client, args.job_id)
+    if args.plot:
+        plot_metrics(history, Path(args.plot))
+        console.print(f"curves written to {args.plot}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, client: QorchClient) -> int:
+    """``qorch predict JOB '[[x, y], ...]'`` (or a JSON file)."""
+    text = Path(args.samples).read_text() if Path(args.samples).is_file() else args.samples
+    answer = client.predict(args.job_id, json.loads(text))
+    table = Table(title=f"predictions (job {answer['job_id']})")
+    table.add_column("sample")
+    table.add_column("class")
+    table.add_column("probabilities")
+    for sample, p in zip(json.loads(text), answer["predictions"], strict=True):
+        probs = ", ".join(f"{k}: {v:.3f}" for k, v in p["probabilities"].items())
+        table.add_row(str(sample), p["class"], probs)
+    console.print(table)
+    return 0
+
+
+def cmd_dataset_upload(args: argparse.Namespace, client: QorchClient) -> int:
+    """``qorch dataset upload FILE.csv [--label-column label] [--name NAME]``."""
+    dataset = client.upload_dataset(
+        Path(args.file).read_text(),
+        name=args.name or Path(args.file).stem,
+        label_column=args.label_column,
+    )
+    console.print(
+        f"dataset [cyan]{dataset['id']}[/cyan]: {dataset['rows']} rows, features "
+        f"{dataset['feature_names']}, classes {dataset['classes']}"
+    )
+    return 0
+
+
+def add_commands(sub: Any, wrap: Any) -> None:
+    """Register the training commands on the ``qorch`` parser (``wrap`` gives them a client)."""
+    metrics = sub.add_parser("metrics", help="a training job's metrics; --plot draws curves")
+    metrics.add_argument("job_id")
+    metrics.add_argument("--plot", default=None, metavar="PNG", help="write loss/accuracy curves")
+    metrics.set_defaults(func=wrap(cmd_metrics))
+    predict = sub.add_parser("predict", help="classify samples with a trained model")
+    predict.add_argument("job_id")
+    predict.add_argument("samples", help="JSON list of feature rows, or a file holding one")
+    predict.set_defaults(func=wrap(cmd_predict))
+    dataset = sub.add_parser("dataset", help="datasets for training jobs")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True)
+    upload = dataset_sub.add_parser("upload", help="upload a CSV (header row, numeric features)")
+    upload.add_argument("file")
+    upload.add_argument("--label-column", default="label")
+    upload.add_argument("--name", default="")
+    upload.set_defaults(func=wrap(cmd_dataset_upload))

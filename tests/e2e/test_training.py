@@ -1,0 +1,273 @@
+"""Training and minimisation through the whole platform: every step's circuits run on the node
+agents over Kafka, the orchestrator assembles gradients, steps the optimizer, checkpoints.
+
+Reference values are computed here directly on Braket's LocalSimulator (finite differences) or
+with numpy (the lowest eigenvalue), never through the platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from braket.devices import LocalSimulator
+from braket.ir.openqasm import Program
+
+from orchestrator.training import objectives, trainer
+from orchestrator.training.hamiltonians import H2, ground_energy
+from orchestrator.training.spec import MinimizeJob, TrainJob
+from proto.qorch.v1 import jobs_pb2
+from qorch.client import ApiError, QorchClient
+from qorch.stack import Stack
+from tests.e2e.support import running_stack
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+SIM = LocalSimulator("braket_sv")
+
+
+@pytest.fixture(scope="module")
+def stack(
+    database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with running_stack(
+        database_url, kafka_bootstrap, tmp_path_factory, fragment_bindings=64
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[QorchClient]:
+    with QorchClient(stack.api_url, stack.grpc_target, timeout=120) as client:
+        yield client
+
+
+def run(client: QorchClient, spec: dict[str, Any]) -> tuple[str, list[jobs_pb2.JobEvent]]:
+    job = client.submit(spec)
+    events = list(client.watch(job["id"]))
+    assert events[-1].status == jobs_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
+    return job["id"], events
+
+
+def small_classifier(seed: int = 5, **training: Any) -> dict[str, Any]:
+    return {
+        "kind": "train",
+        "seed": seed,
+        "model": {"qubits": 3, "layers": 1},
+        "data": {"builtin": "moons", "samples": 12, "validation_fraction": 0.25},
+        "training": {"loss": "bce", "epochs": 1, "batch_size": 64, **training},
+    }
+
+
+# ---------------------------------------------------------------- gradients against references
+
+
+def direct_readout(source: str, inputs: dict[str, float], observables: list[str]) -> np.ndarray:
+    """Expectation values straight from LocalSimulator (the identity is 1)."""
+    pragmas = []
+    for obs in observables:
+        factors = [f"{p.lower()}(q[{i}])" for i, p in enumerate(obs) if p != "I"]
+        if factors:
+            pragmas.append("#pragma braket result expectation " + " @ ".join(factors))
+    program = Program(source=source + "\n".join(pragmas) + "\n", inputs=inputs)
+    values = iter(SIM.run(program, shots=0).result().values)
+    return np.asarray([next(values) if set(obs) - {"I"} else 1.0 for obs in observables])
+
+
+def train_loss(spec: TrainJob, setup: trainer.Setup, weights: np.ndarray) -> float:
+    """The batch loss at ``weights``, every circuit run directly on LocalSimulator."""
+    assert setup.data is not None and setup.scaling is not None
+    samples = list(setup.train)
+    scaled = setup.scaling.apply(setup.data.features[samples])
+    rows = []
+    for features in scaled:
+        inputs = {f"x{q}": features[q % len(features)] for q in range(setup.model.qubits)}
+        inputs |= dict(zip(setup.model.weight_inputs, weights, strict=True))
+        rows.append(direct_readout(setup.model.source, inputs, list(setup.observables)))
+    labels = setup.data.labels[samples]
+    return objectives.evaluate(np.asarray(rows), labels, setup.classes, spec.training.loss).loss
+
+
+def central_differences(loss: Any, w: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    grad = np.zeros_like(w)
+    for k in range(len(w)):
+        e = np.zeros_like(w)
+        e[k] = h
+        grad[k] = (loss(w + e) - loss(w - e)) / (2 * h)
+    return grad
+
+
+def test_training_gradient_equals_finite_differences(client: QorchClient) -> None:
+    spec_json = small_classifier(optimizer={"name": "sgd", "learning_rate": 0.05})
+    job_id, _ = run(client, spec_json)
+    assembled = np.asarray(client.checkpoint(job_id)["state"]["last_gradient"])
+
+    spec = TrainJob.model_validate(spec_json)
+    setup = trainer.build_setup(spec, 20)
+    w0 = np.asarray(trainer.start(spec, setup)[0]["weights"])
+    reference = central_differences(lambda w: train_loss(spec, setup, w), w0)
+    assert np.max(np.abs(assembled - reference)) < 1e-6
+
+
+def test_minimize_gradient_equals_finite_differences(client: QorchClient) -> None:
+    spec_json = {
+        "kind": "minimize",
+        "seed": 11,
+        "hamiltonian": {"builtin": "h2"},
+        "ansatz": {"type": "hardware_efficient", "layers": 1},
+        "optimizer": {"name": "sgd", "learning_rate": 0.01},
+        "steps": 1,
+    }
+    job_id, _ = run(client, spec_json)
+    assembled = np.asarray(client.checkpoint(job_id)["state"]["last_gradient"])
+
+    spec = MinimizeJob.model_validate(spec_json)
+    setup = trainer.build_setup(spec, 20)
+    w0 = np.asarray(trainer.start(spec, setup)[0]["weights"])
+    coefficients = np.asarray([c for c, _ in H2])
+
+    def energy(w: np.ndarray) -> float:
+        inputs = dict(zip(setup.model.weight_inputs, w, strict=True))
+        readout = direct_readout(setup.model.source, inputs, [p for _, p in H2])
+        return float(readout @ coefficients)
+
+    reference = central_differences(energy, w0)
+    assert np.max(np.abs(assembled - reference)) < 1e-6
+
+
+# ---------------------------------------------------------------- learning
+
+
+def test_minimize_reaches_the_ground_energy_of_h2(client: QorchClient) -> None:
+    job_id, events = run(
+        client,
+        {
+            "kind": "minimize",
+            "name": "h2",
+            "seed": 3,
+            "hamiltonian": {"builtin": "h2"},
+            "ansatz": {"type": "hardware_efficient", "layers": 1},
+            "optimizer": {"name": "adam", "learning_rate": 0.1},
+            "steps": 80,
+        },
+    )
+    energy = client.result(job_id)["result"]["energy"]
+    assert abs(energy - ground_energy(H2)) < 1e-3
+    steps = [e for e in events if e.type == "step"]
+    assert len(steps) == 80 and all("energy" in e.metrics for e in steps)
+
+
+def test_classifier_learns_moons_and_predicts(client: QorchClient, tmp_path: Path) -> None:
+    spec = {
+        "kind": "train",
+        "name": "moons",
+        "seed": 2,
+        "model": {"qubits": 4, "feature_map": "angle", "layers": 3, "reupload": True},
+        "data": {"builtin": "moons", "samples": 160, "noise": 0.05},
+        "training": {
+            "loss": "bce",
+            "optimizer": {"name": "adam", "learning_rate": 0.2},
+            "epochs": 4,
+            "batch_size": 16,
+        },
+    }
+    job_id, events = run(client, spec)
+    epochs = [e for e in events if e.type == "epoch"]
+    assert [int(e.metrics["epoch"]) for e in epochs] == [1, 2, 3, 4]
+    assert epochs[-1].metrics["val_accuracy"] >= 0.9
+    assert epochs[-1].metrics["train_loss"] < epochs[0].metrics["train_loss"]
+
+    history = client.metrics(job_id)["data"]
+    assert [m["values"] for m in history if m["kind"] == "epoch"] == [
+        dict(e.metrics) for e in epochs
+    ]
+    assert sum(m["kind"] == "step" for m in history) == 4 * 8  # 120 training samples / 16
+
+    answer = client.predict(job_id, [[0.0, 1.0], [1.0, -0.5]])
+    assert [p["class"] for p in answer["predictions"]] == ["0", "1"]
+    for p in answer["predictions"]:
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+    assert client.job(answer["job_id"])["kind"] == "predict"
+
+
+def test_same_seed_same_weights_and_resume_after_orchestrator_kill(
+    client: QorchClient, stack: Stack
+) -> None:
+    spec = small_classifier(seed=9, epochs=3, batch_size=3)
+    first, _ = run(client, spec)
+    reference = client.result(first)["result"]["weights"]
+
+    job = client.submit(spec)
+    # Kill the orchestrator (SIGKILL) once the job has taken a few steps, then start it again.
+    wait_until(
+        lambda: sum(m["kind"] == "step" for m in client.metrics(job["id"])["data"]) >= 2,
+        timeout=120,
+        what="two training steps",
+    )
+    orchestrator = stack.service("orchestrator")
+    assert orchestrator.proc is not None
+    orchestrator.proc.kill()
+    orchestrator.proc.wait()
+    stack.restart("orchestrator")
+    events = list(client.watch(job["id"]))
+    assert events[-1].status == jobs_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
+    assert client.result(job["id"])["result"]["weights"] == reference
+
+
+# ---------------------------------------------------------------- bad specs
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "words"),
+    [
+        (
+            {"data": {"features": [[0.1] * 5, [0.2] * 5], "labels": [0, 1]}},
+            ["body", "model", "qubits"],
+            "5 features",
+        ),
+        (
+            {"training": {"optimizer": {"name": "rmsprop"}}},
+            ["body", "training", "optimizer", "name"],
+            "adam",
+        ),
+        ({"data": {"features": [], "labels": []}}, ["body", "data", "features"], "no samples"),
+        (
+            {"data": {"features": [[0.1, 0.2]] * 5, "labels": [0, 1, 2, 3, 4]}},
+            ["body", "data", "labels"],
+            "5 classes",
+        ),
+        (
+            {"training": {"loss": "bce"}, "data": {"builtin": "iris"}},
+            ["body", "training", "loss"],
+            "two classes",
+        ),
+    ],
+)
+def test_bad_training_specs_are_422_naming_the_field(
+    client: QorchClient, change: dict[str, Any], loc: list[str], words: str
+) -> None:
+    spec = small_classifier() | change
+    before = client.jobs()["count"]
+    with pytest.raises(ApiError) as err:
+        client.submit(spec)
+    assert err.value.status == 422
+    details = err.value.detail
+    assert any(d["loc"] == loc and words in d["msg"] for d in details), details
+    assert client.jobs()["count"] == before
+
+
+def test_uploaded_csv_dataset_trains(client: QorchClient) -> None:
+    rows = "\n".join(f"{0.1 * i},{1 - 0.1 * i},{'low' if i < 5 else 'high'}" for i in range(10))
+    dataset = client.upload_dataset("a,b,kind\n" + rows + "\n", name="line", label_column="kind")
+    assert dataset["rows"] == 10 and dataset["classes"] == ["high", "low"]
+    spec = small_classifier() | {"data": {"dataset_id": dataset["id"], "validation_fraction": 0.2}}
+    job_id, _ = run(client, spec)
+    assert client.result(job_id)["result"]["model"]["classes"] == ["high", "low"]
+
+    with pytest.raises(ApiError) as err:
+        client.upload_dataset("a,b,kind\n1,2\n", label_column="kind")
+    assert err.value.status == 422 and "line 2" in str(err.value.detail)

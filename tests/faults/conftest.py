@@ -1,0 +1,97 @@
+"""Fault tests: the whole stack as real processes, with real signals and real outages.
+
+Each test gets its own database (created in the session's Postgres server, or its own embedded
+Postgres when the test stops Postgres) and its own topic prefix, so a killed or restarted part
+never meets another test's jobs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from orchestrator.store.migrate import upgrade
+from qorch.client import QorchClient
+from qorch.stack import Stack, StackOptions
+from tests.conftest import make_settings
+
+#: Settings every fault test runs under: small fragments, short deadlines and message timeouts.
+FAULT_SETTINGS: dict[str, Any] = {
+    "fragment_bindings": 2,
+    "fragment_timeout_s": 6.0,
+    "max_attempts": 4,
+    "kafka_message_timeout_ms": 5000,
+    "topic_check_interval_s": 1.0,
+}
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A migrated database of its own in the session's Postgres server, dropped afterwards."""
+    url = make_url(database_url)
+    name = f"qorch_fault_{uuid.uuid4().hex[:10]}"
+    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
+    if url.password:
+        admin += f" password={url.password}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    fresh = url.set(database=name).render_as_string(hide_password=False)
+    upgrade(fresh)
+    yield fresh
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+StackFactory = Callable[..., AbstractContextManager[Stack]]
+
+
+@pytest.fixture
+def fault_stack(tmp_path: Path) -> StackFactory:
+    """``with fault_stack(**settings) as stack:`` a started stack; logs shown if the test fails.
+
+    ``database_url``/``kafka_bootstrap`` left out start embedded ones owned by the stack (so the
+    test may stop them). ``pools`` picks the agents.
+    """
+
+    @contextmanager
+    def start(pools: list[str] | None = None, **overrides: Any) -> Iterator[Stack]:
+        settings = make_settings(**{**FAULT_SETTINGS, **overrides})
+        options = StackOptions(
+            pools=pools or ["local-sv", "local-sv"],
+            log_dir=tmp_path / f"logs-{uuid.uuid4().hex[:6]}",
+            free_ports=True,
+        )
+        stack = Stack(settings, options)
+        try:
+            stack.start(timeout=180)
+            yield stack
+        except BaseException:
+            for log in sorted(options.log_dir.glob("*.log")):  # type: ignore[union-attr]
+                print(f"===== {log.name}\n{log.read_text()[-4000:]}")
+            raise
+        finally:
+            stack.stop()
+
+    return start
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Stack], QorchClient]]:
+    """A client bound to a stack; closed after the test."""
+    clients: list[QorchClient] = []
+
+    def make(stack: Stack) -> QorchClient:
+        client = QorchClient(stack.api_url, stack.grpc_target)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,195 @@
+"""Bad work mid-job: a poison fragment, a straggling agent, duplicated and reordered results."""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorch.client import QorchClient
+from qorch.config import Settings
+from qorch.kafka import Consumer, Producer
+from qorch.samples import demo_job
+from qorch.stack import Stack
+from tests.faults.conftest import StackFactory
+from tests.faults.support import metric, wait_for_progress, wait_for_status
+from tests.faults.test_process_kills import expected_values
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.faults
+
+#: Valid OpenQASM that validation accepts (it binds inputs to 0) but that divides by zero at
+#: run time when ``a == 1``: a real poison, raised by Braket's interpreter on every attempt.
+POISON = """OPENQASM 3.0;
+input float a;
+qubit[2] q;
+float b = 1.0 / (a - 1.0);
+rx(b) q[0];
+cnot q[0], q[1];
+"""
+
+
+def read_all(settings: Settings, topic: str, what: Callable[[bytes], Any], want: int) -> list[Any]:
+    """Read ``topic`` from the start until ``want`` messages came (assigned, no group)."""
+    consumer = Consumer(settings, [topic], None)
+    got: list[Any] = []
+    try:
+
+        def more() -> bool:
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                got.append(what(msg.value() or b""))
+            return len(got) >= want
+
+        wait_until(more, timeout=60, interval=0, what=f"{want} messages on {topic}")
+    finally:
+        consumer.close()
+    return got
+
+
+def test_a_poison_fragment_is_retried_then_dead_lettered_and_other_jobs_go_on(
+    fault_stack: StackFactory,
+    fresh_database: str,
+    kafka_bootstrap: str,
+    client_for: Callable[[Stack], QorchClient],
+) -> None:
+    with fault_stack(
+        database_url=fresh_database, kafka_bootstrap=kafka_bootstrap, max_attempts=3
+    ) as stack:
+        client = client_for(stack)
+        poison = {
+            "result": {"type": "expectation", "observables": ["ZZ"]},
+            "programs": [{"source": POISON, "bindings": [{"a": 0.5}, {"a": 0.25}, {"a": 1.0}]}],
+        }
+        poison_id = client.submit(poison)["id"]
+        healthy = demo_job(24, seed=41)
+        healthy_id = client.submit(healthy)["id"]
+
+        failed = wait_for_status(client, poison_id)
+        assert failed["status"] == "FAILED"
+        # the reason names the circuit (program and bindings), the attempts and the error
+        assert "program 0, bindings 2-2 failed after 3 attempt(s)" in failed["error"]
+        assert "ZeroDivisionError" in failed["error"]
+
+        letters = read_all(
+            stack.settings, stack.settings.topic("fragments.dlq"), pb.DeadLetter.FromString, 1
+        )
+        assert letters[0].fragment.job_id == poison_id
+        assert letters[0].fragment.binding_offset == 2
+        assert "ZeroDivisionError" in letters[0].reason
+
+        # the other job on the same pool was not disturbed
+        done = wait_for_status(client, healthy_id)
+        assert done["status"] == "SUCCEEDED" and done["progress"]["redispatches"] == 0
+        assert client.result(healthy_id)["result"]["programs"][0]["values"] == expected_values(
+            healthy
+        )
+        assert metric(stack, "orchestrator", "qorch_retries_total") == 2
+        assert metric(stack, "orchestrator", "qorch_dead_letters_total", source="orchestrator") == 1
+
+
+def test_a_straggler_is_overtaken_and_its_late_result_ignored(
+    fault_stack: StackFactory,
+    fresh_database: str,
+    kafka_bootstrap: str,
+    client_for: Callable[[Stack], QorchClient],
+) -> None:
+    with fault_stack(
+        database_url=fresh_database,
+        kafka_bootstrap=kafka_bootstrap,
+        fragment_bindings=12,  # fragments long enough to catch an agent in the middle of one
+        fragment_timeout_s=3.0,
+    ) as stack:
+        client = client_for(stack)
+        spec = demo_job(72, seed=51)
+        job_id = client.submit(spec)["id"]
+        log = stack.service("node-1").log_path
+        assert log is not None
+
+        def busy_with() -> str | None:
+            """The fragment node-1 has started and not finished, if any."""
+            started: list[str] = []
+            for line in log.read_text().splitlines():
+                fid = line.rpartition("fragment_id=")[2].split(" ")[0]
+                if "fragment started" in line:
+                    started.append(fid)
+                elif "fragment done" in line and fid in started:
+                    started.remove(fid)
+            return started[-1] if started else None
+
+        wait_until(busy_with, timeout=60, interval=0.01, what="node-1 running a fragment")
+        stack.signal("node-1", signal.SIGSTOP)  # a straggler: it holds its fragment, silent
+        try:
+            done = wait_for_status(client, job_id)
+        finally:
+            stack.signal("node-1", signal.SIGCONT)
+        assert done["status"] == "SUCCEEDED"
+        values = client.result(job_id)["result"]["programs"][0]["values"]
+        assert values == expected_values(spec)
+
+        # the straggler wakes up, finishes and publishes: its result is dropped, nothing changes
+        wait_until(
+            lambda: metric(stack, "orchestrator", "qorch_duplicates_dropped_total") >= 1,
+            timeout=60,
+            what="the late result to be dropped",
+        )
+        assert client.result(job_id)["result"]["programs"][0]["values"] == values
+        assert client.job(job_id)["progress"]["fragments_done"] == 6
+
+
+def test_duplicated_and_reordered_results_never_change_a_result(
+    fault_stack: StackFactory,
+    fresh_database: str,
+    kafka_bootstrap: str,
+    client_for: Callable[[Stack], QorchClient],
+) -> None:
+    with fault_stack(database_url=fresh_database, kafka_bootstrap=kafka_bootstrap) as stack:
+        client = client_for(stack)
+        settings = stack.settings
+        results_topic = settings.topic("results")
+        first = demo_job(20, seed=61)
+        first_id = client.submit(first)["id"]
+        assert wait_for_status(client, first_id)["status"] == "SUCCEEDED"
+        first_events = list(client.watch(first_id))
+
+        second = demo_job(60, seed=62)
+        second_id = client.submit(second)["id"]
+        wait_for_progress(client, second_id, 4)
+        # every result on the topic so far (the first job's, some of the second's) ...
+        seen = read_all(settings, results_topic, pb.FragmentResult.FromString, 14)
+        # ... again, twice each, shuffled, plus a stale failure and a forged success for each
+        forged = []
+        for result in seen:
+            failure = pb.FragmentResult()
+            failure.CopyFrom(result)
+            failure.failure.CopyFrom(pb.FragmentFailure(error="forged", retryable=True))
+            forged.append(failure)
+        injected = seen * 2 + forged
+        random.Random(7).shuffle(injected)
+        producer = Producer(settings)
+        try:
+            assert producer.wait([producer.send(results_topic, r.job_id, r) for r in injected])
+        finally:
+            producer.close()
+
+        assert wait_for_status(client, second_id)["status"] == "SUCCEEDED"
+        assert client.result(first_id)["result"]["programs"][0]["values"] == expected_values(first)
+        assert client.result(second_id)["result"]["programs"][0]["values"] == expected_values(
+            second
+        )
+        assert list(client.watch(first_id)) == first_events  # not even an event was added
+        second_events = list(client.watch(second_id))
+        assert sum(e.type == "progress" for e in second_events) == 30
+        assert not any(e.type == "redispatched" for e in second_events)
+        wait_until(
+            lambda: (
+                metric(stack, "orchestrator", "qorch_duplicates_dropped_total")
+                >= len(injected) - len(seen)
+            ),
+            timeout=60,
+            what="the injected results to be dropped",
+        )

@@ -1,0 +1,305 @@
+"""Training logic without Kafka or a database: data, encoding, losses, gradients, optimizers,
+fragment slicing, and the optimisation loop run in-process on the node's own executor."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nodes.encoding import EncodingError, expand_bindings
+from nodes.executors.local import LocalExecutor
+from orchestrator.spec import SpecError
+from orchestrator.training import data, fragments, gradients, objectives, optimizers, trainer
+from orchestrator.training.hamiltonians import H2, ground_energy
+from orchestrator.training.spec import MinimizeJob, TrainJob
+from proto.qorch.v1 import fragments_pb2 as pb
+
+EXECUTOR = LocalExecutor("braket_sv")
+
+
+def run_request(
+    setup: trainer.Setup, request: trainer.StepRequest, per_fragment: int = 16
+) -> np.ndarray:
+    """Run a step's fragments as a node would (encode, execute); readouts in binding order."""
+    rows: list[list[float]] = []
+    for part in fragments.slices(request, per_fragment):
+        fragment = fragments.build_fragment(
+            setup, request, part, job_id="j", fragment_id="f", pool="local-sv", shots=0
+        )
+        fragment.bindings.extend(expand_bindings(fragment.encoding))
+        rows += [list(r.expectations.values) for r in EXECUTOR.execute(fragment)]
+    return np.asarray(rows)
+
+
+def run_job(
+    job: TrainJob | MinimizeJob,
+    stop_after: int | None = None,
+    state: Any = None,
+    request: Any = None,
+) -> tuple[dict[str, Any] | None, Any, Any]:
+    """The whole loop in-process; with ``stop_after`` it returns the JSON checkpoint instead."""
+    setup = trainer.build_setup(job, 20)
+    if state is None:
+        state, request = trainer.start(job, setup)
+    done = 0
+    while True:
+        outcome = trainer.advance(job, setup, state, request, run_request(setup, request))
+        state, request, done = outcome.state, outcome.request, done + 1
+        if request is None:
+            return outcome.result, state, None
+        if stop_after is not None and done == stop_after:
+            # what the store keeps: JSON
+            return None, json.loads(json.dumps(state)), request.to_json()
+
+
+def tiny_classifier(**changes: Any) -> TrainJob:
+    spec: dict[str, Any] = {
+        "kind": "train",
+        "seed": 4,
+        "model": {"qubits": 2, "layers": 1},
+        "data": {"builtin": "circles", "samples": 10, "validation_fraction": 0.2},
+        "training": {"loss": "bce", "epochs": 2, "batch_size": 4},
+    }
+    spec.update(changes)
+    return TrainJob.model_validate(spec)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_builtin_sets_are_seeded_and_shaped() -> None:
+    first, again = data.moons(20, 0.1, 3), data.moons(20, 0.1, 3)
+    assert np.array_equal(first.features, again.features) and first.features.shape == (20, 2)
+    assert sorted(set(first.labels.tolist())) == [0, 1]
+    iris = data.iris()
+    assert iris.rows == 150 and iris.features.shape[1] == 4 and len(iris.classes) == 3
+
+
+def test_csv_parsing_and_its_errors() -> None:
+    parsed = data.parse_csv("a,b,y\n1,2,cat\n3,4,dog\n", "y")
+    assert parsed.classes == ("cat", "dog") and parsed.labels.tolist() == [0, 1]
+    with pytest.raises(data.DataError, match="line 3"):
+        data.parse_csv("a,y\n1,0\nx,1\n", "y")
+    with pytest.raises(data.DataError, match="no column"):
+        data.parse_csv("a,b\n1,2\n", "y")
+
+
+def test_split_and_minmax_scaling() -> None:
+    train, val = data.split(10, 0.3, seed=1)
+    assert len(val) == 3 and sorted(train + val) == list(range(10))
+    assert data.split(10, 0.3, seed=1) == (train, val)
+    features = np.asarray([[0.0, 5.0], [2.0, 7.0], [1.0, 6.0]])
+    scaled = data.fit_scaling(features, "minmax").apply(features)
+    assert scaled.min(axis=0) == pytest.approx([0, 0]) and scaled.max(axis=0) == pytest.approx(
+        [math.pi] * 2
+    )
+
+
+# ---------------------------------------------------------------- node-side encoding
+
+
+def test_encoding_expands_samples_times_variants_sample_major() -> None:
+    enc = pb.Encoding(
+        feature_map="angle",
+        qubits=3,
+        offset=[1.0, 0.0],
+        scale=[2.0, 1.0],
+        samples=[pb.Sample(values=[1.5, 0.25]), pb.Sample(values=[2.0, -1.0])],
+        weight_inputs=["w0", "w1"],
+        weights=[0.1, 0.2],
+        shifts=[pb.WeightShift(), pb.WeightShift(index=[1], delta=[0.5])],
+    )
+    bindings = [dict(b.values) for b in expand_bindings(enc)]
+    assert bindings[0] == {"x0": 1.0, "x1": 0.25, "x2": 1.0, "w0": 0.1, "w1": 0.2}
+    assert bindings[1]["w1"] == pytest.approx(0.7) and bindings[1]["x0"] == 1.0
+    assert bindings[2]["x0"] == 2.0 and bindings[3]["x1"] == -1.0 and len(bindings) == 4
+
+    enc.feature_map = "zz"
+    zz = dict(expand_bindings(enc)[0].values)
+    assert zz["x0"] == 2.0 and zz["p0"] == pytest.approx(2 * (math.pi - 1.0) * (math.pi - 0.25))
+
+    enc.shifts.append(pb.WeightShift(index=[7], delta=[1.0]))
+    with pytest.raises(EncodingError, match="weight 7"):
+        expand_bindings(enc)
+
+
+# ---------------------------------------------------------------- losses and optimizers
+
+
+@pytest.mark.parametrize(
+    ("classes", "loss"), [(2, "bce"), (2, "mse"), (3, "cross_entropy"), (3, "mse")]
+)
+def test_loss_derivatives_match_finite_differences(classes: int, loss: str) -> None:
+    rng = np.random.default_rng(0)
+    readout = rng.uniform(-0.9, 0.9, (5, 1 if classes == 2 else classes))
+    labels = rng.integers(0, classes, 5)
+    ev = objectives.evaluate(readout, labels, classes, loss, scale=2.0)
+    h = 1e-6
+    for s in range(5):
+        for o in range(readout.shape[1]):
+            bumped = readout.copy()
+            bumped[s, o] += h
+            lower = readout.copy()
+            lower[s, o] -= h
+            up = objectives.evaluate(bumped, labels, classes, loss, 2.0).losses[s]
+            down = objectives.evaluate(lower, labels, classes, loss, 2.0).losses[s]
+            assert ev.d_readout[s, o] == pytest.approx((up - down) / (2 * h), abs=1e-6)
+
+
+def test_adam_first_step_is_learning_rate_times_sign() -> None:
+    w, state = optimizers.adam(
+        np.zeros(3), np.asarray([0.5, -2.0, 1e-3]), {}, 0.1, 0.9, 0.999, 1e-12
+    )
+    assert w == pytest.approx([-0.1, 0.1, -0.1]) and state["t"] == 1
+
+
+# ---------------------------------------------------------------- slicing a step into fragments
+
+
+@pytest.mark.parametrize(
+    ("samples", "variants", "per"), [(5, 3, 16), (3, 33, 16), (1, 7, 7), (0, 9, 4)]
+)
+def test_slices_cover_every_binding_once_in_order(samples: int, variants: int, per: int) -> None:
+    request = trainer.StepRequest(
+        "gradient", tuple(range(samples)), (gradients.FORWARD,) * variants, ()
+    )
+    parts = list(fragments.slices(request, per))
+    offsets = [p.offset for p in parts]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+    assert sum(p.bindings for p in parts) == request.circuits
+    assert all(p.bindings <= max(per, variants if variants < per else per) for p in parts)
+    for a, b in itertools.pairwise(parts):
+        assert a.offset + a.bindings == b.offset
+
+
+# ---------------------------------------------------------------- the loop, in-process
+
+
+def loss_at(job: TrainJob, setup: trainer.Setup, weights: np.ndarray) -> float:
+    request = trainer.StepRequest(
+        "evaluate",
+        setup.train[: job.training.batch_size],
+        (gradients.FORWARD,),
+        tuple(setup.model.circuit_parameters(weights).tolist()),
+    )
+    assert setup.data is not None
+    labels = setup.data.labels[list(request.samples)]
+    readout = run_request(setup, request)
+    return objectives.evaluate(
+        readout, labels, setup.classes, job.training.loss, job.model.readout_scale
+    ).loss
+
+
+@pytest.mark.parametrize("feature_map", ["angle", "zz"])
+def test_parameter_shift_gradient_equals_finite_differences(feature_map: str) -> None:
+    # mse: bce's clipping near p = 0 or 1 would make finite differences meaningless
+    job = tiny_classifier(
+        model={"qubits": 2, "layers": 1, "feature_map": feature_map},
+        training={"loss": "mse", "epochs": 1, "batch_size": 4},
+    )
+    setup = trainer.build_setup(job, 20)
+    state, request = trainer.start(job, setup)
+    state["order"] = list(setup.train)  # the first batch is then setup.train[:batch_size]
+    request = trainer._gradient_request(job, setup, state)
+    outcome = trainer.advance(job, setup, state, request, run_request(setup, request))
+    w0 = np.asarray(state["weights"])
+    h = 1e-4
+    reference = [
+        (loss_at(job, setup, w0 + h * e) - loss_at(job, setup, w0 - h * e)) / (2 * h)
+        for e in np.eye(len(w0))
+    ]
+    assert outcome.state["last_gradient"] == pytest.approx(reference, abs=1e-6)
+
+
+def test_qaoa_gradient_goes_through_the_jacobian() -> None:
+    job = MinimizeJob.model_validate(
+        {
+            "kind": "minimize",
+            "hamiltonian": {
+                "terms": [
+                    {"coefficient": 1.0, "pauli": "ZZI"},
+                    {"coefficient": 0.5, "pauli": "IZZ"},
+                ]
+            },
+            "ansatz": {"type": "qaoa", "layers": 2},
+            "optimizer": {"name": "sgd", "learning_rate": 0.01},
+            "initial_weights": [0.3, 0.2, 0.5, 0.1],
+            "steps": 1,
+        }
+    )
+    setup = trainer.build_setup(job, 20)
+    assert setup.model.weights == 4 and len(setup.model.weight_inputs) == 2 * (2 + 3)
+    state, request = trainer.start(job, setup)
+    outcome = trainer.advance(job, setup, state, request, run_request(setup, request))
+
+    def energy(w: np.ndarray) -> float:
+        forward = trainer.StepRequest(
+            "evaluate", (), (gradients.FORWARD,), tuple(setup.model.circuit_parameters(w).tolist())
+        )
+        assert setup.coefficients is not None
+        return objectives.energy(run_request(setup, forward)[0], setup.coefficients)
+
+    w0, h = np.asarray(job.initial_weights), 1e-4
+    reference = [(energy(w0 + h * e) - energy(w0 - h * e)) / (2 * h) for e in np.eye(4)]
+    assert outcome.state["last_gradient"] == pytest.approx(reference, abs=1e-6)
+
+
+def test_same_seed_same_weights_and_resume_from_a_checkpoint_is_exact() -> None:
+    job = tiny_classifier()
+    result, _, _ = run_job(job)
+    again, _, _ = run_job(job)
+    assert result is not None and again is not None and result["weights"] == again["weights"]
+
+    _, state, request = run_job(job, stop_after=3)
+    resumed, _, _ = run_job(job, state=state, request=trainer.StepRequest.from_json(request))
+    assert resumed is not None and resumed["weights"] == result["weights"]
+
+
+def test_spsa_makes_progress_on_h2() -> None:
+    """SPSA is noisy by design: from about -1.06 it gets most of the way down."""
+    job = MinimizeJob.model_validate(
+        {
+            "kind": "minimize",
+            "seed": 1,
+            "hamiltonian": {"builtin": "h2"},
+            "ansatz": {"layers": 1},
+            "optimizer": {"name": "spsa", "a": 0.3, "c": 0.1},
+            "gradient": "spsa",
+            "steps": 150,
+        }
+    )
+    result, _, _ = run_job(job)
+    assert result is not None and result["energy"] < ground_energy(H2) + 0.25
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_setup_refuses_what_does_not_fit() -> None:
+    wide = tiny_classifier(data={"features": [[0.1] * 3, [0.2] * 3], "labels": [0, 1]})
+    with pytest.raises(SpecError) as err:
+        trainer.build_setup(wide, 20)
+    assert err.value.errors[0].loc == ("model", "qubits")
+
+    template = tiny_classifier(
+        model={
+            "template": {
+                "source": "OPENQASM 3.0;\ninput float a;\ninput float t;\nqubit[1] q;\n"
+                "ry(a) q[0];\nrz(t) q[0];\n",
+                "feature_inputs": ["a"],
+                "weight_inputs": ["t", "u"],
+            }
+        }
+    )
+    with pytest.raises(SpecError) as err:
+        trainer.build_setup(template, 20)
+    messages = " ".join(e.msg for e in err.value.errors)
+    assert (
+        "['u'] are not inputs" in messages
+        and "1 feature inputs for data with 2 features" in messages
+    )
