@@ -10,10 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.errors import install_error_handlers
+from api.auth import register_admin_key
+from api.errors import V1_RESPONSES, install_error_handlers
 from api.events import EventHub
 from api.grpc_server import create_server
-from api.routes import datasets, health, jobs, nodes, training
+from api.limits import BodyLimit
+from api.ratelimit import RateLimiter
+from api.routes import datasets, health, jobs, keys, nodes, tenants, training
+from orchestrator.sandbox import ProgramSandbox
 from orchestrator.store.db import make_engine, make_session_factory
 from qorch.config import Settings
 from qorch.kafka import Producer, ensure_topics
@@ -38,6 +42,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
+        await asyncio.to_thread(register_admin_key, app.state.sessions, settings)
+        app.state.limiter = RateLimiter()
+        app.state.sandbox = sandbox = ProgramSandbox(
+            settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
+        )
+        await asyncio.to_thread(sandbox.start)
         app.state.producer = Producer(settings)
         app.state.hub = hub = EventHub(settings)
         hub.start(asyncio.get_running_loop())
@@ -50,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await server.stop(grace=2.0)
             hub.stop()
+            sandbox.close()
             app.state.producer.close()
             engine.dispose()
 
@@ -60,10 +71,11 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(jobs.router)
-    app.include_router(training.router)
-    app.include_router(datasets.router)
-    app.include_router(nodes.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    for router in (jobs.router, training.router, datasets.router, nodes.router):
+        app.include_router(router, responses=V1_RESPONSES)
+    app.include_router(keys.router, responses=V1_RESPONSES)
+    app.include_router(tenants.router, responses=V1_RESPONSES)
     app.include_router(health.router)
 
     @app.get("/metrics", include_in_schema=False)

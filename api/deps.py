@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.auth import Principal, authenticate
 from api.events import EventHub
+from api.ratelimit import RateLimiter
+from orchestrator.sandbox import ProgramSandbox
+from qorch.apikeys import bearer_token, key_prefix
 from qorch.config import Settings
 from qorch.kafka import Producer
 
@@ -37,3 +42,57 @@ SessionDep = Annotated[Session, Depends(_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ProducerDep = Annotated[Producer, Depends(_producer)]
 HubDep = Annotated[EventHub, Depends(_hub)]
+
+
+def _sandbox(request: Request) -> ProgramSandbox:
+    sandbox: ProgramSandbox = request.app.state.sandbox
+    return sandbox
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.limiter
+    return limiter
+
+
+SandboxDep = Annotated[ProgramSandbox, Depends(_sandbox)]
+LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description='An API key: `Authorization: Bearer <key>` (README "Security").',
+)
+
+
+def _principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The one authentication dependency: ``Authorization: Bearer <key>`` -> Principal; 401
+    without a key or with an unknown or revoked one (the answer shows only its prefix)."""
+    key = bearer_token(request.headers.get("authorization"))
+    if key is None:
+        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", _CHALLENGE)
+    principal = authenticate(request.app.state.sessions, key)
+    if principal is None:
+        shown = key_prefix(key).encode("ascii", "replace").decode()
+        raise HTTPException(401, f"invalid or revoked API key {shown}...", _CHALLENGE)
+    return principal
+
+
+def _require(scope: str) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.allows(scope):
+            raise HTTPException(403, f"key {principal.prefix}... lacks the {scope!r} scope")
+        return principal
+
+    return check
+
+
+#: Callers with the ``read``, ``submit`` or ``admin`` scope (admin holds all three).
+Reader = Annotated[Principal, Depends(_require("read"))]
+Submitter = Annotated[Principal, Depends(_require("submit"))]
+Admin = Annotated[Principal, Depends(_require("admin"))]

@@ -10,8 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 
+from api.admission import CostError, TooManyRequests
 from orchestrator.lifecycle import InvalidTransition
 from orchestrator.spec import SpecError
 from orchestrator.store.repository import NotFound
@@ -35,12 +37,52 @@ def _without_kind_tag(loc: Sequence[Any]) -> list[Any]:
     return list(loc)
 
 
+class ErrorBody(BaseModel):
+    """Why a request was refused."""
+
+    detail: str = Field(description="A readable reason (a key is shown only by its prefix).")
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: Answers every /v1 route may give besides its own (documented in the OpenAPI schema).
+V1_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("No API key, or an unknown or revoked one."),
+    403: _documented("The key lacks the scope this route needs."),
+    404: _documented("Not found, or another tenant's."),
+    409: _documented("The object is not in a state that allows this."),
+    413: _documented("The request body is larger than the limit."),
+    429: _documented("Submitting too fast or too many unfinished jobs; see Retry-After."),
+    503: _documented("A dependency (Postgres) is unavailable; see Retry-After."),
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping of domain errors to status codes."""
 
+    @app.exception_handler(TooManyRequests)
+    async def too_many(_: Request, exc: TooManyRequests) -> JSONResponse:
+        retry = max(1, round(exc.retry_after + 0.499))
+        return JSONResponse(
+            status_code=429, headers={"Retry-After": str(retry)}, content={"detail": exc.detail}
+        )
+
+    @app.exception_handler(CostError)
+    async def too_costly(_: Request, exc: CostError) -> JSONResponse:
+        content = {"detail": spec_error_detail(exc), "estimate_usd": exc.estimate_usd}
+        return JSONResponse(status_code=422, content=jsonable_encoder(content))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{**e, "loc": _without_kind_tag(e["loc"])} for e in exc.errors()]
+        # Where, why and the error type; not the offending input, which can be the whole
+        # body, and may hold values JSON cannot carry (NaN, Infinity) that would turn the
+        # answer itself into a 500.
+        errors = [
+            {"loc": _without_kind_tag(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
         return JSONResponse(status_code=422, content=jsonable_encoder({"detail": errors}))
 
     @app.exception_handler(NotFound)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,19 +11,23 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from api.events import EventHub
+from api.auth import Principal, authenticate
+from api.events import EventHub, in_order
 from orchestrator.lifecycle import is_terminal
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory
 from orchestrator.store.events import STATUS_TO_PROTO, event_to_proto
 from orchestrator.store.models import Job
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
+from qorch.apikeys import bearer_token, key_prefix
 from qorch.config import Settings
 
 logger = logging.getLogger(__name__)
 
-#: How often a watcher re-reads the store when no wake-up arrived (broker unreachable).
+#: How often a watcher re-reads the store when nothing arrived (broker unreachable).
 FALLBACK_POLL_S = 1.0
+#: Stored events read at once.
+READ_PAGE = 500
 
 
 def job_to_proto(job: Job) -> jobs_pb2.Job:
@@ -62,7 +65,34 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._sessions = sessions
         self._hub = hub
 
+    async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        """The caller, from ``authorization: Bearer <key>`` in the call metadata; the call is
+        aborted with UNAUTHENTICATED without a valid key, PERMISSION_DENIED without ``read``."""
+        header = next(
+            (v for k, v in context.invocation_metadata() or () if k == "authorization"), None
+        )
+        key = bearer_token(header if isinstance(header, str) else None)
+        if key is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing API key: send metadata authorization: Bearer <key>",
+            )
+        assert key is not None
+        principal = await asyncio.to_thread(authenticate, self._sessions, key)
+        if principal is None:
+            shown = key_prefix(key).encode("ascii", "replace").decode()
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"invalid or revoked API key {shown}..."
+            )
+        assert principal is not None
+        if not principal.allows("read"):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"key {principal.prefix}... lacks 'read'"
+            )
+        return principal
+
     async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> Job:
+        principal = await self._principal(context)
         try:
             uuid.UUID(job_id)
         except ValueError:
@@ -72,7 +102,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
         def load() -> Job:
             with self._sessions() as session:
-                return repo.get_job(session, job_id)
+                return repo.get_job(session, job_id, principal.tenant_filter)
 
         try:
             return await asyncio.to_thread(load)
@@ -92,26 +122,35 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         last = request.from_seq
         if is_terminal(job.status) and last >= job.last_seq:
             return
-        wake = self._hub.subscribe(job.id)
+        subscription = self._hub.watch(job.id)  # before the first read: nothing is missed
 
         def read(after: int) -> list[jobs_pb2.JobEvent]:
             with self._sessions() as session:
-                return [event_to_proto(e) for e in repo.events_after(session, job.id, after)]
+                return [
+                    event_to_proto(e) for e in repo.events_after(session, job.id, after, READ_PAGE)
+                ]
 
         try:
+            read_store = True  # replay the history first
             while True:
-                wake.clear()  # before reading, so a wake-up during the read is not lost
-                events = await asyncio.to_thread(read, last)
+                subscription.wake.clear()  # before taking, so a later push is not lost
+                pushed, stale = subscription.take()
+                events, gap = in_order(last, pushed)
+                if read_store or stale or gap:
+                    events = await asyncio.to_thread(read, last)
+                    read_store = len(events) >= READ_PAGE  # more than one page behind
                 for event in events:
                     yield event
                     last = event.seq
                     if event.status in _TERMINAL:
                         return
-                if not events:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), FALLBACK_POLL_S)
+                if not events and not read_store:
+                    try:
+                        await asyncio.wait_for(subscription.wake.wait(), FALLBACK_POLL_S)
+                    except TimeoutError:  # no word from the broker: ask the store
+                        read_store = True
         finally:
-            self._hub.unsubscribe(job.id, wake)
+            self._hub.unwatch(subscription)
 
 
 _TERMINAL = {

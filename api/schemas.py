@@ -27,6 +27,29 @@ class Timings(BaseModel):
     run_s: float | None = Field(description="Seconds from dispatch to the end (or until now).")
 
 
+class SubcircuitPublic(BaseModel):
+    qubits: list[int] = Field(description="Qubits of the original program it holds.")
+    width: int = Field(description="Qubits it runs on: those, plus its ancillas.")
+    ancillas: int = Field(description="Ancilla qubits (one per side of a cut gate it holds).")
+
+
+class CutPlanPublic(BaseModel):
+    """How one program is cut (README "Cutting circuits across nodes")."""
+
+    cuts: int
+    gate_cuts: int = Field(description="Cut two-qubit gates (six terms each).")
+    wire_cuts: int = Field(description="Cut wires (eight terms each).")
+    subcircuits: list[SubcircuitPublic]
+    max_subcircuit_qubits: int = Field(description="The width limit the plan was made for.")
+    sampling_overhead: float = Field(
+        description="Product of gamma^2 over the cuts: shots needed for the same error grow by it."
+    )
+    terms: int = Field(description="Joint terms of the reconstruction.")
+    exact_search: bool = Field(description="True when the search proved no cheaper plan exists.")
+    subexperiments: int = Field(description="Programs run per binding for this program.")
+    programs_per_subcircuit: list[int] = Field(description="Subexperiments of each subcircuit.")
+
+
 class JobPublic(BaseModel):
     """A job's state and progress."""
 
@@ -40,9 +63,15 @@ class JobPublic(BaseModel):
     progress: Progress
     timings: Timings
     last_seq: int = Field(description="Sequence number of the job's latest event.")
+    cutting: dict[str, CutPlanPublic] | None = Field(
+        None,
+        description="For a job whose circuits are cut: the plan of each cut program, keyed by "
+        "program index (`model` for a training job). Shown on submission and by "
+        "`GET /v1/jobs/{id}`; null in lists.",
+    )
 
     @classmethod
-    def of(cls, job: Job, now: datetime) -> JobPublic:
+    def of(cls, job: Job, now: datetime, cutting: dict[str, Any] | None = None) -> JobPublic:
         started, finished = job.started_at, job.finished_at
         return cls(
             id=job.id,
@@ -68,6 +97,7 @@ class JobPublic(BaseModel):
                 run_s=((finished or now) - started).total_seconds() if started else None,
             ),
             last_seq=job.last_seq,
+            cutting=cutting or None,
         )
 
 

@@ -109,7 +109,9 @@ def running_stack(agents: int, **settings: Any) -> Iterator[tuple[Stack, QorchCl
     options = StackOptions(pools=["local-sv"] * agents, log_dir=logs, free_ports=True)
     with (
         Stack(Settings(**base), options) as stack,
-        QorchClient(stack.api_url, stack.grpc_target, timeout=300) as client,
+        QorchClient(
+            stack.api_url, stack.grpc_target, timeout=300, api_key=stack.admin_key
+        ) as client,
     ):
         yield stack, client
 

@@ -9,6 +9,11 @@ p50/p90/p99/max of ``received - event.at`` over every event every watcher saw (i
 ``event.at`` is the row's ``created_at``, Postgres ``now()``: the start of the transaction that
 recorded it, so the figure also counts the rest of that transaction (an upper bound). Same
 machine, same clock. Figures only; nothing here asserts a time.
+
+A second table splits the time into stages, with a tap on the ``events`` topic in this process:
+recording (``at`` to the Kafka message's create time, i.e. the rest of the transaction and the
+orchestrator until it hands the event to its producer), the Kafka hop (to the tap's receipt),
+and the API (the tap's receipt to the watcher's; the API's own hop is as long as the tap's).
 """
 
 from __future__ import annotations
@@ -20,10 +25,19 @@ import time
 
 from common import bindings, running_stack, table, trivial
 
+from proto.qorch.v1 import jobs_pb2
 from qorch.client import QorchClient
+from qorch.config import Settings
+from qorch.kafka import Consumer
 
 
-def follow(client: QorchClient, job_id: str, out: list[float], replays: list[int]) -> None:
+def follow(
+    client: QorchClient,
+    job_id: str,
+    out: list[float],
+    replays: list[int],
+    stages: list[tuple[int, float, float]],
+) -> None:
     """One watcher: the latency in seconds of every event recorded after it attached.
 
     Events recorded before the stream opened are replays from the store, not deliveries;
@@ -35,13 +49,75 @@ def follow(client: QorchClient, job_id: str, out: list[float], replays: list[int
         at = event.at.ToMicroseconds() / 1e6
         if at >= attached:
             out.append(received - at)
+            stages.append((event.seq, at, received))
         else:
             replays.append(event.seq)
+
+
+class Tap:
+    """Follows the ``events`` topic: per (job, seq), the message's create time and receipt."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.seen: dict[tuple[str, int], tuple[float, float]] = {}
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Tap:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        consumer = Consumer(self._settings, [self._settings.topic("events")], None)
+        try:
+            while not self._stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                received = time.time()
+                event = jobs_pb2.JobEvent.FromString(msg.value() or b"")
+                created = msg.timestamp()[1] / 1e3
+                self.seen.setdefault((event.job_id, event.seq), (created, received))
+        finally:
+            consumer.close()
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def stage_rows(job_id: str, stages: list[tuple[int, float, float]], tap: Tap) -> list[list[str]]:
+    """p50/p99/max of each stage, ms, over the deliveries the tap also saw."""
+    recording, hop, api = [], [], []
+    for seq, at, received in stages:
+        seen = tap.seen.get((job_id, seq))
+        if seen is None:
+            continue
+        created, tapped = seen
+        recording.append((created - at) * 1e3)
+        hop.append((tapped - created) * 1e3)
+        api.append((received - tapped) * 1e3)
+    rows = []
+    for name, values in [
+        ("recording (at -> produced)", recording),
+        ("Kafka hop (produced -> tap)", hop),
+        ("API (tap -> watcher)", api),
+    ]:
+        if values:
+            rows.append(
+                [
+                    name,
+                    f"{percentile(values, 0.5):.1f}",
+                    f"{percentile(values, 0.99):.1f}",
+                    f"{max(values):.1f}",
+                ]
+            )
+    return rows
 
 
 def main() -> None:
@@ -60,13 +136,17 @@ def main() -> None:
         "programs": [{"source": source, "bindings": bindings(names, args.bindings)}],
     }
     spec_warm = bindings(names, 64)  # a first job warms the agents and the database
-    with running_stack(agents=2, fragment_bindings=args.fragment_bindings) as (_, client):
+    stages: list[tuple[int, float, float]] = []
+    with (
+        running_stack(agents=2, fragment_bindings=args.fragment_bindings) as (stack, client),
+        Tap(stack.settings) as tap,
+    ):
         client.submit({**spec, "programs": [{"source": source, "bindings": spec_warm}]})
         job = client.submit(spec)
         samples: list[list[float]] = [[] for _ in range(args.watchers)]
         replays: list[int] = []
         threads = [
-            threading.Thread(target=follow, args=(client, job["id"], samples[i], replays))
+            threading.Thread(target=follow, args=(client, job["id"], samples[i], replays, stages))
             for i in range(args.watchers)
         ]
         for t in threads:
@@ -90,6 +170,13 @@ def main() -> None:
                     replayed,
                 ]
             ],
+        )
+    )
+    print(
+        table(
+            "Where the time goes, ms (Kafka create times have 1 ms resolution)",
+            ["stage", "p50", "p99", "max"],
+            stage_rows(job["id"], stages, tap),
         )
     )
 

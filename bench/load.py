@@ -81,7 +81,7 @@ def main() -> int:
         watcher_ready = [threading.Event() for _ in range(args.watchers)]
 
         def submit(i: int) -> None:
-            with QorchClient(stack.api_url, stack.grpc_target) as client:
+            with QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key) as client:
                 started = time.perf_counter()
                 job = client.submit(specs[i])
                 with lock:
@@ -92,7 +92,7 @@ def main() -> int:
 
         def follow(i: int) -> None:
             watcher_ready[i].wait()
-            with QorchClient(stack.api_url, stack.grpc_target) as client:
+            with QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key) as client:
                 own: list[float] = []
                 watched[i] = watch(client, job_ids[i], own)
                 with lock:
@@ -109,7 +109,7 @@ def main() -> int:
                 future.result()
 
         # every job completes
-        with QorchClient(stack.api_url, stack.grpc_target) as client:
+        with QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key) as client:
             pending = set(job_ids)
             while pending:
                 for job_id in list(pending):

@@ -5,6 +5,7 @@ ratios (issue 6, goals 1, 2, 3 and 5)::
 
     .venv/bin/python bench/throughput.py            # all of it (a few minutes on 2 cores)
     .venv/bin/python bench/throughput.py --quick    # smaller jobs, no 100k-binding job
+    .venv/bin/python bench/throughput.py --only fragments  # the fragment size, measured
 
 Figures only; nothing here asserts a time.
 """
@@ -28,6 +29,7 @@ from common import (
     bindings,
     counts_job,
     own_peak_rss_bytes,
+    rss_bytes,
     run_job,
     running_stack,
     table,
@@ -197,11 +199,13 @@ def scale_section(quick: bool) -> None:
                 )
                 if agents == 2:
                     peaks = sampler.peaks
+                    after = {name: rss_bytes(pid) for name, pid in pids.items()}
                     memory_rows.append(
                         [
                             count,
-                            f"{peaks['api'] / MIB:.0f}",
-                            f"{peaks['orchestrator'] / MIB:.0f}",
+                            f"{peaks['api'] / MIB:.0f} ({after['api'] / MIB:.0f} after)",
+                            f"{peaks['orchestrator'] / MIB:.0f} "
+                            f"({after['orchestrator'] / MIB:.0f} after)",
                             f"{peaks['node-1'] / MIB:.0f}",
                             f"{peaks['node-2'] / MIB:.0f}",
                             f"{own_peak_rss_bytes() / MIB:.0f}",
@@ -216,9 +220,34 @@ def scale_section(quick: bool) -> None:
     )
     print(
         table(
-            "Goal 5 - peak resident memory (MiB) while the job runs, 2 agents",
+            "Goal 5 - peak resident memory (MiB) while the job runs (and once it ended), 2 agents",
             ["bindings", "api", "orchestrator", "agent 1", "agent 2", "bench client"],
             memory_rows,
+        )
+    )
+
+
+def fragment_section(quick: bool) -> None:
+    """End-to-end time of the same jobs for several fragment sizes (QORCH_FRAGMENT_BINDINGS)."""
+    source, names = ansatz(8)
+    heavy = counts_job(source, bindings(names, 256 if quick else 512))
+    light = trivial_job(2_000 if quick else 10_000)
+    rows = []
+    for size in (8, 16, 64, 256):
+        with running_stack(agents=2, fragment_bindings=size) as (_, client):
+            run_job(client, trivial_job(64))  # warm-up
+            light_s, _, _ = run_job(client, light)
+            heavy_s, _, _ = run_job(client, heavy)
+        rows.append([size, f"{light_s:.2f}", f"{heavy_s:.2f}"])
+    print(
+        table(
+            "Fragment size - seconds end to end, 2 agents",
+            [
+                "bindings per fragment",
+                f"{light['name']} (trivial)",
+                f"{heavy['name']} (8-qubit ansatz, {SHOTS} shots)",
+            ],
+            rows,
         )
     )
 
@@ -227,7 +256,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     parser.add_argument(
-        "--only", choices=["executor", "pipeline", "scale"], action="append", help="sections"
+        "--only",
+        choices=["executor", "pipeline", "scale", "fragments"],
+        action="append",
+        help="sections",
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -242,6 +274,8 @@ def main() -> None:
         pipeline_section(args.quick)
     if "scale" in sections:
         scale_section(args.quick)
+    if "fragments" in sections:
+        fragment_section(args.quick)
 
 
 if __name__ == "__main__":

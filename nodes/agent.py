@@ -86,6 +86,7 @@ class NodeAgent:
         self.fragments_done = 0
         self.fragments_failed = 0
         self.bindings_done = 0
+        self.dead_letters = 0  # messages sent to fragments.dlq: undecodable, incomplete, too big
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -160,9 +161,17 @@ class NodeAgent:
 
     def _handle(self, msg: Message) -> bool:
         """Process one message; True when its outcome was acknowledged and it may be committed."""
-        key = (msg.key() or b"").decode("utf-8", errors="replace")
+        key = (msg.key() or b"").decode("utf-8", errors="replace")[:200]
+        value = msg.value() or b""
+        if len(value) > self.settings.max_fragment_bytes:  # untrusted: not even decoded
+            return self._dead_letter(
+                msg,
+                key,
+                pb.Fragment(fragment_id=key),
+                f"fragment of {len(value)} bytes; at most {self.settings.max_fragment_bytes}",
+            )
         try:
-            fragment = pb.Fragment.FromString(msg.value() or b"")
+            fragment = pb.Fragment.FromString(value)
         except DecodeError as exc:
             return self._dead_letter(
                 msg, key, pb.Fragment(fragment_id=key), f"not a Fragment: {exc}"
@@ -257,6 +266,8 @@ class NodeAgent:
 
     def _dead_letter(self, msg: Message, key: str, fragment: pb.Fragment, reason: str) -> bool:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        with self._lock:
+            self.dead_letters += 1
         logger.warning("dead-lettering message %s: %s", where, reason, extra={"fragment_id": key})
         letter = pb.DeadLetter(fragment=fragment, reason=f"{reason} ({where})", at=now())
         DEAD_LETTERS.labels("node").inc()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from orchestrator import streaming
 from orchestrator.aggregation import (
     RESULT_FIELD,
     ResultShapeError,
@@ -18,12 +19,13 @@ from orchestrator.aggregation import (
     assemble_result,
     binding_values,
 )
-from orchestrator.cutting.jobs import run_programs
+from orchestrator.cutting.jobs import describe_run, job_layout, run_programs
 from orchestrator.dispatch import describe, fail_fragment, redispatch, utcnow
 from orchestrator.lifecycle import JobStatus, is_terminal
-from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
+from orchestrator.store import results
 from orchestrator.store.models import Fragment, Job, JobEventRow
+from orchestrator.training import cut as training_cut
 from orchestrator.training import runner as training
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
@@ -64,7 +66,7 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
                 result.success,
                 fragment.binding_count,
                 RESULT_FIELD[job.result_type],
-                _observable_count(job, fragment.program_index),
+                _observable_count(session, job, fragment),
             )
         except ResultShapeError as exc:
             failure = pb.FragmentFailure(
@@ -84,13 +86,14 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
             if job.fragments_done < job.fragments_total:
                 return Outcome("counted")
             return Outcome("counted", training.advance(session, job, settings))
+        what, metrics = _progress(session, job, fragment)
         events = [
             repo.append_event(
                 session,
                 job,
                 "progress",
-                f"{describe(fragment)} done on {result.node_id}",
-                metrics={"duration_s": result.duration_s},
+                f"{what} done on {result.node_id}",
+                metrics={"duration_s": result.duration_s, **metrics},
             )
         ]
         if job.fragments_done == job.fragments_total:
@@ -117,21 +120,56 @@ def _apply_failure(
     return Outcome("failed", [fail_fragment(session, job, fragment, reason, settings)])
 
 
-def _observable_count(job: Job, run_index: int) -> int:
+def _observable_count(session: Session, job: Job, fragment: Fragment) -> int:
     """Values each binding of a fragment answers: the job's observables, or those of the cut
     subexperiment the fragment runs."""
-    if job.kind != "circuits" or not (job.spec or {}).get("cutting"):
+    if job.kind in training.KINDS:  # a cut model's fragments ask for their own observables
+        if fragment.payload is None:
+            return job.observables
+        return training_cut.observable_count(fragment.payload)
+    if job.kind != "circuits" or not streaming.is_cut(session, job):
         return job.observables
-    return len(run_programs(JobCreate.model_validate(job.spec))[run_index].observables)
+    runs = run_programs(streaming.cached_spec(session, job))
+    return len(runs[fragment.program_index].observables)
+
+
+def _progress(session: Session, job: Job, fragment: Fragment) -> tuple[str, dict[str, float]]:
+    """What a progress event says a fragment was: 'program 0, bindings 0-15', or for a cut
+    program 'program 0, subcircuit 1 (subexperiment 7 of 35), bindings 0-2' with the same
+    numbers as metrics, so a watcher can follow each subcircuit."""
+    if not streaming.is_cut(session, job):
+        return describe(fragment), {}
+    spec = streaming.cached_spec(session, job)
+    layout = job_layout(spec)
+    run = layout.runs[fragment.program_index]
+    if run.subcircuit is None:
+        return describe(fragment).replace(
+            f"program {fragment.program_index}", f"program {run.origin}", 1
+        ), {"program": float(run.origin)}
+    subexperiment = fragment.program_index - layout.first_run[run.origin]
+    count = len(layout.experiments[run.origin].programs)
+    last = fragment.binding_offset + fragment.binding_count - 1
+    what = (
+        f"{describe_run(run)} (subexperiment {subexperiment + 1} of {count}), "
+        f"bindings {fragment.binding_offset}-{last}"
+    )
+    return what, {
+        "program": float(run.origin),
+        "subcircuit": float(run.subcircuit),
+        "subexperiment": float(subexperiment),
+    }
 
 
 def _finish(session: Session, job: Job) -> JobEventRow:
-    spec = JobCreate.model_validate(job.spec)
-    stored = [
-        StoredFragment(f.program_index, f.binding_offset, f.result or [])
-        for f in repo.finished_fragments(session, job.id)
-    ]
-    job.result = assemble_result(spec, stored)
+    if streaming.is_cut(session, job):  # knitting the subexperiments' values is Python's
+        stored = [
+            StoredFragment(f.program_index, f.binding_offset, f.result or [])
+            for f in repo.finished_fragments(session, job.id)
+        ]
+        job.result = assemble_result(streaming.cached_spec(session, job), stored)
+    else:  # Postgres assembles it: the orchestrator never holds a whole result
+        results.store_result(session, job.id)
+    streaming.forget(job.id)
     message = f"{job.bindings_done} bindings in {job.fragments_total} fragments"
     logger.info("job succeeded", extra={"job_id": job.id})
     return repo.set_status(session, job, JobStatus.SUCCEEDED, message, now=utcnow())

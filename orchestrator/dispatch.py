@@ -10,9 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
 from orchestrator import streaming
+from orchestrator.cutting.jobs import cut_plans, describe_plans, plan_metrics
 from orchestrator.lifecycle import JobStatus, is_terminal
 from orchestrator.planning import FragmentPlan, build_fragment
-from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, session_scope
 from orchestrator.store.models import Fragment, Job, JobEventRow
@@ -52,7 +52,13 @@ def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventR
             f"for pool {job.pool}; {written} dispatched now, at most "
             f"{settings.max_inflight_per_job} in flight"
         )
-        event = repo.set_status(session, job, JobStatus.RUNNING, message, now=utcnow())
+        plans = cut_plans(spec)
+        if plans:  # the plan's numbers travel with the event (README "Cutting circuits")
+            message += "; " + describe_plans(plans)
+        metrics = plan_metrics(plans) if plans else None
+        event = repo.set_status(
+            session, job, JobStatus.RUNNING, message, now=utcnow(), metrics=metrics
+        )
         logger.info(
             "job planned",
             extra={"job_id": job.id, "fragments": job.fragments_total, "dispatched": written},
@@ -97,6 +103,18 @@ def sweep_overdue(factory: SessionFactory, settings: Settings) -> list[JobEventR
     return events
 
 
+def fragment_key(fragment_id: str, attempt: int) -> str:
+    """Kafka key of a fragment message: its id for the first attempt, ``<id>/<attempt>`` after.
+
+    A re-dispatch must be able to land on another partition than the attempt it replaces: a
+    slow but live agent keeps the partitions it holds (it heartbeats), so a message keyed like
+    the first attempt would wait in line behind the very fragment it is meant to overtake, as
+    would every retry after it, until the job fails. A fresh key per attempt draws a partition
+    again; a broker loss resends an attempt under the key it had.
+    """
+    return fragment_id if attempt <= 1 else f"{fragment_id}/{attempt}"
+
+
 def describe(fragment: Fragment) -> str:
     """'program 0, bindings 16-31' for messages a person reads."""
     last = fragment.binding_offset + fragment.binding_count - 1
@@ -109,7 +127,7 @@ def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
         message.attempt = fragment.attempt
         message.dispatched_at.GetCurrentTime()
         return message
-    spec = JobCreate.model_validate(job.spec)
+    spec = streaming.cached_spec(session, job)
     plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
     return build_fragment(
         spec, plan, job_id=job.id, fragment_id=fragment.id, attempt=fragment.attempt
@@ -127,7 +145,7 @@ def redispatch(
     repo.enqueue(
         session,
         topic=settings.fragments_topic(job.pool),
-        key=fragment.id,
+        key=fragment_key(fragment.id, fragment.attempt),
         payload=_payload(session, job, fragment).SerializeToString(),
         job_id=job.id,
         fragment_id=fragment.id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from orchestrator.dispatch import _payload
+from orchestrator.dispatch import _payload, fragment_key
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, session_scope
 from qorch.config import Settings
@@ -51,7 +51,7 @@ def resend_unanswered(factory: SessionFactory, settings: Settings) -> int:
             repo.enqueue(
                 session,
                 topic=settings.fragments_topic(job.pool),
-                key=fragment.id,
+                key=fragment_key(fragment.id, fragment.attempt),
                 payload=message.SerializeToString(),
                 job_id=job.id,
                 fragment_id=fragment.id,

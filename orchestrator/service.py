@@ -18,6 +18,7 @@ from datetime import UTC
 from types import TracebackType
 from typing import TypeVar
 
+from confluent_kafka import Message
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -232,7 +233,13 @@ class Orchestrator:
                     _observe(outcome.kind)
                     return outcome.events
 
-                events = self._with_db(apply)
+                try:
+                    events = self._with_db(apply)
+                except Exception as exc:  # refused by the store (untrusted input): drop it
+                    self._reject("results", msg, exc)
+                    metrics.RESULTS.labels("rejected").inc()
+                    consumer.commit(msg)
+                    continue
                 if events is None and self._stop.is_set():
                     break  # not applied: leave the offset uncommitted
                 publish_events(self._producer, self.settings, events or [])
@@ -257,26 +264,65 @@ class Orchestrator:
                     self._count("heartbeats_malformed")
                     consumer.commit(msg)
                     continue
-                values = {
-                    "id": beat.node_id,
-                    "pool": beat.pool,
-                    "backend": beat.backend,
-                    "hostname": beat.hostname,
-                    "pid": beat.pid,
-                    "state": NODE_STATES.get(beat.state, "UNKNOWN"),
-                    "started_at": beat.started_at.ToDatetime(UTC),
-                    "last_heartbeat_at": beat.sent_at.ToDatetime(UTC),
-                    "fragments_done": beat.fragments_done,
-                    "fragments_failed": beat.fragments_failed,
-                    "bindings_done": beat.bindings_done,
-                }
+                try:
+                    values = _heartbeat_row(beat)
+                except ValueError as exc:
+                    self._reject("heartbeats", msg, exc)
+                    consumer.commit(msg)
+                    continue
 
                 def save(values: dict[str, object] = values) -> bool:
                     with session_scope(self._factory) as session:
                         repo.upsert_node(session, values)
                     return True
 
-                if self._with_db(save):
+                try:
+                    saved = self._with_db(save)
+                except Exception as exc:  # refused by the store (untrusted input): drop it
+                    self._reject("heartbeats", msg, exc)
+                    consumer.commit(msg)
+                    continue
+                if saved:
                     consumer.commit(msg)
         finally:
             consumer.close()
+
+    def _reject(self, kind: str, msg: Message, exc: Exception) -> None:
+        """Count and log a message that cannot be applied; it is dropped, the loop goes on."""
+        self._count(f"{kind}_rejected")
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        logger.warning(
+            "%s message dropped (%s): %s",
+            kind,
+            type(exc).__name__,
+            reason,
+            extra={"key": msg.key()},
+        )
+
+
+def _heartbeat_row(beat: nodes_pb2.Heartbeat) -> dict[str, object]:
+    """The nodes row of a heartbeat; ValueError when it cannot be one (untrusted input)."""
+    for name, limit in (("node_id", 200), ("pool", 64), ("backend", 255), ("hostname", 255)):
+        if len(getattr(beat, name)) > limit:
+            raise ValueError(f"heartbeat {name} longer than {limit} characters")
+    if not beat.node_id:
+        raise ValueError("heartbeat without node_id")
+    try:
+        started, sent = beat.started_at.ToDatetime(UTC), beat.sent_at.ToDatetime(UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValueError(f"heartbeat with an impossible time: {exc}") from exc
+    if not (0 <= beat.pid < 2**31):
+        raise ValueError("heartbeat pid out of range")
+    return {
+        "id": beat.node_id,
+        "pool": beat.pool,
+        "backend": beat.backend,
+        "hostname": beat.hostname,
+        "pid": beat.pid,
+        "state": NODE_STATES.get(beat.state, "UNKNOWN"),
+        "started_at": started,
+        "last_heartbeat_at": sent,
+        "fragments_done": beat.fragments_done,
+        "fragments_failed": beat.fragments_failed,
+        "bindings_done": beat.bindings_done,
+    }

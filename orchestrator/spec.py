@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from orchestrator.cutting.jobs import CuttingSpec, cut_problems, settle_cutting
 from orchestrator.qasm import ProgramError, ProgramInfo, analyze
-from orchestrator.training.spec import MinimizeJob, TrainJob
+from orchestrator.training.spec import MaxCostUsd, MinimizeJob, TrainJob
 from qorch.config import Settings
 
 EXAMPLE_PROGRAM = """OPENQASM 3.0;
@@ -117,6 +117,7 @@ class JobCreate(BaseModel):
     shots: int = Field(0, ge=0, description="Shots per binding; 0 = exact results.")
     result: ResultSpec = Field(description="What each binding returns.")
     programs: list[ProgramSpec] = Field(min_length=1, description="The programs to run.")
+    max_cost_usd: MaxCostUsd = None
     cutting: CuttingSpec | None = Field(
         None,
         description="Cut programs wider than `max_subcircuit_qubits` into subcircuits that run "

@@ -36,7 +36,11 @@ SPEC_CACHE_SIZE = 8
 #: Running jobs looked at per top-up pass.
 TOP_UP_JOBS = 50
 
+#: Jobs whose cutting flag is kept (a bool each).
+CUT_CACHE_SIZE = 4096
+
 _specs: OrderedDict[str, JobCreate] = OrderedDict()
+_cut: OrderedDict[str, bool] = OrderedDict()
 
 
 # ---------------------------------------------------------------- pure
@@ -81,6 +85,23 @@ def cached_spec(session: Session, job: Job) -> JobCreate:
     else:
         _specs.move_to_end(job.id)
     return spec
+
+
+def is_cut(session: Session, job: Job) -> bool:
+    """Whether the job cuts its circuits, read without loading its (possibly huge) spec."""
+    cut = _cut.get(job.id)
+    if cut is None:
+        value = session.execute(select(Job.spec["cutting"]).where(Job.id == job.id)).scalar()
+        cut = _cut[job.id] = bool(value)
+        if len(_cut) > CUT_CACHE_SIZE:
+            _cut.popitem(last=False)
+    return cut
+
+
+def forget(job_id: str) -> None:
+    """Drop what is cached for a job (it ended)."""
+    _specs.pop(job_id, None)
+    _cut.pop(job_id, None)
 
 
 def in_flight(session: Session, *, job_id: str | None = None, pool: str | None = None) -> int:

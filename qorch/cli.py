@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from qorch.apikeys import key_prefix
 from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
 from qorch.config import Settings, get_settings
 from qorch.logs import configure_logging
@@ -115,8 +116,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     options = StackOptions(pools=pools, data_dir=Path(settings.data_dir) / "postgres")
     stop = threading.Event()
     _stop_on_signals(stop)
+    generated = not settings.admin_key.get_secret_value()
     with Stack(settings, options) as stack:
         console.print("[bold green]qorchestra is up[/bold green]")
+        if generated:
+            console.print(f"  admin key     {stack.admin_key}")
+            console.print(f"                (export QORCH_API_KEY={stack.admin_key})")
+        else:
+            console.print(f"  admin key     {key_prefix(stack.admin_key)}... (QORCH_ADMIN_KEY)")
         console.print(f"  REST API      {stack.api_url}")
         console.print(f"  OpenAPI docs  {stack.api_url}/docs")
         console.print(f"  gRPC          {stack.grpc_target}")
@@ -149,6 +156,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging("demo", "WARNING", settings.log_json)
     _interrupt_on_sigterm()
+    if args.cut:  # nodes of 6 qubits: the 12-qubit circuit must be cut to run
+        from qorch.samples import CUT_NODE_QUBITS
+
+        limits = {**settings.pool_max_qubits, "local-sv": CUT_NODE_QUBITS}
+        settings = settings.model_copy(update={"pool_max_qubits": limits})
     log_dir = Path(settings.data_dir) / "demo-logs"
     options = StackOptions(pools=["local-sv", "local-sv"], log_dir=log_dir, free_ports=True)
     console.print(
@@ -161,7 +173,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  ready in {time.monotonic() - started:.1f}s; API {stack.api_url}, "
             f"gRPC {stack.grpc_target}, logs in {log_dir}/"
         )
-        with QorchClient(stack.api_url, stack.grpc_target) as client:
+        with QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key) as client:
+            if args.cut:
+                from qorch.cut_demo import run_cut_demo
+
+                if not run_cut_demo(client, watch_with_progress):
+                    return 1
+                console.print("Shutting down ...")
+                return 0
             spec = demo_job(args.settings, shots=args.shots)
             job = client.submit(spec)
             console.print(f"Submitted job [cyan]{job['id']}[/cyan]: {spec['name']}")
@@ -172,7 +191,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print_summary(client, job["id"])
             if args.train and not _demo_training(client):
                 return 1
-            _await_heartbeats(client, client.job(job["id"])["fragments_total"], settings)
+            _await_heartbeats(client, settings)
             print_nodes(client)
         console.print("Shutting down ...")
     console.print("[green]done[/green]")
@@ -183,7 +202,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _client(settings: Settings) -> QorchClient:
-    return QorchClient(settings.client_api_url(), settings.client_grpc_target())
+    return QorchClient(
+        settings.client_api_url(),
+        settings.client_grpc_target(),
+        api_key=settings.api_key.get_secret_value(),
+    )
 
 
 def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> str:
@@ -294,12 +317,13 @@ def _demo_training(client: QorchClient) -> bool:
     return True
 
 
-def _await_heartbeats(client: QorchClient, fragments: int, settings: Settings) -> None:
-    """Give the agents up to two heartbeats to report the job's last fragments.
+def _await_heartbeats(client: QorchClient, settings: Settings) -> None:
+    """Give the agents up to two heartbeats to report the last fragments of the jobs.
 
     ``/v1/nodes`` counts what the agents last reported, so right after a job ends the table
     could otherwise miss the final fragments.
     """
+    fragments = sum(j["progress"]["fragments_done"] for j in client.jobs(limit=500)["data"])
     deadline = time.monotonic() + 2 * settings.heartbeat_interval_s
     while time.monotonic() < deadline:
         if sum(n["fragments_done"] for n in client.nodes()["data"]) >= fragments:
@@ -391,6 +415,58 @@ def cmd_nodes(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """``qorch keys create|list|revoke`` (needs an admin key in QORCH_API_KEY)."""
+    with _client(settings) as client:
+        if args.keys_command == "create":
+            key = client.create_key(args.tenant, args.scope or ["read", "submit"], args.name)
+            console.print(
+                f"key {key['id']} for tenant {key['tenant']} ({', '.join(key['scopes'])})"
+            )
+            console.print("It is shown only this once; keep it secret:")
+            print(key["key"])
+        elif args.keys_command == "list":
+            table = Table(title="API keys")
+            for col in ("id", "prefix", "tenant", "scopes", "name", "created", "revoked"):
+                table.add_column(col)
+            for key in client.keys()["data"]:
+                table.add_row(
+                    key["id"],
+                    f"{key['prefix']}...",
+                    key["tenant"],
+                    ",".join(key["scopes"]),
+                    key["name"],
+                    key["created_at"],
+                    key["revoked_at"] or "",
+                )
+            console.print(table)
+        else:
+            key = client.revoke_key(args.key_id)
+            console.print(f"revoked {key['id']} ({key['prefix']}...)")
+    return 0
+
+
+def cmd_tenant(args: argparse.Namespace, settings: Settings) -> int:
+    """``qorch tenant NAME [--budget-usd X ...]``: show, or (admin) set, quotas and budget."""
+    with _client(settings) as client:
+        changes = {
+            name: getattr(args, name)
+            for name in (
+                "max_concurrent_jobs",
+                "max_circuits_per_job",
+                "max_shots_per_job",
+                "submit_rate_per_s",
+                "budget_usd",
+            )
+            if getattr(args, name) is not None
+        }
+        if changes:
+            console.print_json(json.dumps(client.set_tenant(args.tenant, changes)))
+        else:
+            console.print_json(json.dumps(client.tenant(args.tenant)))
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -420,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-train", dest="train", action="store_false", help="skip the training part"
     )
+    demo.add_argument(
+        "--cut",
+        action="store_true",
+        help="instead: a 12-qubit circuit on nodes of 6 qubits, cut, knitted, checked",
+    )
     demo.set_defaults(func=cmd_demo)
 
     submit = sub.add_parser("submit", help="submit a job spec (JSON or YAML file, - = stdin)")
@@ -443,6 +524,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_id")
         p.set_defaults(func=func)
     sub.add_parser("nodes", help="list node agents").set_defaults(func=cmd_nodes)
+    keys = sub.add_parser("keys", help="API keys (admin)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument(
+        "--scope", action="append", choices=["read", "submit", "admin"], help="repeatable"
+    )
+    create.add_argument("--name", default="")
+    keys_sub.add_parser("list", help="list keys by prefix")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+    tenant = sub.add_parser("tenant", help="show or (admin) set a tenant's quotas and budget")
+    tenant.add_argument("tenant")
+    tenant.add_argument("--max-concurrent-jobs", type=int)
+    tenant.add_argument("--max-circuits-per-job", type=int)
+    tenant.add_argument("--max-shots-per-job", type=int)
+    tenant.add_argument("--submit-rate-per-s", type=float)
+    tenant.add_argument("--budget-usd", type=float)
+    tenant.set_defaults(func=cmd_tenant)
     add_commands(sub, _with_client)
     return parser
 

@@ -38,9 +38,13 @@ def format_detail(detail: Any) -> str:
 class QorchClient:
     """REST and gRPC access to one qorchestra API."""
 
-    def __init__(self, api_url: str, grpc_target: str, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(base_url=api_url, timeout=timeout)
+    def __init__(
+        self, api_url: str, grpc_target: str, timeout: float = 30.0, api_key: str = ""
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=api_url, timeout=timeout, headers=headers)
         self._grpc_target = grpc_target
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
 
     def close(self) -> None:
         self._http.close()
@@ -125,4 +129,30 @@ class QorchClient:
         with grpc.insecure_channel(self._grpc_target) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             request = jobs_pb2.WatchJobRequest(job_id=job_id, from_seq=from_seq)
-            yield from stub.WatchJob(request)
+            yield from stub.WatchJob(request, metadata=self._metadata)
+
+    def create_key(self, tenant: str, scopes: list[str], name: str = "") -> dict[str, Any]:
+        """POST /v1/keys (admin): a new key; the answer's ``key`` is shown only this once."""
+        body = {"tenant": tenant, "scopes": scopes, "name": name}
+        result: dict[str, Any] = self._call("POST", "/v1/keys", json=body)
+        return result
+
+    def keys(self) -> dict[str, Any]:
+        """GET /v1/keys (admin): every key, by prefix."""
+        result: dict[str, Any] = self._call("GET", "/v1/keys")
+        return result
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """DELETE /v1/keys/{id} (admin)."""
+        result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{key_id}")
+        return result
+
+    def tenant(self, tenant: str) -> dict[str, Any]:
+        """GET /v1/tenants/{tenant}: quotas, budget and spend."""
+        result: dict[str, Any] = self._call("GET", f"/v1/tenants/{tenant}")
+        return result
+
+    def set_tenant(self, tenant: str, quotas: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /v1/tenants/{tenant} (admin): change quotas and budget."""
+        result: dict[str, Any] = self._call("PATCH", f"/v1/tenants/{tenant}", json=quotas)
+        return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Qubit limits of the pools the platform knows out of the box. A pool not named here takes
@@ -24,6 +24,20 @@ DEFAULT_AWS_DEVICES: dict[str, str] = {
     "aws-dm1": "arn:aws:braket:::device/quantum-simulator/amazon/dm1",
     "aws-tn1": "arn:aws:braket:::device/quantum-simulator/amazon/tn1",
 }
+
+
+# Price table of the AWS pools (README "Security"): USD per quantum task and per shot. A pool
+# not named here takes "default"; ``QORCH_AWS_PRICES`` overrides any of them. Braket bills the
+# managed simulators per minute: their per-task price here is an estimate of one short task.
+DEFAULT_AWS_PRICES: dict[str, dict[str, float]] = {
+    "aws-sv1": {"per_task": 0.075, "per_shot": 0.0},
+    "aws-dm1": {"per_task": 0.075, "per_shot": 0.0},
+    "aws-tn1": {"per_task": 0.275, "per_shot": 0.0},
+    "default": {"per_task": 0.30, "per_shot": 0.08},
+}
+
+#: Shortest admin key the API accepts (``secrets.token_urlsafe(32)`` gives 43 characters).
+MIN_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -63,8 +77,80 @@ class Settings(BaseSettings):
     )
     grpc_target: str = Field("", description="Where clients reach gRPC; empty = from host/port.")
 
+    # Security (README "Security")
+    admin_key: SecretStr = Field(
+        SecretStr(""),
+        description="An admin API key the API registers at start (only its hash is stored); "
+        "`qorch up` and `qorch demo` generate one when it is empty.",
+    )
+    api_key: SecretStr = Field(
+        SecretStr(""), description="The key `qorch` client commands send (Bearer)."
+    )
+    kafka_security_protocol: str = Field(
+        "", description="librdkafka security.protocol: PLAINTEXT, SSL, SASL_SSL, SASL_PLAINTEXT."
+    )
+    kafka_sasl_mechanism: str = Field("", description="e.g. SCRAM-SHA-512.")
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = Field("", description="CA bundle that signed the brokers.")
+    kafka_ssl_certificate_location: str = Field("", description="Client certificate (mTLS).")
+    kafka_ssl_key_location: str = Field("", description="Client private key (mTLS).")
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
+    )
+    max_program_nesting: int = Field(
+        32, ge=1, description="Deepest nesting of braces, brackets and parentheses in a program."
+    )
+    parse_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time bound of parsing one submitted program (in a worker process that is "
+        "killed at the bound); beyond: 422. The longest valid programs take about 15 s.",
+    )
+    parse_workers: int = Field(2, ge=1, description="Processes that parse submitted programs.")
+    parse_memory_mb: int = Field(
+        2048, ge=256, description="Address-space limit of a parsing process, in MiB."
+    )
+    max_fragment_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest fragment message a node agent runs; larger ones go to fragments.dlq.",
+    )
+    tenant_max_concurrent_jobs: int = Field(
+        20, ge=1, description="Unfinished jobs of one tenant, at most (429 beyond)."
+    )
+    tenant_max_circuits_per_job: int = Field(
+        100_000, ge=1, description="Circuit runs (programs x bindings) of one job of a tenant."
+    )
+    tenant_max_shots_per_job: int = Field(
+        10_000_000, ge=1, description="Shots of one job of a tenant (shots x circuit runs)."
+    )
+    tenant_submit_rate_per_s: float = Field(
+        2.0, gt=0, description="Sustained submissions per second of one tenant (429 beyond)."
+    )
+    tenant_submit_burst: int = Field(20, ge=1, description="Submissions a tenant may burst.")
+    tenant_budget_usd: float = Field(
+        0.0, ge=0, description="What a tenant may spend on aws-* pools unless an admin sets it."
+    )
+    aws_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="pool -> {per_task, per_shot} in USD, over defaults."
+    )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _safe_admin_key(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and len(secret) < MIN_KEY_CHARS:
+            raise ValueError(f"QORCH_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters")
+        return value
+
     # Planning and dispatch
-    fragment_bindings: int = Field(16, ge=1, description="Bindings carried by one fragment.")
+    fragment_bindings: int = Field(
+        64,
+        ge=1,
+        description="Bindings carried by one fragment (64 measured best: README, Performance).",
+    )
     fragment_timeout_s: float = Field(60.0, gt=0, description="Re-dispatch after this long.")
     max_attempts: int = Field(3, ge=1, description="Dispatches of a fragment before it fails.")
     relay_batch: int = Field(500, ge=1, description="Outbox rows the relay publishes per pass.")
@@ -154,6 +240,12 @@ class Settings(BaseSettings):
     def aws_device_arn(self, pool: str) -> str | None:
         """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
         return {**DEFAULT_AWS_DEVICES, **self.aws_devices}.get(pool)
+
+    def aws_price(self, pool: str) -> dict[str, float]:
+        """USD per task and per shot on ``pool`` (``per_task``, ``per_shot``)."""
+        table = {**DEFAULT_AWS_PRICES, **self.aws_prices}
+        price = table.get(pool, table["default"])
+        return {"per_task": price.get("per_task", 0.0), "per_shot": price.get("per_shot", 0.0)}
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("results") == "qorch.results"``."""

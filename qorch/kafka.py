@@ -39,8 +39,25 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "logger": logging.getLogger("librdkafka"),
         # KIP-714 client metrics: not served by every broker, and unused here.
         "enable.metrics.push": False,
+        **security_config(settings),
         **settings.kafka_extra,
     }
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """librdkafka's security settings (SASL/SCRAM, TLS, mTLS) from the ``QORCH_KAFKA_*`` ones;
+    empty settings are left out, so a plaintext broker needs none."""
+    values = {
+        "security.protocol": settings.kafka_security_protocol,
+        "sasl.mechanism": settings.kafka_sasl_mechanism,
+        "sasl.username": settings.kafka_sasl_username,
+        "sasl.password": settings.kafka_sasl_password.get_secret_value(),
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+        "ssl.key.location": settings.kafka_ssl_key_location,
+        "ssl.key.password": settings.kafka_ssl_key_password.get_secret_value(),
+    }
+    return {name: value for name, value in values.items() if value}
 
 
 def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float = 15.0) -> None:
@@ -149,6 +166,13 @@ class Producer:
                 break
             except BufferError:
                 producer.poll(0.1)  # local queue full: serve callbacks, then try again
+            except KafkaException as exc:
+                # e.g. a topic the client already knows is missing: this message fails, the
+                # caller (the outbox relay) keeps it for later, and nothing else is affected.
+                delivery.error = exc.args[0].str() if exc.args else str(exc)
+                logger.warning("cannot produce to %s for key %s: %s", topic, key, delivery.error)
+                delivery.done.set()
+                return delivery
         producer.poll(0)
         return delivery
 

@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any
 
+from qorch.apikeys import redact
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -25,6 +27,8 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
+        message = redact(message)  # secrets never reach a log line: keys show their prefix
+        extra = {k: redact(v) if isinstance(v, str) else v for k, v in extra.items()}
         if self._json:
             doc: dict[str, Any] = {
                 "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),

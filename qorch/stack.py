@@ -18,12 +18,17 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from pydantic import SecretStr
 
 from orchestrator.store.migrate import upgrade
+from qorch.apikeys import generate_key
 from qorch.config import Settings
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 
 logger = logging.getLogger(__name__)
+
+#: API keys: no child but the API (which registers the admin key) gets them.
+_KEYS_ENV = frozenset({"QORCH_ADMIN_KEY", "QORCH_API_KEY"})
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Stack:
         updates: dict[str, object] = {}
         if self.options.free_ports:
             updates.update(api_port=free_port(), grpc_port=free_port())
+        if not settings.admin_key.get_secret_value():  # nothing runs open: make an admin key
+            updates["admin_key"] = SecretStr(generate_key())
         self.settings = settings.model_copy(update=updates)
         self._postgres: EmbeddedPostgres | None = None
         self._broker: EmbeddedBroker | None = None
@@ -69,13 +76,18 @@ class Stack:
     def grpc_target(self) -> str:
         return self.settings.client_grpc_target()
 
+    @property
+    def admin_key(self) -> str:
+        """The admin key the API registered (``QORCH_ADMIN_KEY``, or one made for this stack)."""
+        return self.settings.admin_key.get_secret_value()
+
     def start(self, timeout: float = 120.0) -> Stack:
         """Start everything and wait until the API is ready and every agent has reported."""
         try:
             self._start_infrastructure()
             upgrade(self.settings.database_url)
             self.services = [
-                Service("api", ["api"]),
+                Service("api", ["api"], env={"QORCH_ADMIN_KEY": self.admin_key}),
                 Service("orchestrator", ["orchestrator"]),
             ] + [
                 Service(f"node-{i + 1}", ["node", "--pool", pool, "--node-id", f"node-{i + 1}"])
@@ -103,9 +115,14 @@ class Stack:
         self.settings = self.settings.model_copy(update=updates)
 
     def child_env(self) -> dict[str, str]:
-        """Environment of every child: this process's, plus every setting of the stack."""
-        env = dict(os.environ)
+        """Environment of every child: this process's, plus every setting of the stack. The
+        admin key goes only to the API (``Service.env``), API keys to none."""
+        env = {k: v for k, v in os.environ.items() if k not in _KEYS_ENV}
         for name, value in self.settings.model_dump().items():
+            if f"QORCH_{name.upper()}" in _KEYS_ENV:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             text = json.dumps(value) if isinstance(value, dict | list) else str(value)
             env[f"QORCH_{name.upper()}"] = text
         env.update(self.options.env)
@@ -131,6 +148,16 @@ class Stack:
         if out is not None:
             out.close()
         logger.info("started %s", service.name, extra={"pid": service.proc.pid})
+
+    def add_service(self, name: str, args: list[str]) -> Service:
+        """Start one more child (e.g. a second ``orchestrator``) next to the others; with
+        ``free_ports`` it serves metrics on a port of its own. It is stopped with the rest."""
+        service = Service(name, args)
+        if self.options.free_ports:
+            service.env["QORCH_METRICS_PORT"] = str(free_port())
+        self.services.append(service)
+        self._spawn(service)
+        return service
 
     def restart(self, name: str) -> None:
         """Start a stopped or killed service again."""
@@ -189,7 +216,8 @@ class Stack:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         want = {s.name for s in self.services if s.name.startswith("node-")}
-        with httpx.Client(base_url=self.api_url, timeout=2.0) as client:
+        auth = {"Authorization": f"Bearer {self.admin_key}"}
+        with httpx.Client(base_url=self.api_url, timeout=2.0, headers=auth) as client:
             while True:
                 for service in self.services:
                     if service.proc is not None and service.proc.poll() is not None:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import uuid
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep, Submitter
 from orchestrator.spec import FieldError, SpecError
+from orchestrator.store import repository as repo
 from orchestrator.store.models import DatasetRow
-from orchestrator.store.repository import NotFound
 from orchestrator.training.data import DataError, parse_csv
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -50,6 +50,7 @@ class DatasetsPublic(BaseModel):
 
 @router.post("", status_code=201, response_model=DatasetPublic, summary="Upload a CSV dataset")
 def upload_dataset(
+    principal: Submitter,
     session: SessionDep,
     settings: SettingsDep,
     csv_text: Annotated[
@@ -68,7 +69,7 @@ def upload_dataset(
     """Parse and store a CSV (`Content-Type: text/csv`); 422 names the line at fault."""
     try:
         data = parse_csv(csv_text, label_column)
-    except DataError as exc:
+    except (DataError, csv.Error) as exc:  # csv.Error: e.g. a bare carriage return
         raise SpecError([FieldError(("csv",), str(exc))]) from exc
     if data.rows > settings.max_training_samples:
         raise SpecError(
@@ -76,6 +77,7 @@ def upload_dataset(
         )
     row = DatasetRow(
         id=str(uuid.uuid4()),
+        tenant=principal.tenant,
         name=name,
         rows=data.rows,
         feature_names=list(data.feature_names),
@@ -92,25 +94,23 @@ def upload_dataset(
 
 @router.get("", response_model=DatasetsPublic, summary="List datasets")
 def list_datasets(
+    principal: Reader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> DatasetsPublic:
-    """Uploaded datasets, newest first."""
-    rows = session.execute(
-        select(DatasetRow).order_by(DatasetRow.created_at.desc()).limit(limit).offset(offset)
-    ).scalars()
-    count = session.execute(select(func.count()).select_from(DatasetRow)).scalar_one()
+    """The tenant's uploaded datasets (an admin's: all), newest first."""
+    rows, count = repo.list_datasets(
+        session, limit=limit, offset=offset, tenant=principal.tenant_filter
+    )
     return DatasetsPublic(data=[DatasetPublic.of(r) for r in rows], count=count)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, summary="Read a dataset")
 def get_dataset(
     dataset_id: Annotated[str, Path(description="The id returned on upload.")],
+    principal: Reader,
     session: SessionDep,
 ) -> DatasetPublic:
     """A dataset's shape and classes."""
-    row = session.get(DatasetRow, dataset_id)
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return DatasetPublic.of(row)
+    return DatasetPublic.of(repo.get_dataset(session, dataset_id, principal.tenant_filter))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep
 from api.schemas import NodePublic, NodesPublic
 from orchestrator.store import repository as repo
 
@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
 @router.get("", response_model=NodesPublic, summary="List node agents")
 def list_nodes(
+    _reader: Reader,
     session: SessionDep,
     settings: SettingsDep,
     pool: Annotated[str | None, Query(description="Only agents of this pool.")] = None,

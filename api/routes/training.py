@@ -12,7 +12,9 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import HubDep, ProducerDep, SessionDep, SettingsDep
+from api import admission
+from api.auth import Principal
+from api.deps import HubDep, LimiterDep, ProducerDep, Reader, SessionDep, SettingsDep, Submitter
 from orchestrator.lifecycle import JobStatus, is_terminal
 from orchestrator.spec import FieldError, SpecError
 from orchestrator.store import repository as repo
@@ -61,9 +63,9 @@ class PredictionsPublic(BaseModel):
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsPublic, summary="Training metrics")
-def get_metrics(job_id: JobId, session: SessionDep) -> MetricsPublic:
+def get_metrics(job_id: JobId, principal: Reader, session: SessionDep) -> MetricsPublic:
     """Every step and epoch metric recorded so far (also while the job runs)."""
-    job = repo.get_job(session, job_id)
+    job = repo.get_job(session, job_id, principal.tenant_filter)
     rows = training.metrics_history(session, job_id)
     return MetricsPublic(
         id=job.id,
@@ -82,19 +84,26 @@ def get_metrics(job_id: JobId, session: SessionDep) -> MetricsPublic:
 async def predict(
     job_id: JobId,
     body: PredictRequest,
+    principal: Submitter,
     session: SessionDep,
     settings: SettingsDep,
     producer: ProducerDep,
     hub: HubDep,
+    limiter: LimiterDep,
 ) -> PredictionsPublic:
     """Runs the trained classifier's circuits for the samples on the job's pool (as a
     `predict` job) and answers with classes and probabilities. 409 unless the job is a
     SUCCEEDED `train` job; 504 if the nodes do not answer within `QORCH_PREDICT_TIMEOUT_S`."""
-    spec = await run_in_threadpool(_prediction_job, session, job_id, body)
+    await run_in_threadpool(admission.rate_limit, principal, session, settings, limiter)
+    spec, tenant = await run_in_threadpool(_prediction_job, session, job_id, body, principal)
     predict_id = str(uuid.uuid4())
 
     def create() -> None:
         with session.begin():
+            circuits = len(spec.samples) * max(1, len(spec.model["observables"]))
+            cost = admission.charge_prediction(
+                session, tenant, spec.pool, spec.shots, circuits, settings
+            )
             job = repo.create_job(
                 session,
                 job_id=predict_id,
@@ -105,6 +114,8 @@ async def predict(
                 result_type="expectation",
                 observables=len(spec.model["observables"]),
                 bindings_total=len(spec.samples),
+                tenant=tenant,  # the model's tenant: the prediction is the model's child
+                cost_usd=cost,
             )
             events = list(repo.events_after(session, job.id, 0))
         for row in events:
@@ -137,9 +148,12 @@ async def predict(
     return PredictionsPublic(job_id=predict_id, predictions=predictions)
 
 
-def _prediction_job(session: Any, job_id: str, body: PredictRequest) -> PredictJob:
+def _prediction_job(
+    session: Any, job_id: str, body: PredictRequest, principal: Principal
+) -> tuple[PredictJob, str]:
     with session.begin():
-        job = repo.get_job(session, job_id)
+        job = repo.get_job(session, job_id, principal.tenant_filter)
+        tenant = job.tenant
         if job.kind != "train":
             raise HTTPException(409, f"job {job_id} is a {job.kind} job; only train jobs predict")
         if job.status != JobStatus.SUCCEEDED.value or job.result is None:
@@ -155,7 +169,7 @@ def _prediction_job(session: Any, job_id: str, body: PredictRequest) -> PredictJ
     ]
     if errors:
         raise SpecError(errors)
-    return PredictJob(
+    spec = PredictJob(
         kind="predict",
         pool=pool,
         shots=shots,
@@ -164,6 +178,7 @@ def _prediction_job(session: Any, job_id: str, body: PredictRequest) -> PredictJ
         circuit_parameters=result["circuit_parameters"],
         samples=body.samples,
     )
+    return spec, tenant
 
 
 def _fresh_job(session: Any, job_id: str) -> dict[str, Any]:
@@ -184,9 +199,9 @@ class CheckpointPublic(BaseModel):
 
 
 @router.get("/{job_id}/checkpoint", response_model=CheckpointPublic, summary="Latest checkpoint")
-def get_checkpoint(job_id: JobId, session: SessionDep) -> CheckpointPublic:
+def get_checkpoint(job_id: JobId, principal: Reader, session: SessionDep) -> CheckpointPublic:
     """What a restarted orchestrator resumes from; 404 for jobs without one."""
-    repo.get_job(session, job_id)
+    repo.get_job(session, job_id, principal.tenant_filter)
     row = training.checkpoint(session, job_id)
     if row is None:
         raise repo.NotFound(f"job {job_id} has no checkpoint (not a training job, or not started)")

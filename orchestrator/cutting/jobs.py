@@ -183,6 +183,61 @@ def job_layout(job: JobCreate, max_states: int = DEFAULT_SEARCH_STATES) -> JobLa
     return layout
 
 
+def circuit_runs(job: JobCreate) -> int:
+    """Circuit runs the job makes: each program's bindings, once per subexperiment for a cut
+    program. Progress counts these (``bindings_total``), as the aggregator counts every
+    fragment's bindings."""
+    return sum(max(1, len(job.programs[run.origin].bindings)) for run in run_programs(job))
+
+
+def cut_plans(job: JobCreate) -> dict[str, dict[str, Any]] | None:
+    """The cut plan of each cut program, keyed by program index (None when nothing is cut)."""
+    if job.cutting is None:
+        return None
+    plans = job_layout(job).plans()
+    return {str(index): plan for index, plan in plans.items()} or None
+
+
+def plan_metrics(plans: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The plans' numbers as flat event metrics: totals over the cut programs, and the
+    largest subcircuit and sampling overhead."""
+    values = list(plans.values())
+    return {
+        "cut_programs": float(len(values)),
+        "cuts": float(sum(p["cuts"] for p in values)),
+        "gate_cuts": float(sum(p["gate_cuts"] for p in values)),
+        "wire_cuts": float(sum(p["wire_cuts"] for p in values)),
+        "subcircuits": float(sum(len(p["subcircuits"]) for p in values)),
+        "subexperiments": float(sum(p["subexperiments"] for p in values)),
+        "max_subcircuit_width": float(max(s["width"] for p in values for s in p["subcircuits"])),
+        "sampling_overhead": float(max(p["sampling_overhead"] for p in values)),
+        "exact_search": float(all(p["exact_search"] for p in values)),
+    }
+
+
+def describe_plans(plans: dict[str, dict[str, Any]]) -> str:
+    """'program 0 cut into 3 subcircuits (widths 6, 6, 4): 2 gate cuts, 0 wire cuts, 35
+    subexperiments, sampling overhead 81' for each cut program, for people."""
+    parts = []
+    for index, plan in plans.items():
+        widths = ", ".join(str(s["width"]) for s in plan["subcircuits"])
+        name = index if not index.isdigit() else f"program {index}"
+        parts.append(
+            f"{name} cut into {len(plan['subcircuits'])} subcircuits (widths {widths}): "
+            f"{plan['gate_cuts']} gate cuts, {plan['wire_cuts']} wire cuts, "
+            f"{plan['subexperiments']} subexperiments, sampling overhead "
+            f"{plan['sampling_overhead']:.4g}" + ("" if plan["exact_search"] else " (beam search)")
+        )
+    return "; ".join(parts)
+
+
+def describe_run(run: RunProgram) -> str:
+    """'program 0' or 'program 0, subcircuit 1' for messages a person reads."""
+    if run.subcircuit is None:
+        return f"program {run.origin}"
+    return f"program {run.origin}, subcircuit {run.subcircuit}"
+
+
 def knit_values(
     job: JobCreate, layout: JobLayout, run_values: Sequence[Sequence[Any]]
 ) -> list[list[Any]]:

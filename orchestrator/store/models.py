@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -39,10 +40,14 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The tenant whose key submitted it; only that tenant (and admins) can see it.
+    tenant: Mapped[str] = mapped_column(String(64), index=True, server_default="default")
     name: Mapped[str] = mapped_column(String(200), default="")
     kind: Mapped[str] = mapped_column(String(32))
     pool: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
+    #: Estimated cost on an aws-* pool, charged to the tenant's budget at submission.
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The spec can be large (every binding); it is loaded only when asked for.
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)
     result_type: Mapped[str] = mapped_column(String(16))
@@ -179,10 +184,41 @@ class DatasetRow(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True, server_default="default")
     name: Mapped[str] = mapped_column(String(200), default="")
     rows: Mapped[int] = mapped_column(Integer)
     feature_names: Mapped[list[str]] = mapped_column(JSONB)
     classes: Mapped[list[str]] = mapped_column(JSONB)
     features: Mapped[list[list[float]]] = mapped_column(JSONB, deferred=True)
     labels: Mapped[list[int]] = mapped_column(JSONB, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is kept, and its first characters for people to tell it."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONB)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Tenant(Base):
+    """A tenant's quotas (None = the configured default) and what it spent on AWS pools."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_circuits_per_job: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_shots_per_job: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    submit_rate_per_s: Mapped[float | None] = mapped_column(Float, default=None)
+    budget_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -13,7 +13,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from orchestrator.lifecycle import JobStatus, check_transition
-from orchestrator.store.models import Fragment, Job, JobEventRow, Node, OutboxMessage
+from orchestrator.store.models import (
+    ApiKey,
+    DatasetRow,
+    Fragment,
+    Job,
+    JobEventRow,
+    Node,
+    OutboxMessage,
+    Tenant,
+)
 
 
 class NotFound(LookupError):
@@ -41,10 +50,14 @@ def create_job(
     result_type: str,
     observables: int,
     bindings_total: int,
+    tenant: str = "default",
+    cost_usd: float = 0.0,
 ) -> Job:
-    """Insert a QUEUED job and its first event."""
+    """Insert a QUEUED job of ``tenant`` and its first event."""
     job = Job(
         id=job_id,
+        tenant=tenant,
+        cost_usd=cost_usd,
         name=name,
         kind=kind,
         pool=pool,
@@ -65,30 +78,45 @@ def create_job(
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    """The job, or NotFound."""
+def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
+    """The job, or NotFound; with ``tenant``, another tenant's job is NotFound too."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFound(f"job {job_id} not found")
     return job
 
 
-def lock_job(session: Session, job_id: str) -> Job:
-    """The job, locked for update until the transaction ends; NotFound if missing."""
+def cut_plans(session: Session, job_id: str) -> dict[str, Any] | None:
+    """The cut plan kept under the job's ``result.cutting`` (without loading the result)."""
+    value = session.execute(select(Job.result["cutting"]).where(Job.id == job_id)).scalar()
+    return value if isinstance(value, dict) and value else None
+
+
+def lock_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
+    """The job, locked for update until the transaction ends; NotFound if missing (or, with
+    ``tenant``, another tenant's)."""
     job = session.execute(
         select(Job).where(Job.id == job_id).with_for_update()
     ).scalar_one_or_none()
-    if job is None:
+    if job is None or (tenant is not None and job.tenant != tenant):
         raise NotFound(f"job {job_id} not found")
     return job
 
 
 def list_jobs(
-    session: Session, *, status: str | None, limit: int, offset: int
+    session: Session,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    tenant: str | None = None,
 ) -> tuple[Sequence[Job], int]:
-    """A page of jobs, newest first, and the count of all that match."""
+    """A page of jobs (of ``tenant``, or all), newest first, and the count of all that match."""
     query = select(Job)
     count = select(func.count()).select_from(Job)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+        count = count.where(Job.tenant == tenant)
     if status:
         query = query.where(Job.status == status)
         count = count.where(Job.status == status)
@@ -99,9 +127,16 @@ def list_jobs(
 
 
 def set_status(
-    session: Session, job: Job, status: JobStatus, message: str = "", *, now: datetime
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    message: str = "",
+    *,
+    now: datetime,
+    metrics: dict[str, float] | None = None,
 ) -> JobEventRow:
-    """Move a locked job to ``status`` (checked against the lifecycle) and record the event."""
+    """Move a locked job to ``status`` (checked against the lifecycle) and record the event
+    (with ``metrics``, e.g. the cut plan's numbers on ``running``)."""
     check_transition(job.status, status.value)
     job.status = status.value
     if status == JobStatus.RUNNING:
@@ -111,7 +146,7 @@ def set_status(
         if status != JobStatus.SUCCEEDED:
             job.error = message or None
             drop_outbox(session, job.id)
-    return append_event(session, job, status.value.lower(), message)
+    return append_event(session, job, status.value.lower(), message, metrics)
 
 
 def active_pools(session: Session) -> set[str]:
@@ -144,9 +179,14 @@ def append_event(
     message: str = "",
     metrics: dict[str, float] | None = None,
 ) -> JobEventRow:
-    """Record the next event of a (locked or new) job; seq grows by one per event."""
+    """Record the next event of a (locked or new) job; seq grows by one per event.
+
+    The event's time is now, when it is recorded (Postgres ``now()`` would be the start of
+    the transaction, which may have begun well before).
+    """
     job.last_seq += 1
     row = JobEventRow(
+        created_at=datetime.now(UTC),
         job_id=job.id,
         seq=job.last_seq,
         type=type_,
@@ -358,3 +398,118 @@ def list_nodes(session: Session, pool: str | None = None) -> Sequence[Node]:
     if pool:
         query = query.where(Node.pool == pool)
     return list(session.execute(query).scalars())
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def get_dataset(session: Session, dataset_id: str, tenant: str | None = None) -> DatasetRow:
+    """The dataset, or NotFound; with ``tenant``, another tenant's dataset is NotFound too."""
+    row = session.get(DatasetRow, dataset_id)
+    if row is None or (tenant is not None and row.tenant != tenant):
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def list_datasets(
+    session: Session, *, limit: int, offset: int, tenant: str | None = None
+) -> tuple[Sequence[DatasetRow], int]:
+    """A page of datasets (of ``tenant``, or all), newest first, and the count of all."""
+    query = select(DatasetRow)
+    count = select(func.count()).select_from(DatasetRow)
+    if tenant is not None:
+        query = query.where(DatasetRow.tenant == tenant)
+        count = count.where(DatasetRow.tenant == tenant)
+    rows = session.execute(
+        query.order_by(DatasetRow.created_at.desc(), DatasetRow.id).limit(limit).offset(offset)
+    ).scalars()
+    return list(rows), int(session.execute(count).scalar_one())
+
+
+# ---------------------------------------------------------------- API keys and tenants
+
+
+def add_api_key(
+    session: Session,
+    *,
+    key_id: str,
+    key_hash: str,
+    prefix: str,
+    tenant: str,
+    scopes: list[str],
+    name: str = "",
+) -> ApiKey | None:
+    """Insert a key (and its tenant, if new); None when a key with that hash exists already."""
+    ensure_tenant(session, tenant)
+    inserted = session.execute(
+        insert(ApiKey)
+        .values(
+            id=key_id, key_hash=key_hash, prefix=prefix, tenant=tenant, scopes=scopes, name=name
+        )
+        .on_conflict_do_nothing(index_elements=[ApiKey.key_hash])
+        .returning(ApiKey.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
+    return session.get(ApiKey, inserted)
+
+
+def key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    """The unrevoked key with this hash, or None."""
+    return session.execute(
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def list_api_keys(session: Session, tenant: str | None = None) -> Sequence[ApiKey]:
+    """Keys, revoked ones included, newest first."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    if tenant is not None:
+        query = query.where(ApiKey.tenant == tenant)
+    return list(session.execute(query).scalars())
+
+
+def revoke_api_key(session: Session, key_id: str, *, now: datetime) -> ApiKey:
+    """Mark a key revoked (idempotent); NotFound when unknown."""
+    key = session.get(ApiKey, key_id, with_for_update=True)
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.flush()
+    return key
+
+
+def ensure_tenant(session: Session, tenant: str) -> None:
+    """Create the tenant's row with default quotas, if it has none."""
+    session.execute(insert(Tenant).values(id=tenant).on_conflict_do_nothing())
+
+
+def lock_tenant(session: Session, tenant: str) -> Tenant:
+    """The tenant's row (created if missing), locked until the transaction ends: submissions
+    of one tenant check quotas and charge its budget one after another."""
+    ensure_tenant(session, tenant)
+    return session.execute(select(Tenant).where(Tenant.id == tenant).with_for_update()).scalar_one()
+
+
+def get_tenant(session: Session, tenant: str) -> Tenant:
+    """The tenant, or NotFound."""
+    row = session.get(Tenant, tenant)
+    if row is None:
+        raise NotFound(f"tenant {tenant} not found")
+    return row
+
+
+def active_jobs(session: Session, tenant: str) -> int:
+    """Unfinished jobs of the tenant (predictions made by the API excluded)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.tenant == tenant,
+                Job.kind != "predict",
+                Job.status.in_(["QUEUED", "RUNNING", "CANCELLING"]),
+            )
+        ).scalar_one()
+    )

@@ -17,10 +17,12 @@ import numpy as np
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
+from orchestrator.cutting.jobs import describe_plans, plan_metrics
 from orchestrator.lifecycle import JobStatus
 from orchestrator.spec import FieldError, SpecError
 from orchestrator.store import repository as repo
 from orchestrator.store.models import DatasetRow, Job, JobEventRow, JobMetric, TrainingCheckpoint
+from orchestrator.training import cut as cutting
 from orchestrator.training import fragments as planning
 from orchestrator.training import trainer
 from orchestrator.training.data import Dataset, Scaling
@@ -63,7 +65,17 @@ def setup_for(
     uploaded = None
     if isinstance(spec, TrainJob) and spec.data.dataset_id is not None:
         uploaded = load_dataset(session, spec.data.dataset_id)
-    return trainer.build_setup(spec, settings.max_qubits(spec.pool), uploaded)
+    # a model wider than the pool is cut (orchestrator/training/cut.py); its plan is checked
+    setup = trainer.build_setup(spec, cutting.width_limit(spec, settings), uploaded)
+    cutting.settle(spec, setup, settings)
+    return setup
+
+
+def cut_plans(
+    spec: TrainJob | MinimizeJob | PredictJob, setup: trainer.Setup, settings: Settings
+) -> dict[str, Any] | None:
+    """The model's cut plan, for people, or None when it runs whole."""
+    return cutting.plans(spec, setup, settings)
 
 
 def predict_setup(spec: PredictJob) -> trainer.Setup:
@@ -114,7 +126,11 @@ def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
     _plan(session, job, setup, request, 0, settings)
     what = {"train": "training", "minimize": "minimisation", "predict": "prediction"}[job.kind]
     message = f"{what} started: {len(setup.model.weight_inputs)} circuit parameters"
-    return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now())]
+    plans = cutting.plans(spec, setup, settings)
+    if plans:
+        message += "; " + describe_plans(plans)
+    metrics = plan_metrics(plans) if plans else None
+    return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now(), metrics=metrics)]
 
 
 def _plan(
@@ -125,32 +141,38 @@ def _plan(
     step: int,
     settings: Settings,
 ) -> None:
+    found = cutting.experiment(parse_spec(job.spec), setup, settings)
+    # a cut model: every slice once per subexperiment, program_index = the subexperiment
+    runs: list[cutting.Run | None] = list(cutting.runs(found)) if found else [None]
     fragments = []
     for part in planning.slices(request, settings.fragment_bindings):
-        fid = str(uuid.uuid4())
-        message = planning.build_fragment(
-            setup,
-            request,
-            part,
-            job_id=job.id,
-            fragment_id=fid,
-            pool=job.pool,
-            shots=int(job.spec.get("shots", 0)),
-            step=step,
-        )
-        fragments.append(
-            repo.NewFragment(
-                id=fid,
-                program_index=step,
-                binding_offset=part.offset,
-                binding_count=part.bindings,
-                payload=message.SerializeToString(),
+        for run in runs:
+            fid = str(uuid.uuid4())
+            message = planning.build_fragment(
+                setup,
+                request,
+                part,
+                job_id=job.id,
+                fragment_id=fid,
+                pool=job.pool,
+                shots=int(job.spec.get("shots", 0)),
                 step=step,
-                keep_payload=True,
             )
-        )
+            if run is not None:
+                cutting.retarget(message, run)
+            fragments.append(
+                repo.NewFragment(
+                    id=fid,
+                    program_index=step if run is None else run.index,
+                    binding_offset=part.offset,
+                    binding_count=part.bindings,
+                    payload=message.SerializeToString(),
+                    step=step,
+                    keep_payload=True,
+                )
+            )
     repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
-    job.bindings_total += request.circuits
+    job.bindings_total += request.circuits * len(runs)
 
 
 def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
@@ -164,12 +186,14 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
     spec = parse_spec(job.spec)
     setup = setup_for(session, spec, settings)
     request = trainer.StepRequest.from_json(checkpoint.request)
-    rows = [
-        value
-        for f in repo.step_fragments(session, job.id, checkpoint.step)
-        for value in f.result or []
-    ]
-    readouts = np.asarray(rows, dtype=float).reshape(request.circuits, len(setup.observables))
+    done = repo.step_fragments(session, job.id, checkpoint.step)
+    found = cutting.experiment(spec, setup, settings)
+    if found is not None:  # knit each readout back from the subexperiments
+        answers = [cutting.Answer(f.program_index, f.binding_offset, f.result or []) for f in done]
+        readouts = cutting.readouts(found, request, answers)
+    else:
+        rows = [value for f in done for value in f.result or []]
+        readouts = np.asarray(rows, dtype=float).reshape(request.circuits, len(setup.observables))
 
     if isinstance(spec, PredictJob):
         job.result = {"predictions": trainer.predictions(spec.model, readouts)}
@@ -189,7 +213,8 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
     checkpoint.state = outcome.state
     if outcome.request is None:
         checkpoint.request = None
-        job.result = outcome.result
+        plans = cutting.plans(spec, setup, settings)
+        job.result = {**(outcome.result or {}), **({"cutting": plans} if plans else {})}
         summary = ", ".join(
             f"{k} {v:.4g}" for k, v in outcome.metrics[-1].items() if k not in ("step", "epoch")
         )

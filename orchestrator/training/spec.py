@@ -8,15 +8,29 @@ parser, qubits against the pool) and raises :class:`~orchestrator.spec.SpecError
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.cutting.jobs import CuttingSpec
 from orchestrator.qasm import ProgramError, analyze
 from orchestrator.training.data import BUILTIN as BUILTIN_DATA
 from orchestrator.training.hamiltonians import BUILTIN as BUILTIN_HAMILTONIANS
 
 _PAULI = re.compile(r"^[IXYZ]+$")
+
+
+#: The spending cap every job kind carries.
+MaxCostUsd = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=1e9,
+        description="Spending cap in USD; required on `aws-*` pools. The API estimates the "
+        "job's cost from its price table and refuses (422, with the estimate) a job whose "
+        "estimate exceeds the cap or the tenant's remaining budget.",
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -164,6 +178,13 @@ class _OptimisationJob(_Strict):
         ge=0,
         le=2**32 - 1,
         description="Seeds everything random: data, split, initial weights, batch order, SPSA.",
+    )
+    max_cost_usd: MaxCostUsd = None
+    cutting: CuttingSpec | None = Field(
+        None,
+        description="Run the circuit as subcircuits of at most `max_subcircuit_qubits` qubits "
+        "and knit every readout back (orchestrator/training/cut.py). On by itself, at the "
+        "pool's qubit limit, for a circuit wider than the pool.",
     )
 
 

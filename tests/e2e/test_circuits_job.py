@@ -38,12 +38,6 @@ def stack(
         yield stack
 
 
-@pytest.fixture
-def client(stack: Stack) -> Iterator[QorchClient]:
-    with QorchClient(stack.api_url, stack.grpc_target) as client:
-        yield client
-
-
 def run_to_end(client: QorchClient, spec: dict[str, Any]) -> tuple[str, list[jobs_pb2.JobEvent]]:
     job = client.submit(spec)
     assert job["status"] == "QUEUED"
@@ -140,13 +134,21 @@ def test_probabilities_exact_and_counts_within_bound(client: QorchClient) -> Non
         assert sum(counts.values()) == shots
 
 
+def _auth(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.admin_key}"}
+
+
+def _metadata(stack: Stack) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {stack.admin_key}"),)
+
+
 def test_bad_jobs_are_refused_with_the_field_and_nothing_is_stored(
     client: QorchClient, stack: Stack
 ) -> None:
     before = client.jobs()["count"]
     bad = demo_job(2)
     bad["programs"][0]["bindings"][1].pop("t3")
-    response = httpx.post(f"{stack.api_url}/v1/jobs", json=bad)
+    response = httpx.post(f"{stack.api_url}/v1/jobs", json=bad, headers=_auth(stack))
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert detail[0]["loc"] == ["body", "programs", 0, "bindings", 1]
@@ -154,11 +156,13 @@ def test_bad_jobs_are_refused_with_the_field_and_nothing_is_stored(
 
     bad = demo_job(2)
     bad["programs"][0]["source"] = bad["programs"][0]["source"].replace("cnot", "cnott", 1)
-    response = httpx.post(f"{stack.api_url}/v1/jobs", json=bad)
+    response = httpx.post(f"{stack.api_url}/v1/jobs", json=bad, headers=_auth(stack))
     assert response.status_code == 422
     assert "cnott" in response.json()["detail"][0]["msg"]
 
-    response = httpx.post(f"{stack.api_url}/v1/jobs", json={"programs": "nope"})
+    response = httpx.post(
+        f"{stack.api_url}/v1/jobs", json={"programs": "nope"}, headers=_auth(stack)
+    )
     assert response.status_code == 422
     assert client.jobs()["count"] == before
 
@@ -179,12 +183,13 @@ def test_grpc_errors_are_clear(stack: Stack) -> None:
     with grpc.insecure_channel(stack.grpc_target) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.GetJob(jobs_pb2.GetJobRequest(job_id="not-a-uuid"))
+            stub.GetJob(jobs_pb2.GetJobRequest(job_id="not-a-uuid"), metadata=_metadata(stack))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as info:
             list(
                 stub.WatchJob(
-                    jobs_pb2.WatchJobRequest(job_id="00000000-0000-0000-0000-000000000000")
+                    jobs_pb2.WatchJobRequest(job_id="00000000-0000-0000-0000-000000000000"),
+                    metadata=_metadata(stack),
                 )
             )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

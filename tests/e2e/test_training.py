@@ -8,6 +8,7 @@ with numpy (the lowest eigenvalue), never through the platform.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,6 @@ def stack(
         database_url, kafka_bootstrap, tmp_path_factory, fragment_bindings=64
     ) as stack:
         yield stack
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[QorchClient]:
-    with QorchClient(stack.api_url, stack.grpc_target, timeout=120) as client:
-        yield client
 
 
 def run(client: QorchClient, spec: dict[str, Any]) -> tuple[str, list[jobs_pb2.JobEvent]]:
@@ -271,3 +266,39 @@ def test_uploaded_csv_dataset_trains(client: QorchClient) -> None:
     with pytest.raises(ApiError) as err:
         client.upload_dataset("a,b,kind\n1,2\n", label_column="kind")
     assert err.value.status == 422 and "line 2" in str(err.value.detail)
+
+
+def test_cli_watches_plots_and_predicts(
+    client: QorchClient, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qorch import cli
+
+    job_id, _ = run(client, small_classifier(seed=3, epochs=2, batch_size=4))
+    monkeypatch.setenv("QORCH_API_URL", stack.api_url)
+    monkeypatch.setenv("QORCH_GRPC_TARGET", stack.grpc_target)
+    monkeypatch.setenv("QORCH_API_KEY", stack.admin_key)
+    cli.get_settings.cache_clear()
+    try:
+        assert cli.main(["watch", job_id]) == 0
+        png = tmp_path / "curves.png"
+        assert cli.main(["metrics", job_id, "--plot", str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert cli.main(["predict", job_id, "[[0.0, 1.0]]"]) == 0
+    finally:
+        cli.get_settings.cache_clear()
+
+
+def test_two_training_jobs_on_one_pool_take_turns(client: QorchClient) -> None:
+    """Each job has one step in flight at a time, so neither waits for the other's whole run."""
+    first = client.submit(small_classifier(seed=21, epochs=3, batch_size=3))["id"]
+    second = client.submit(small_classifier(seed=22, epochs=3, batch_size=3))["id"]
+    for job_id in (first, second):
+        assert list(client.watch(job_id))[-1].status == jobs_pb2.JOB_STATUS_SUCCEEDED
+
+    def step_times(job_id: str) -> list[datetime]:
+        return [e.at.ToDatetime() for e in client.watch(job_id) if e.type == "step"]
+
+    a, b = step_times(first), step_times(second)
+    assert len(a) == len(b) == 9
+    # the second job stepped before the first one finished, and the other way round
+    assert b[0] < a[-1] and a[0] < b[-1]

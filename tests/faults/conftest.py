@@ -50,6 +50,7 @@ def fresh_database(database_url: str) -> Iterator[str]:
 
 
 StackFactory = Callable[..., AbstractContextManager[Stack]]
+FaultRun = Callable[..., AbstractContextManager[tuple[Stack, QorchClient]]]
 
 
 @pytest.fixture
@@ -88,10 +89,37 @@ def client_for() -> Iterator[Callable[[Stack], QorchClient]]:
     clients: list[QorchClient] = []
 
     def make(stack: Stack) -> QorchClient:
-        client = QorchClient(stack.api_url, stack.grpc_target)
+        client = QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key)
         clients.append(client)
         return client
 
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def fault_run(
+    request: pytest.FixtureRequest,
+    fault_stack: StackFactory,
+    client_for: Callable[[Stack], QorchClient],
+) -> FaultRun:
+    """``with fault_run(**settings) as (stack, client):`` a started stack and a client.
+
+    The stack uses a fresh database of the session's Postgres and the session's broker;
+    ``own_postgres=True``/``own_broker=True`` give it embedded ones of its own instead, which
+    the test may stop and start.
+    """
+
+    @contextmanager
+    def start(
+        own_postgres: bool = False, own_broker: bool = False, **overrides: Any
+    ) -> Iterator[tuple[Stack, QorchClient]]:
+        if not own_postgres:
+            overrides.setdefault("database_url", request.getfixturevalue("fresh_database"))
+        if not own_broker:
+            overrides.setdefault("kafka_bootstrap", request.getfixturevalue("kafka_bootstrap"))
+        with fault_stack(**overrides) as stack:
+            yield stack, client_for(stack)
+
+    return start

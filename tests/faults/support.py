@@ -1,13 +1,32 @@
-"""Helpers of the fault tests: waiting on a job through the API, reading a service's metrics."""
+"""Helpers of the fault tests: waiting on a job through the API, signalling services, reading
+topics and metrics, and what a fault-free run gives (circuits and training)."""
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
+from braket.devices import LocalSimulator
+from braket.ir.openqasm import Program
+from google.protobuf.message import Message as ProtoMessage
 
+from nodes.encoding import apply_encoding
+from nodes.executors.factory import executor_for_pool
+from orchestrator.aggregation import binding_values
+from orchestrator.training import fragments as training_fragments
+from orchestrator.training import runner, trainer
+from orchestrator.training.spec import PredictJob
+from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.client import QorchClient
+from qorch.config import Settings
+from qorch.kafka import Consumer, Producer
+from qorch.samples import demo_job
 from qorch.stack import Stack
 from tests.waiting import wait_until
 
@@ -44,6 +63,62 @@ def wait_for_progress(
     )
 
 
+def end(stack: Stack, name: str, sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` to the service ``name``, wait for it to exit; returns its exit status."""
+    stack.signal(name, sig)
+    proc = stack.service(name).proc
+    assert proc is not None
+    wait_until(lambda: proc.poll() is not None, timeout=60, what=f"{name} to exit")
+    return proc.returncode
+
+
+def api_ready(client: QorchClient) -> bool:
+    """The API answers."""
+    try:
+        client.jobs(limit=1)
+    except Exception:
+        return False
+    return True
+
+
+def read_all(settings: Settings, topic: str, what: Callable[[bytes], Any], want: int) -> list[Any]:
+    """Read ``topic`` from the start until ``want`` messages came (assigned, no group)."""
+    consumer = Consumer(settings, [topic], None)
+    got: list[Any] = []
+    try:
+
+        def more() -> bool:
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                got.append(what(msg.value() or b""))
+            return len(got) >= want
+
+        wait_until(more, timeout=60, interval=0, what=f"{want} messages on {topic}")
+    finally:
+        consumer.close()
+    return got
+
+
+def inject(settings: Settings, topic: str, messages: Sequence[tuple[str, ProtoMessage]]) -> None:
+    """Publish ``(key, message)`` pairs on ``topic`` and wait until the broker has them all."""
+    producer = Producer(settings)
+    try:
+        assert producer.wait([producer.send(topic, key, m) for key, m in messages])
+    finally:
+        producer.close()
+
+
+def forged_failures(results: Sequence[pb.FragmentResult]) -> list[pb.FragmentResult]:
+    """A retryable failure in the name of each result (same fragment, job and attempt)."""
+    forged = []
+    for result in results:
+        failure = pb.FragmentResult()
+        failure.CopyFrom(result)
+        failure.failure.CopyFrom(pb.FragmentFailure(error="forged", retryable=True))
+        forged.append(failure)
+    return forged
+
+
 def metric(stack: Stack, service: str, name: str, **labels: str) -> float:
     """The value of one Prometheus sample of a service (0 when absent)."""
     text = httpx.get(stack.metrics_url(service), timeout=5).text
@@ -51,3 +126,147 @@ def metric(stack: Stack, service: str, name: str, **labels: str) -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "") + r" (\S+)"
     match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+# ---------------------------------------------------------------- circuits
+
+SHOTS = 100
+
+
+def expected_values(spec: dict[str, Any]) -> list[list[float]]:
+    """What a fault-free run gives: the same circuits on LocalSimulator, run here directly."""
+    simulator = LocalSimulator("braket_sv")
+    program = spec["programs"][0]
+    pragmas = []
+    for obs in spec["result"]["observables"]:
+        factors = [f"{p.lower()}(q[{i}])" for i, p in enumerate(obs) if p != "I"]
+        pragmas.append("#pragma braket result expectation " + " @ ".join(factors))
+    source = program["source"] + "\n".join(pragmas) + "\n"
+    return [
+        [float(v) for v in simulator.run(Program(source=source, inputs=b), shots=0).result().values]
+        for b in program["bindings"]
+    ]
+
+
+def counts_job(bindings: int) -> dict[str, Any]:
+    """The demo circuits measured ``SHOTS`` times per binding."""
+    spec = demo_job(bindings, seed=11, shots=SHOTS)
+    spec["result"] = {"type": "counts"}
+    return spec
+
+
+def submit_pair(client: QorchClient, bindings: int, seed: int) -> tuple[dict[str, Any], str, str]:
+    """Submit an exact demo job and a counts job of ``bindings`` each: (exact spec, ids)."""
+    exact = demo_job(bindings, seed=seed)
+    return exact, client.submit(exact)["id"], client.submit(counts_job(bindings))["id"]
+
+
+def values(client: QorchClient, job_id: str) -> list[Any]:
+    """The values of a circuits job's first program."""
+    return list(client.result(job_id)["result"]["programs"][0]["values"])
+
+
+def check_results(client: QorchClient, exact_id: str, exact: dict[str, Any], shots_id: str) -> None:
+    """Both jobs succeeded; exact values equal a fault-free run's; every binding counted
+    exactly SHOTS shots."""
+    for job_id in (exact_id, shots_id):
+        assert wait_for_status(client, job_id)["status"] == "SUCCEEDED"
+    assert values(client, exact_id) == expected_values(exact)
+    counted = values(client, shots_id)
+    assert [sum(c.values()) for c in counted] == [SHOTS] * len(counted)
+
+
+# ---------------------------------------------------------------- training
+
+
+def tiny_classifier(seed: int = 3) -> dict[str, Any]:
+    """A training job small enough for a fault test, long enough to be hit mid-way: 2 qubits,
+    16 samples, 21 steps (18 optimizer steps, 3 evaluations) of about ten fragments each under
+    the fault tests' 2 bindings per fragment; a few seconds uninterrupted."""
+    return {
+        "kind": "train",
+        "name": "tiny",
+        "seed": seed,
+        "model": {"qubits": 2, "layers": 1},
+        "data": {"builtin": "moons", "samples": 16, "validation_fraction": 0.25},
+        "training": {
+            "loss": "bce",
+            "optimizer": {"name": "adam", "learning_rate": 0.1},
+            "epochs": 3,
+            "batch_size": 2,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a training run ends with: the final weights and every metrics row, in order."""
+
+    weights: list[float]
+    metrics: list[dict[str, float]]
+
+
+def reference_training(spec: dict[str, Any], settings: Settings) -> Trained:
+    """An uninterrupted run of ``spec``, here in this process: the same state machine, the same
+    fragments (``settings.fragment_bindings``) run by the agents' own executor, the state
+    stored between steps as JSON as the checkpoint stores it. No Kafka, no Postgres, no faults."""
+    job = runner.parse_spec(spec)
+    assert not isinstance(job, PredictJob)
+    setup = trainer.build_setup(job, settings.max_qubits(job.pool))
+    state, request = trainer.start(job, setup)
+    executor = executor_for_pool(job.pool, settings)
+    metrics: list[dict[str, float]] = []
+    try:
+        step = 0
+        while True:
+            rows: list[Any] = []
+            for part in training_fragments.slices(request, settings.fragment_bindings):
+                fragment = training_fragments.build_fragment(
+                    setup,
+                    request,
+                    part,
+                    job_id="ref",
+                    fragment_id="ref",
+                    pool=job.pool,
+                    shots=0,
+                    step=step,
+                )
+                apply_encoding(fragment)
+                success = pb.FragmentSuccess(results=executor.execute(fragment))
+                rows += binding_values(
+                    success, part.bindings, "expectations", len(setup.observables)
+                )
+            readouts = np.asarray(rows, dtype=float).reshape(request.circuits, -1)
+            outcome = trainer.advance(job, setup, state, request, readouts)
+            metrics += outcome.metrics
+            state = json.loads(json.dumps(outcome.state))
+            if outcome.request is None:
+                assert outcome.result is not None
+                return Trained(outcome.result["weights"], json.loads(json.dumps(metrics)))
+            request = trainer.StepRequest.from_json(
+                json.loads(json.dumps(outcome.request.to_json()))
+            )
+            step += 1
+    finally:
+        executor.close()
+
+
+def trained(client: QorchClient, job_id: str) -> Trained:
+    """What the platform's run of a training job ended with."""
+    weights = client.result(job_id)["result"]["weights"]
+    return Trained(weights, [m["values"] for m in client.metrics(job_id)["data"]])
+
+
+def training_steps(client: QorchClient, job_id: str) -> int:
+    """Optimizer steps the job has recorded so far."""
+    return sum(m["kind"] == "step" for m in client.metrics(job_id)["data"])
+
+
+def wait_for_steps(client: QorchClient, job_id: str, steps: int, timeout: float = 120) -> None:
+    """Wait until the training job has taken at least ``steps`` optimizer steps."""
+    wait_until(
+        lambda: training_steps(client, job_id) >= steps,
+        timeout=timeout,
+        interval=0.05,
+        what=f"{steps} training steps of {job_id}",
+    )

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.client import QorchClient
-from qorch.config import Settings
-from qorch.kafka import Consumer, Producer
 from qorch.samples import demo_job
-from qorch.stack import Stack
-from tests.faults.conftest import StackFactory
-from tests.faults.support import metric, wait_for_progress, wait_for_status
-from tests.faults.test_process_kills import expected_values
+from tests.faults.conftest import FaultRun
+from tests.faults.support import (
+    expected_values,
+    forged_failures,
+    inject,
+    metric,
+    read_all,
+    values,
+    wait_for_progress,
+    wait_for_status,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
@@ -33,34 +35,10 @@ cnot q[0], q[1];
 """
 
 
-def read_all(settings: Settings, topic: str, what: Callable[[bytes], Any], want: int) -> list[Any]:
-    """Read ``topic`` from the start until ``want`` messages came (assigned, no group)."""
-    consumer = Consumer(settings, [topic], None)
-    got: list[Any] = []
-    try:
-
-        def more() -> bool:
-            msg = consumer.poll(0.2)
-            if msg is not None:
-                got.append(what(msg.value() or b""))
-            return len(got) >= want
-
-        wait_until(more, timeout=60, interval=0, what=f"{want} messages on {topic}")
-    finally:
-        consumer.close()
-    return got
-
-
 def test_a_poison_fragment_is_retried_then_dead_lettered_and_other_jobs_go_on(
-    fault_stack: StackFactory,
-    fresh_database: str,
-    kafka_bootstrap: str,
-    client_for: Callable[[Stack], QorchClient],
+    fault_run: FaultRun,
 ) -> None:
-    with fault_stack(
-        database_url=fresh_database, kafka_bootstrap=kafka_bootstrap, max_attempts=3
-    ) as stack:
-        client = client_for(stack)
+    with fault_run(max_attempts=3) as (stack, client):
         poison = {
             "result": {"type": "expectation", "observables": ["ZZ"]},
             "programs": [{"source": POISON, "bindings": [{"a": 0.5}, {"a": 0.25}, {"a": 1.0}]}],
@@ -85,26 +63,16 @@ def test_a_poison_fragment_is_retried_then_dead_lettered_and_other_jobs_go_on(
         # the other job on the same pool was not disturbed
         done = wait_for_status(client, healthy_id)
         assert done["status"] == "SUCCEEDED" and done["progress"]["redispatches"] == 0
-        assert client.result(healthy_id)["result"]["programs"][0]["values"] == expected_values(
-            healthy
-        )
+        assert values(client, healthy_id) == expected_values(healthy)
         assert metric(stack, "orchestrator", "qorch_retries_total") == 2
         assert metric(stack, "orchestrator", "qorch_dead_letters_total", source="orchestrator") == 1
 
 
-def test_a_straggler_is_overtaken_and_its_late_result_ignored(
-    fault_stack: StackFactory,
-    fresh_database: str,
-    kafka_bootstrap: str,
-    client_for: Callable[[Stack], QorchClient],
-) -> None:
-    with fault_stack(
-        database_url=fresh_database,
-        kafka_bootstrap=kafka_bootstrap,
+def test_a_straggler_is_overtaken_and_its_late_result_ignored(fault_run: FaultRun) -> None:
+    with fault_run(
         fragment_bindings=12,  # fragments long enough to catch an agent in the middle of one
         fragment_timeout_s=3.0,
-    ) as stack:
-        client = client_for(stack)
+    ) as (stack, client):
         spec = demo_job(72, seed=51)
         job_id = client.submit(spec)["id"]
         log = stack.service("node-1").log_path
@@ -128,8 +96,8 @@ def test_a_straggler_is_overtaken_and_its_late_result_ignored(
         finally:
             stack.signal("node-1", signal.SIGCONT)
         assert done["status"] == "SUCCEEDED"
-        values = client.result(job_id)["result"]["programs"][0]["values"]
-        assert values == expected_values(spec)
+        first = values(client, job_id)
+        assert first == expected_values(spec)
 
         # the straggler wakes up, finishes and publishes: its result is dropped, nothing changes
         wait_until(
@@ -137,18 +105,12 @@ def test_a_straggler_is_overtaken_and_its_late_result_ignored(
             timeout=60,
             what="the late result to be dropped",
         )
-        assert client.result(job_id)["result"]["programs"][0]["values"] == values
+        assert values(client, job_id) == first
         assert client.job(job_id)["progress"]["fragments_done"] == 6
 
 
-def test_duplicated_and_reordered_results_never_change_a_result(
-    fault_stack: StackFactory,
-    fresh_database: str,
-    kafka_bootstrap: str,
-    client_for: Callable[[Stack], QorchClient],
-) -> None:
-    with fault_stack(database_url=fresh_database, kafka_bootstrap=kafka_bootstrap) as stack:
-        client = client_for(stack)
+def test_duplicated_and_reordered_results_never_change_a_result(fault_run: FaultRun) -> None:
+    with fault_run() as (stack, client):
         settings = stack.settings
         results_topic = settings.topic("results")
         first = demo_job(20, seed=61)
@@ -162,25 +124,13 @@ def test_duplicated_and_reordered_results_never_change_a_result(
         # every result on the topic so far (the first job's, some of the second's) ...
         seen = read_all(settings, results_topic, pb.FragmentResult.FromString, 14)
         # ... again, twice each, shuffled, plus a stale failure and a forged success for each
-        forged = []
-        for result in seen:
-            failure = pb.FragmentResult()
-            failure.CopyFrom(result)
-            failure.failure.CopyFrom(pb.FragmentFailure(error="forged", retryable=True))
-            forged.append(failure)
-        injected = seen * 2 + forged
+        injected = seen * 2 + forged_failures(seen)
         random.Random(7).shuffle(injected)
-        producer = Producer(settings)
-        try:
-            assert producer.wait([producer.send(results_topic, r.job_id, r) for r in injected])
-        finally:
-            producer.close()
+        inject(settings, results_topic, [(r.job_id, r) for r in injected])
 
         assert wait_for_status(client, second_id)["status"] == "SUCCEEDED"
-        assert client.result(first_id)["result"]["programs"][0]["values"] == expected_values(first)
-        assert client.result(second_id)["result"]["programs"][0]["values"] == expected_values(
-            second
-        )
+        assert values(client, first_id) == expected_values(first)
+        assert values(client, second_id) == expected_values(second)
         assert list(client.watch(first_id)) == first_events  # not even an event was added
         second_events = list(client.watch(second_id))
         assert sum(e.type == "progress" for e in second_events) == 30

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 import pytest
 
-from qorch.client import QorchClient
 from qorch.samples import demo_job
-from qorch.stack import Stack
-from tests.faults.conftest import StackFactory
-from tests.faults.support import metric, wait_for_progress, wait_for_status
-from tests.faults.test_process_kills import expected_values
+from tests.faults.conftest import FaultRun
+from tests.faults.support import (
+    expected_values,
+    metric,
+    values,
+    wait_for_progress,
+    wait_for_status,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
 
-def test_a_broker_restarted_empty_mid_job_loses_no_fragment(
-    fault_stack: StackFactory, fresh_database: str, client_for: Callable[[Stack], QorchClient]
-) -> None:
-    # no kafka_bootstrap: the stack runs a broker of its own, which the test restarts
-    with fault_stack(database_url=fresh_database) as stack:
-        client = client_for(stack)
+def test_a_broker_restarted_empty_mid_job_loses_no_fragment(fault_run: FaultRun) -> None:
+    with fault_run(own_broker=True) as (stack, client):  # a broker the test may restart
         spec = demo_job(60, seed=21)
         job_id = client.submit(spec)["id"]
         wait_for_progress(client, job_id, 3)
@@ -31,27 +28,26 @@ def test_a_broker_restarted_empty_mid_job_loses_no_fragment(
         stack.start_broker()
 
         assert wait_for_status(client, job_id)["status"] == "SUCCEEDED"
-        assert client.result(job_id)["result"]["programs"][0]["values"] == expected_values(spec)
+        assert values(client, job_id) == expected_values(spec)
         assert metric(stack, "orchestrator", "qorch_broker_resets_total") >= 1
         # and the platform keeps working: a new job runs on the reconnected services
         after = demo_job(6, seed=22)
         after_id = client.submit(after)["id"]
         assert wait_for_status(client, after_id)["status"] == "SUCCEEDED"
-        assert client.result(after_id)["result"]["programs"][0]["values"] == expected_values(after)
+        assert values(client, after_id) == expected_values(after)
 
 
 def test_postgres_down_for_a_while_gives_503s_then_the_job_completes(
-    fault_stack: StackFactory, kafka_bootstrap: str, client_for: Callable[[Stack], QorchClient]
+    fault_run: FaultRun,
 ) -> None:
-    # no database_url: the stack runs a Postgres of its own, which the test stops and starts
-    with fault_stack(kafka_bootstrap=kafka_bootstrap) as stack:
-        client = client_for(stack)
+    with fault_run(own_postgres=True) as (stack, client):  # a Postgres the test may stop
         spec = demo_job(60, seed=31)
         job_id = client.submit(spec)["id"]
         wait_for_progress(client, job_id, 3)
         stack.stop_postgres()
         try:
-            with httpx.Client(base_url=stack.api_url, timeout=15) as http:
+            auth = {"Authorization": f"Bearer {stack.admin_key}"}
+            with httpx.Client(base_url=stack.api_url, timeout=15, headers=auth) as http:
                 # the API answers, with 503 and a reason, never 500
                 answers = [
                     http.get(f"/v1/jobs/{job_id}"),
@@ -79,6 +75,6 @@ def test_postgres_down_for_a_while_gives_503s_then_the_job_completes(
             stack.start_postgres()
 
         assert wait_for_status(client, job_id)["status"] == "SUCCEEDED"
-        assert client.result(job_id)["result"]["programs"][0]["values"] == expected_values(spec)
+        assert values(client, job_id) == expected_values(spec)
         assert httpx.get(f"{stack.api_url}/readyz").status_code == 200
         assert metric(stack, "api", "qorch_api_unavailable_total", dependency="postgres") >= 3

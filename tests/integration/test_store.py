@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
 from orchestrator.aggregator import apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
@@ -18,6 +18,7 @@ from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from orchestrator.store.migrate import SchemaNotReady, check_schema
+from orchestrator.store.models import OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 from qorch.embedded import EmbeddedPostgres
@@ -38,7 +39,12 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def factory(engine: Engine) -> SessionFactory:
-    return make_session_factory(engine)
+    """Sessions on the shared test database, with an empty outbox: the relay publishes every
+    pending row, and rows other tests left for their (now gone) topics are not this test's."""
+    factory = make_session_factory(engine)
+    with session_scope(factory) as session:
+        session.execute(delete(OutboxMessage))
+    return factory
 
 
 def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> str:
@@ -215,6 +221,11 @@ def test_failures_retry_then_fail_the_job_with_a_reason(
     failure = pb.FragmentFailure(error="device on fire", error_type="RuntimeError", retryable=True)
     first = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=1, failure=failure)
     assert apply(factory, settings, first) == "retried"
+    with factory() as session:
+        keys = [r.key for r in repo.pending_outbox(session, 10_000) if r.job_id == job_id]
+        # keyed by attempt: it may land on another partition than a straggler still holding
+        # attempt 1 (README "Guarantees")
+        assert keys == [fragment.id, f"{fragment.id}/2"]
     assert apply(factory, settings, first) == "stale"  # attempt 2 is out; attempt 1 news is old
     second = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=2, failure=failure)
     assert apply(factory, settings, second) == "failed"

@@ -1,0 +1,252 @@
+"""Admission of a submitted job: rate limit, program screening, tenant quotas and cost caps.
+
+``screen`` runs before validation (cheap refusals first, and no program reaches Braket's
+parser in this process before it parsed within the time bound in the sandbox). ``admit`` runs
+inside the submission's transaction: it locks the tenant's row, so the concurrency quota and
+the budget hold under concurrent submissions, and charges the estimate to the tenant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.auth import Principal
+from api.ratelimit import RateLimiter
+from orchestrator.costs import Price, circuits_tasks, estimate_usd, is_paid, training_tasks
+from orchestrator.qasm import ProgramError, nesting_depth
+from orchestrator.sandbox import ProgramSandbox
+from orchestrator.spec import FieldError, JobCreate, SpecError
+from orchestrator.store import repository as repo
+from orchestrator.store.models import Tenant
+from orchestrator.training.spec import MinimizeJob, TrainJob
+from orchestrator.training.trainer import Setup
+from qorch.config import Settings
+
+Job = JobCreate | TrainJob | MinimizeJob
+
+
+class TooManyRequests(Exception):
+    """Answered 429 with ``Retry-After``: the tenant submits too fast or runs too many jobs."""
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class CostError(SpecError):
+    """Answered 422 with the estimate: the job would cost more than allowed."""
+
+    def __init__(self, errors: list[FieldError], estimate_usd: float) -> None:
+        super().__init__(errors)
+        self.estimate_usd = estimate_usd
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """A tenant's limits: its own where an admin set them, else the configured defaults."""
+
+    max_concurrent_jobs: int
+    max_circuits_per_job: int
+    max_shots_per_job: int
+    submit_rate_per_s: float
+    submit_burst: int
+    budget_usd: float
+
+    @classmethod
+    def of(cls, tenant: Tenant | None, settings: Settings) -> Quotas:
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        t = tenant
+        return cls(
+            max_concurrent_jobs=pick(
+                t and t.max_concurrent_jobs, settings.tenant_max_concurrent_jobs
+            ),
+            max_circuits_per_job=pick(
+                t and t.max_circuits_per_job, settings.tenant_max_circuits_per_job
+            ),
+            max_shots_per_job=pick(t and t.max_shots_per_job, settings.tenant_max_shots_per_job),
+            submit_rate_per_s=pick(t and t.submit_rate_per_s, settings.tenant_submit_rate_per_s),
+            submit_burst=settings.tenant_submit_burst,
+            budget_usd=pick(t and t.budget_usd, settings.tenant_budget_usd),
+        )
+
+
+def programs_of(job: Job) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every user-written program of a job, with its location in the request body."""
+    if isinstance(job, JobCreate):
+        return [(("programs", i, "source"), p.source) for i, p in enumerate(job.programs)]
+    if isinstance(job, TrainJob) and job.model.template is not None:
+        return [(("model", "template", "source"), job.model.template.source)]
+    if isinstance(job, MinimizeJob) and job.ansatz.template is not None:
+        return [(("ansatz", "template", "source"), job.ansatz.template.source)]
+    return []
+
+
+def rate_limit(
+    principal: Principal, session: Session, settings: Settings, limiter: RateLimiter
+) -> None:
+    """429 (TooManyRequests) when the tenant submits faster than its rate; admins are not
+    limited."""
+    if principal.is_admin:
+        return
+    quotas = Quotas.of(session.get(Tenant, principal.tenant), settings)
+    session.rollback()
+    wait = limiter.take(principal.tenant, quotas.submit_rate_per_s, quotas.submit_burst)
+    if wait > 0:
+        raise TooManyRequests(
+            f"tenant {principal.tenant} submits faster than {quotas.submit_rate_per_s:g} "
+            "jobs per second",
+            wait,
+        )
+
+
+def screen(
+    job: Job,
+    principal: Principal,
+    settings: Settings,
+    sandbox: ProgramSandbox,
+    limiter: RateLimiter,
+    session: Session,
+) -> None:
+    """Refuse early: 429 past the tenant's submission rate; 422 for a program that is too
+    long, nested too deep, or does not parse within the time bound; 422 for a dataset the
+    tenant does not own (as for one that does not exist)."""
+    rate_limit(principal, session, settings, limiter)
+    errors: list[FieldError] = []
+    for loc, source in programs_of(job):
+        if len(source) > settings.max_program_chars:
+            errors.append(FieldError(loc, f"longer than {settings.max_program_chars} chars"))
+        elif nesting_depth(source) > settings.max_program_nesting:
+            errors.append(FieldError(loc, f"nested deeper than {settings.max_program_nesting}"))
+        else:
+            try:
+                sandbox.analyze(source)
+            except ProgramError as exc:
+                errors.append(FieldError(loc, str(exc)))
+    if isinstance(job, TrainJob) and job.data.dataset_id is not None:
+        try:
+            repo.get_dataset(session, job.data.dataset_id, principal.tenant_filter)
+        except repo.NotFound as exc:
+            errors.append(FieldError(("data", "dataset_id"), str(exc)))
+        session.rollback()
+    if errors:
+        raise SpecError(errors)
+
+
+def tasks_of(job: Job, setup: Setup | None) -> int:
+    """Circuit runs of a validated job, at most (training: to its last step)."""
+    if isinstance(job, JobCreate):
+        return circuits_tasks(job)
+    assert setup is not None
+    samples = len(setup.train) + len(setup.validation) if setup.data is not None else 0
+    return training_tasks(
+        job,
+        weights=len(setup.model.weight_inputs),
+        samples=samples,
+        observables=len(setup.observables),
+    )
+
+
+def admit(
+    session: Session,
+    principal: Principal,
+    job: Job,
+    settings: Settings,
+    setup: Setup | None = None,
+) -> float:
+    """Check the tenant's quotas and the job's cost inside the submission's transaction;
+    returns the cost charged to the tenant (0 off paid pools)."""
+    tenant = repo.lock_tenant(session, principal.tenant)
+    quotas = Quotas.of(tenant, settings)
+    tasks = tasks_of(job, setup) if isinstance(job, JobCreate) or is_paid(job.pool) else 0
+    shots = tasks * job.shots
+    errors: list[FieldError] = []
+    if not principal.is_admin:
+        # Training jobs are bounded by their own spec (epochs, samples, steps).
+        if isinstance(job, JobCreate) and tasks > quotas.max_circuits_per_job:
+            errors.append(
+                FieldError(
+                    ("programs",),
+                    f"{tasks} circuit runs; tenant {principal.tenant} may run "
+                    f"{quotas.max_circuits_per_job} per job",
+                )
+            )
+        if shots > quotas.max_shots_per_job:
+            errors.append(
+                FieldError(
+                    ("shots",),
+                    f"{shots} shots in all; tenant {principal.tenant} may use "
+                    f"{quotas.max_shots_per_job} per job",
+                )
+            )
+    if errors:
+        raise SpecError(errors)
+    if not principal.is_admin:
+        active = repo.active_jobs(session, principal.tenant)
+        if active >= quotas.max_concurrent_jobs:
+            raise TooManyRequests(
+                f"tenant {principal.tenant} has {active} unfinished jobs; at most "
+                f"{quotas.max_concurrent_jobs}",
+                5.0,
+            )
+    if not is_paid(job.pool):
+        return 0.0
+    price = settings.aws_price(job.pool)
+    estimate = estimate_usd(tasks, job.shots, Price(price["per_task"], price["per_shot"]))
+    remaining = quotas.budget_usd - tenant.spent_usd
+    cap = job.max_cost_usd
+    if cap is None:
+        raise CostError(
+            [FieldError(("max_cost_usd",), f"required on {job.pool}; estimate ${estimate:.2f}")],
+            estimate,
+        )
+    if estimate > cap:
+        raise CostError(
+            [FieldError(("max_cost_usd",), f"estimate ${estimate:.2f} exceeds the cap ${cap:.2f}")],
+            estimate,
+        )
+    if estimate > remaining:
+        raise CostError(
+            [
+                FieldError(
+                    ("max_cost_usd",),
+                    f"estimate ${estimate:.2f} exceeds tenant {principal.tenant}'s remaining "
+                    f"budget ${max(0.0, remaining):.2f}",
+                )
+            ],
+            estimate,
+        )
+    tenant.spent_usd += estimate
+    session.flush()
+    return estimate
+
+
+def charge_prediction(
+    session: Session, tenant_id: str, pool: str, shots: int, circuits: int, settings: Settings
+) -> float:
+    """Charge a prediction on a paid pool to the tenant; 422 past its remaining budget."""
+    if not is_paid(pool):
+        return 0.0
+    tenant = repo.lock_tenant(session, tenant_id)
+    price = settings.aws_price(pool)
+    estimate = estimate_usd(circuits, shots, Price(price["per_task"], price["per_shot"]))
+    remaining = Quotas.of(tenant, settings).budget_usd - tenant.spent_usd
+    if estimate > remaining:
+        raise CostError(
+            [
+                FieldError(
+                    ("samples",),
+                    f"estimate ${estimate:.2f} exceeds tenant {tenant_id}'s remaining budget "
+                    f"${max(0.0, remaining):.2f}",
+                )
+            ],
+            estimate,
+        )
+    tenant.spent_usd += estimate
+    session.flush()
+    return estimate

@@ -1,0 +1,82 @@
+"""/v1/tenants: a tenant's quotas, budget and spend. Admins set them; a tenant reads its own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from api.admission import Quotas
+from api.deps import Admin, Reader, SessionDep, SettingsDep
+from orchestrator.store import repository as repo
+from orchestrator.store.models import Tenant
+from qorch.config import Settings
+
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+
+TenantId = Annotated[
+    str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Its name.")
+]
+
+
+class TenantUpdate(BaseModel):
+    """Quotas to change: a field left out keeps its value, null returns it to the default."""
+
+    max_concurrent_jobs: int | None = Field(None, ge=1, le=1_000_000)
+    max_circuits_per_job: int | None = Field(None, ge=1, le=2_000_000_000)
+    max_shots_per_job: int | None = Field(None, ge=1, le=10**15)
+    submit_rate_per_s: float | None = Field(None, gt=0, le=1e6)
+    budget_usd: float | None = Field(None, ge=0, le=1e12, description="Total AWS spend allowed.")
+
+
+class TenantPublic(BaseModel):
+    """A tenant's effective quotas and what it has spent on paid pools."""
+
+    id: str
+    max_concurrent_jobs: int
+    max_circuits_per_job: int
+    max_shots_per_job: int
+    submit_rate_per_s: float
+    budget_usd: float
+    spent_usd: float = Field(description="Estimates of the jobs it submitted on aws-* pools.")
+
+    @classmethod
+    def of(cls, row: Tenant, settings: Settings) -> TenantPublic:
+        quotas = Quotas.of(row, settings)
+        return cls(
+            id=row.id,
+            max_concurrent_jobs=quotas.max_concurrent_jobs,
+            max_circuits_per_job=quotas.max_circuits_per_job,
+            max_shots_per_job=quotas.max_shots_per_job,
+            submit_rate_per_s=quotas.submit_rate_per_s,
+            budget_usd=quotas.budget_usd,
+            spent_usd=row.spent_usd,
+        )
+
+
+@router.get("/{tenant}", response_model=TenantPublic, summary="Read a tenant's quotas")
+def get_tenant(
+    tenant: TenantId, principal: Reader, session: SessionDep, settings: SettingsDep
+) -> TenantPublic:
+    """Quotas, budget and spend; a key sees only its own tenant (others are 404)."""
+    if principal.tenant_filter not in (None, tenant):
+        raise repo.NotFound(f"tenant {tenant} not found")
+    return TenantPublic.of(repo.get_tenant(session, tenant), settings)
+
+
+@router.patch("/{tenant}", response_model=TenantPublic, summary="Set a tenant's quotas")
+def set_tenant(
+    tenant: TenantId,
+    body: TenantUpdate,
+    _admin: Admin,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TenantPublic:
+    """Change quotas and budget (creating the tenant if new)."""
+    with session.begin():
+        row = repo.lock_tenant(session, tenant)
+        for name, value in body.model_dump(exclude_unset=True).items():
+            setattr(row, name, value)
+        session.flush()
+        return TenantPublic.of(row, settings)
