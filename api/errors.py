@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from api.admission import CostError, TooManyRequests
 from orchestrator.lifecycle import InvalidTransition
@@ -98,6 +98,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidTransition)
     async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (a NUL character in a string, a
+        # number out of its column's range): the request is at fault, not the service.
+        logger.info("value refused by the database: %s", exc.orig, extra={"path": request.url.path})
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "value cannot be stored"
+        detail = [
+            {"loc": ["body"], "msg": f"a value cannot be stored: {reason}", "type": "value_error"}
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(DBAPIError)
     async def database_down(request: Request, exc: DBAPIError) -> JSONResponse:

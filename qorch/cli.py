@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -161,6 +162,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
         limits = {**settings.pool_max_qubits, "local-sv": CUT_NODE_QUBITS}
         settings = settings.model_copy(update={"pool_max_qubits": limits})
+    if "QORCH_FRAGMENT_BINDINGS" not in os.environ:
+        # Fragments of 16: the 64-setting sample job then visibly spreads over both agents.
+        settings = settings.model_copy(update={"fragment_bindings": 16})
     log_dir = Path(settings.data_dir) / "demo-logs"
     options = StackOptions(pools=["local-sv", "local-sv"], log_dir=log_dir, free_ports=True)
     console.print(
