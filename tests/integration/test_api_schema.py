@@ -4,6 +4,7 @@ type, headers, body)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +34,10 @@ CHECKS = [
 ]
 EXAMPLES_PER_OPERATION = 12
 
+#: The same examples every run, so CI is reproducible; QORCH_FUZZ_EXPLORE=1 draws new ones (how the
+#: NaN-echo and NUL-in-a-key bugs were found).
+EXPLORE = os.environ.get("QORCH_FUZZ_EXPLORE") == "1"
+
 
 @pytest.fixture(scope="module")
 def api(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
@@ -61,6 +66,7 @@ def _check(operation: APIOperation, base_url: str, headers: dict[str, str]) -> N
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
         database=None,
+        derandomize=not EXPLORE,
     )
     @given(data=st.data())
     def check(data: st.DataObject) -> None:
