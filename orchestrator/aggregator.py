@@ -166,7 +166,7 @@ def _finish(session: Session, job: Job) -> JobEventRow:
             StoredFragment(f.program_index, f.binding_offset, f.result or [])
             for f in repo.finished_fragments(session, job.id)
         ]
-        job.result = assemble_result(streaming.cached_spec(session, job), stored)
+        job.result = assemble_result(streaming.full_spec(job), stored)
     else:  # Postgres assembles it: the orchestrator never holds a whole result
         results.store_result(session, job.id)
     streaming.forget(job.id)

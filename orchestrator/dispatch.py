@@ -41,12 +41,15 @@ def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventR
             return None
         if job.kind in training.KINDS:
             return training.begin(session, job, settings)
-        spec = streaming.cached_spec(session, job)
+        head = streaming.cached_head(session, job)  # the spec without its bindings
+        spec = head.spec
         # Backpressure: only a first window is written now; top_up writes the rest as
         # results come in (orchestrator/streaming.py). fragments_total is the full count.
-        job.fragments_total = streaming.count_fragments(spec, settings.fragment_bindings)
+        job.fragments_total = streaming.count_fragments(
+            spec, settings.fragment_bindings, head.sizes
+        )
         free = streaming.room(0, streaming.in_flight(session, pool=job.pool), settings)
-        written = streaming.write_window(session, job, spec, settings, 0, free)
+        written = streaming.write_window(session, job, head, settings, 0, free)
         message = (
             f"{job.fragments_total} fragments of up to {settings.fragment_bindings} bindings "
             f"for pool {job.pool}; {written} dispatched now, at most "
@@ -127,10 +130,16 @@ def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
         message.attempt = fragment.attempt
         message.dispatched_at.GetCurrentTime()
         return message
-    spec = streaming.cached_spec(session, job)
+    head = streaming.cached_head(session, job)
     plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
+    [bindings] = streaming.read_bindings(session, job.id, head, [plan])
     return build_fragment(
-        spec, plan, job_id=job.id, fragment_id=fragment.id, attempt=fragment.attempt
+        head.spec,
+        plan,
+        job_id=job.id,
+        fragment_id=fragment.id,
+        attempt=fragment.attempt,
+        bindings=bindings,
     )
 
 

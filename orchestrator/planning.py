@@ -6,7 +6,7 @@ of a node agent is paid once per fragment rather than once per circuit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -31,15 +31,24 @@ class FragmentPlan:
     binding_count: int
 
 
-def plan_fragments(job: JobCreate, bindings_per_fragment: int) -> Iterator[FragmentPlan]:
+def binding_counts(job: JobCreate) -> list[int]:
+    """How many bindings each of the job's programs has."""
+    return [len(p.bindings) for p in job.programs]
+
+
+def plan_fragments(
+    job: JobCreate, bindings_per_fragment: int, sizes: Sequence[int] | None = None
+) -> Iterator[FragmentPlan]:
     """Fragments covering every binding of every program exactly once, in order.
 
-    A program without bindings runs once, with no inputs.
+    A program without bindings runs once, with no inputs. ``sizes`` gives each program's
+    binding count when ``job`` was read without its bindings (``binding_counts`` otherwise).
     """
     if bindings_per_fragment < 1:
         raise ValueError("bindings_per_fragment must be at least 1")
+    counts = binding_counts(job) if sizes is None else sizes
     for index, run in enumerate(run_programs(job)):  # a cut program runs as its subexperiments
-        total = max(1, len(job.programs[run.origin].bindings))
+        total = max(1, counts[run.origin])
         for offset in range(0, total, bindings_per_fragment):
             yield FragmentPlan(index, offset, min(bindings_per_fragment, total - offset))
 
@@ -52,11 +61,18 @@ def build_fragment(
     fragment_id: str,
     attempt: int,
     qubits: int = 0,
+    bindings: Sequence[Mapping[str, float]] | None = None,
 ) -> pb.Fragment:
-    """The Kafka message for one planned fragment (``attempt`` counts dispatches from 1)."""
+    """The Kafka message for one planned fragment (``attempt`` counts dispatches from 1).
+
+    ``bindings`` are the fragment's own bindings when ``job`` was read without them (the
+    slice the plan names); by default they are cut from ``job``.
+    """
     run = run_programs(job)[plan.program_index]
-    program = job.programs[run.origin]
-    window = program.bindings[plan.binding_offset : plan.binding_offset + plan.binding_count]
+    if bindings is None:
+        program = job.programs[run.origin]
+        end = plan.binding_offset + plan.binding_count
+        bindings = program.bindings[plan.binding_offset : end]
     dispatched = Timestamp()
     dispatched.GetCurrentTime()
     return pb.Fragment(
@@ -67,7 +83,7 @@ def build_fragment(
         program_index=plan.program_index,
         program=run.source,
         binding_offset=plan.binding_offset,
-        bindings=[pb.Binding(values=b) for b in window] or [pb.Binding()],
+        bindings=[pb.Binding(values=b) for b in bindings] or [pb.Binding()],
         shots=job.shots,
         result_kind=RESULT_KINDS[job.result.type],
         observables=run.observables,

@@ -7,6 +7,10 @@ planning writes at most ``max_inflight_per_job`` unanswered fragments of a job a
 
 The position of the next window is the number of fragment rows the job already has: planning is
 deterministic (``plan_fragments``), and rows are only ever written by planning.
+
+Memory does not grow with the job: the orchestrator keeps only the spec's head (its programs
+without their bindings, and each program's binding count) and reads each window's bindings as
+a slice of ``jobs.spec`` (``orchestrator/store/spec_slices.py``), for planning and re-dispatch.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import islice
+from dataclasses import dataclass
+from itertools import groupby, islice
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from orchestrator.cutting.jobs import run_programs
 from orchestrator.planning import FragmentPlan, build_fragment, plan_fragments
 from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
+from orchestrator.store import spec_slices
 from orchestrator.store.db import SessionFactory, session_scope
 from orchestrator.store.models import Fragment, Job
 from qorch.config import Settings
@@ -31,33 +38,96 @@ logger = logging.getLogger(__name__)
 
 #: Unanswered fragment states: planned (in the outbox) or dispatched.
 IN_FLIGHT = (repo.FragmentStatus.PENDING, repo.FragmentStatus.DISPATCHED)
-#: Parsed specs kept between top-ups (a spec is immutable; parsing a huge one is the cost).
-SPEC_CACHE_SIZE = 8
+#: Spec heads kept between top-ups (a spec is immutable; a head holds no bindings).
+SPEC_CACHE_SIZE = 64
 #: Running jobs looked at per top-up pass.
 TOP_UP_JOBS = 50
 
 #: Jobs whose cutting flag is kept (a bool each).
 CUT_CACHE_SIZE = 4096
 
-_specs: OrderedDict[str, JobCreate] = OrderedDict()
+
+@dataclass(frozen=True)
+class SpecHead:
+    """A job's spec without its bindings (``spec.programs[i].bindings`` are empty), and how
+    many bindings each program has."""
+
+    spec: JobCreate
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BindingRead:
+    """One slice of a program's bindings that a window needs."""
+
+    origin: int  # the job's program
+    offset: int
+    count: int
+
+
+_specs: OrderedDict[str, SpecHead] = OrderedDict()
 _cut: OrderedDict[str, bool] = OrderedDict()
 
 
 # ---------------------------------------------------------------- pure
 
 
-def count_fragments(spec: JobCreate, bindings_per_fragment: int) -> int:
-    """How many fragments the whole job has."""
-    return sum(1 for _ in plan_fragments(spec, bindings_per_fragment))
+def count_fragments(
+    spec: JobCreate, bindings_per_fragment: int, sizes: Sequence[int] | None = None
+) -> int:
+    """How many fragments the whole job has (``sizes``: see ``plan_fragments``)."""
+    return sum(1 for _ in plan_fragments(spec, bindings_per_fragment, sizes))
 
 
 def window(
-    spec: JobCreate, bindings_per_fragment: int, start: int, count: int
+    spec: JobCreate,
+    bindings_per_fragment: int,
+    start: int,
+    count: int,
+    sizes: Sequence[int] | None = None,
 ) -> list[FragmentPlan]:
     """Fragments ``start`` .. ``start + count - 1`` of the job's plan (fewer at its end)."""
     if count <= 0:
         return []
-    return list(islice(plan_fragments(spec, bindings_per_fragment), start, start + count))
+    plans = plan_fragments(spec, bindings_per_fragment, sizes)
+    return list(islice(plans, start, start + count))
+
+
+def binding_reads(spec: JobCreate, plans: Sequence[FragmentPlan]) -> list[BindingRead]:
+    """The slices of bindings that ``plans`` run: one per run of consecutive fragments of the
+    same program (a window's fragments are contiguous), so a window costs a few reads."""
+    runs = run_programs(spec)
+    reads = []
+    for index, group in groupby(plans, key=lambda p: p.program_index):
+        members = list(group)
+        first = members[0].binding_offset
+        end = max(p.binding_offset + p.binding_count for p in members)
+        reads.append(BindingRead(runs[index].origin, first, end - first))
+    return reads
+
+
+def fragment_bindings(
+    spec: JobCreate,
+    plans: Sequence[FragmentPlan],
+    reads: Sequence[BindingRead],
+    slices: Sequence[Sequence[dict[str, float]]],
+) -> list[Sequence[dict[str, float]]]:
+    """Each plan's bindings, cut from the ``slices`` read for ``reads`` (in their order)."""
+    runs = run_programs(spec)
+    out: list[Sequence[dict[str, float]]] = []
+    for plan in plans:
+        origin = runs[plan.program_index].origin
+        for read, values in zip(reads, slices, strict=True):
+            end = plan.binding_offset + plan.binding_count
+            if read.origin == origin and read.offset <= plan.binding_offset <= end <= (
+                read.offset + read.count
+            ):
+                start = plan.binding_offset - read.offset
+                out.append(values[start : start + plan.binding_count])
+                break
+        else:
+            raise ValueError(f"no bindings read for {plan}")
+    return out
 
 
 def room(job_in_flight: int, pool_in_flight: int, settings: Settings) -> int:
@@ -74,17 +144,40 @@ def room(job_in_flight: int, pool_in_flight: int, settings: Settings) -> int:
 # ---------------------------------------------------------------- with a session
 
 
-def cached_spec(session: Session, job: Job) -> JobCreate:
-    """The job's parsed spec, from a small cache."""
-    spec = _specs.get(job.id)
-    if spec is None:
-        spec = JobCreate.model_validate(job.spec)
-        _specs[job.id] = spec
+def cached_head(session: Session, job: Job) -> SpecHead:
+    """The job's spec head, from a small cache; its bindings are never loaded."""
+    head = _specs.get(job.id)
+    if head is None:
+        raw, sizes = spec_slices.spec_head(session, job.id)
+        head = SpecHead(JobCreate.model_validate(raw), tuple(sizes))
+        _specs[job.id] = head
         if len(_specs) > SPEC_CACHE_SIZE:
             _specs.popitem(last=False)
     else:
         _specs.move_to_end(job.id)
-    return spec
+    return head
+
+
+def cached_spec(session: Session, job: Job) -> JobCreate:
+    """The job's parsed spec WITHOUT its bindings (programs, result, cutting: all that a run
+    list, a layout or a message needs); ``full_spec`` has them."""
+    return cached_head(session, job).spec
+
+
+def full_spec(job: Job) -> JobCreate:
+    """The job's whole spec, bindings included (loads it: for cut jobs' knitting only)."""
+    return JobCreate.model_validate(job.spec)
+
+
+def read_bindings(
+    session: Session, job_id: str, head: SpecHead, plans: Sequence[FragmentPlan]
+) -> list[Sequence[dict[str, float]]]:
+    """Each plan's bindings, read as slices of the stored spec."""
+    reads = binding_reads(head.spec, plans)
+    slices = [
+        spec_slices.binding_slice(session, job_id, r.origin, r.offset, r.count) for r in reads
+    ]
+    return fragment_bindings(head.spec, plans, reads, slices)
 
 
 def is_cut(session: Session, job: Job) -> bool:
@@ -126,12 +219,13 @@ def planned_count(session: Session, job_id: str) -> int:
 
 
 def write_window(
-    session: Session, job: Job, spec: JobCreate, settings: Settings, start: int, count: int
+    session: Session, job: Job, head: SpecHead, settings: Settings, start: int, count: int
 ) -> int:
     """Write fragments ``start`` .. of the job, with their outbox rows; returns how many."""
-    plans = window(spec, settings.fragment_bindings, start, count)
+    plans = window(head.spec, settings.fragment_bindings, start, count, head.sizes)
     if not plans:
         return 0
+    bindings = read_bindings(session, job.id, head, plans)
     fragments = [
         repo.NewFragment(
             id=fid,
@@ -139,10 +233,10 @@ def write_window(
             binding_offset=plan.binding_offset,
             binding_count=plan.binding_count,
             payload=build_fragment(
-                spec, plan, job_id=job.id, fragment_id=fid, attempt=1
+                head.spec, plan, job_id=job.id, fragment_id=fid, attempt=1, bindings=values
             ).SerializeToString(),
         )
-        for plan in plans
+        for plan, values in zip(plans, bindings, strict=True)
         for fid in [str(uuid.uuid4())]
     ]
     total = job.fragments_total
@@ -186,7 +280,7 @@ def top_up(factory: SessionFactory, settings: Settings) -> int:
             if free == 0:
                 continue
             start = planned_count(session, job.id)
-            count = write_window(session, job, cached_spec(session, job), settings, start, free)
+            count = write_window(session, job, cached_head(session, job), settings, start, free)
             pool_room[job.pool] += count
             written += count
             logger.debug(
