@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from orchestrator.store.db import SessionFactory, make_engine, make_session_fact
 from orchestrator.store.models import Fragment, OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
 from tests.conftest import make_settings
+from tests.integration.stored_jobs import store_circuits_job
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +40,7 @@ def submit(factory: SessionFactory, bindings: int) -> str:
             ],
         }
     )
-    job_id = str(uuid.uuid4())
-    with session_scope(factory) as session:
-        repo.create_job(
-            session,
-            job_id=job_id,
-            name="big",
-            kind="circuits",
-            pool=spec.pool,
-            spec=spec.model_dump(mode="json"),
-            result_type="expectation",
-            observables=1,
-            bindings_total=bindings,
-        )
-    return job_id
+    return store_circuits_job(factory, spec, name="big")
 
 
 def rows(factory: SessionFactory, job_id: str) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from orchestrator import streaming
 from orchestrator.dispatch import _payload
 from orchestrator.planning import build_fragment, plan_fragments
 from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
 from orchestrator.store import spec_slices
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from orchestrator.store.models import Fragment, Job, OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
 from tests.conftest import make_settings
+from tests.integration.stored_jobs import store_circuits_job
 
 pytestmark = pytest.mark.integration
 
@@ -55,20 +55,7 @@ def factory(engine: Engine) -> SessionFactory:
 
 
 def create(factory: SessionFactory, spec: JobCreate) -> str:
-    job_id = str(uuid.uuid4())
-    with session_scope(factory) as session:
-        repo.create_job(
-            session,
-            job_id=job_id,
-            name="slices",
-            kind="circuits",
-            pool=spec.pool,
-            spec=spec.model_dump(mode="json"),
-            result_type=spec.result.type.value,
-            observables=len(spec.result.observables),
-            bindings_total=sum(max(1, len(p.bindings)) for p in spec.programs),
-        )
-    return job_id
+    return store_circuits_job(factory, spec, name="slices")
 
 
 def comparable(message: pb.Fragment) -> bytes:

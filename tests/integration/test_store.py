@@ -23,6 +23,7 @@ from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 from qorch.embedded import EmbeddedPostgres
 from qorch.kafka import Consumer, Producer, ensure_topics
+from tests.integration.stored_jobs import store_circuits_job
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,21 +54,7 @@ def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> 
         "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
     }
     payload.update(spec_changes)
-    spec = JobCreate.model_validate(payload)
-    job_id = str(uuid.uuid4())
-    with session_scope(factory) as session:
-        repo.create_job(
-            session,
-            job_id=job_id,
-            name="t",
-            kind="circuits",
-            pool=spec.pool,
-            spec=spec.model_dump(mode="json"),
-            result_type=spec.result.type.value,
-            observables=len(spec.result.observables),
-            bindings_total=bindings,
-        )
-    return job_id
+    return store_circuits_job(factory, JobCreate.model_validate(payload))
 
 
 def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
