@@ -43,8 +43,15 @@ SPEC_CACHE_SIZE = 64
 #: Running jobs looked at per top-up pass.
 TOP_UP_JOBS = 50
 
+#: Job kinds planned in windows: circuits jobs, and each step of the training kinds
+#: (``orchestrator/training/runner.py``).
+WINDOWED_KINDS = ("circuits", "train", "minimize", "predict")
+
 #: Jobs whose cutting flag is kept (a bool each).
 CUT_CACHE_SIZE = 4096
+#: Bindings read, built and flushed at a time while a window is written: a window of 256
+#: fragments of 256 bindings would otherwise hold 65,536 bindings (and their messages) at once.
+WRITE_CHUNK_BINDINGS = 4096
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,21 @@ def window(
         return []
     plans = plan_fragments(spec, bindings_per_fragment, sizes)
     return list(islice(plans, start, start + count))
+
+
+def chunks(plans: Sequence[FragmentPlan], max_bindings: int) -> list[Sequence[FragmentPlan]]:
+    """Consecutive runs of ``plans`` of at most ``max_bindings`` bindings each (a plan larger
+    than that is a run of its own), in order."""
+    out: list[Sequence[FragmentPlan]] = []
+    first, bindings = 0, 0
+    for i, plan in enumerate(plans):
+        if i > first and bindings + plan.binding_count > max_bindings:
+            out.append(plans[first:i])
+            first, bindings = i, 0
+        bindings += plan.binding_count
+    if first < len(plans):
+        out.append(plans[first:])
+    return out
 
 
 def binding_reads(spec: JobCreate, plans: Sequence[FragmentPlan]) -> list[BindingRead]:
@@ -221,32 +243,36 @@ def planned_count(session: Session, job_id: str) -> int:
 def write_window(
     session: Session, job: Job, head: SpecHead, settings: Settings, start: int, count: int
 ) -> int:
-    """Write fragments ``start`` .. of the job, with their outbox rows; returns how many."""
+    """Write fragments ``start`` .. of the job, with their outbox rows; returns how many.
+
+    The window is written in chunks of ``WRITE_CHUNK_BINDINGS`` bindings, each flushed before
+    the next is read, so the memory it takes does not grow with the window.
+    """
     plans = window(head.spec, settings.fragment_bindings, start, count, head.sizes)
-    if not plans:
-        return 0
-    bindings = read_bindings(session, job.id, head, plans)
-    fragments = [
-        repo.NewFragment(
-            id=fid,
-            program_index=plan.program_index,
-            binding_offset=plan.binding_offset,
-            binding_count=plan.binding_count,
-            payload=build_fragment(
-                head.spec, plan, job_id=job.id, fragment_id=fid, attempt=1, bindings=values
-            ).SerializeToString(),
-        )
-        for plan, values in zip(plans, bindings, strict=True)
-        for fid in [str(uuid.uuid4())]
-    ]
     total = job.fragments_total
-    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    topic = settings.fragments_topic(job.pool)
+    for chunk in chunks(plans, WRITE_CHUNK_BINDINGS):
+        bindings = read_bindings(session, job.id, head, chunk)
+        fragments = [
+            repo.NewFragment(
+                id=fid,
+                program_index=plan.program_index,
+                binding_offset=plan.binding_offset,
+                binding_count=plan.binding_count,
+                payload=build_fragment(
+                    head.spec, plan, job_id=job.id, fragment_id=fid, attempt=1, bindings=values
+                ).SerializeToString(),
+            )
+            for plan, values in zip(chunk, bindings, strict=True)
+            for fid in [str(uuid.uuid4())]
+        ]
+        repo.add_fragments(session, job, fragments, topic)
     job.fragments_total = total  # add_fragments counts what it wrote; the total is fixed
-    return len(fragments)
+    return len(plans)
 
 
 def _streaming_jobs(session: Session, limit: int) -> Sequence[Job]:
-    """Running circuits jobs that still have fragments to write, oldest first, locked."""
+    """Running jobs that still have fragments to write, oldest first, locked."""
     written = (
         select(func.count())
         .select_from(Fragment)
@@ -257,7 +283,11 @@ def _streaming_jobs(session: Session, limit: int) -> Sequence[Job]:
     return list(
         session.execute(
             select(Job)
-            .where(Job.status == "RUNNING", Job.kind == "circuits", Job.fragments_total > written)
+            .where(
+                Job.status == "RUNNING",
+                Job.kind.in_(WINDOWED_KINDS),
+                Job.fragments_total > written,
+            )
             .order_by(Job.started_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -280,7 +310,12 @@ def top_up(factory: SessionFactory, settings: Settings) -> int:
             if free == 0:
                 continue
             start = planned_count(session, job.id)
-            count = write_window(session, job, cached_head(session, job), settings, start, free)
+            if job.kind == "circuits":
+                count = write_window(session, job, cached_head(session, job), settings, start, free)
+            else:  # a training step in flight (written in windows the same way)
+                from orchestrator.training import runner  # it imports this module
+
+                count = runner.write_window(session, job, settings, free)
             pool_room[job.pool] += count
             written += count
             logger.debug(

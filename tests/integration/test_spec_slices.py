@@ -83,7 +83,11 @@ def test_head_and_slices_read_the_stored_spec(factory: SessionFactory) -> None:
             spec_slices.spec_head(session, str(uuid.uuid4()))
 
 
-def test_windowed_planning_writes_the_whole_spec_plan(factory: SessionFactory) -> None:
+@pytest.mark.parametrize("chunk_bindings", [4096, 5])  # one chunk a window; several
+def test_windowed_planning_writes_the_whole_spec_plan(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, chunk_bindings: int
+) -> None:
+    monkeypatch.setattr(streaming, "WRITE_CHUNK_BINDINGS", chunk_bindings)
     settings = make_settings(fragment_bindings=BINDINGS_PER_FRAGMENT)
     spec = JobCreate.model_validate(SPEC)
     job_id = create(factory, spec)

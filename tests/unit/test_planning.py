@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from orchestrator.planning import FragmentPlan, build_fragment, plan_fragments
 from orchestrator.spec import JobCreate
+from orchestrator.streaming import chunks
 from proto.qorch.v1 import fragments_pb2 as pb
 
 PROGRAM = "OPENQASM 3.0; input float a; qubit[1] q; rx(a) q[0];"
@@ -62,3 +65,20 @@ def test_built_fragment_carries_its_slice_and_settings() -> None:
     assert decoded.result_kind == pb.RESULT_KIND_EXPECTATION
     assert list(decoded.observables) == ["Z"]
     assert decoded.program == PROGRAM
+
+
+@pytest.mark.parametrize("limit", [1, 4, 5, 9, 100])
+def test_window_chunks_keep_order_and_stay_under_the_binding_limit(limit: int) -> None:
+    plans = [FragmentPlan(i, 0, n) for i, n in enumerate([4, 4, 1, 4, 3, 4])]
+    parts = chunks(plans, limit)
+    assert [p for part in parts for p in part] == plans
+    for part in parts:
+        assert part  # no empty chunk
+        assert len(part) == 1 or sum(p.binding_count for p in part) <= limit
+    # Greedy: a chunk ends only where the next plan would not fit.
+    for part, following in pairwise(parts):
+        assert sum(p.binding_count for p in part) + following[0].binding_count > limit
+
+
+def test_no_plans_no_chunks() -> None:
+    assert chunks([], 10) == []
