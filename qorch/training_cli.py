@@ -42,6 +42,12 @@ def _events(client: QorchClient, job_id: str, from_seq: int) -> Iterator[jobs_pb
             time.sleep(min(0.2 * 2**retries, 5.0))
 
 
+def _step_time(metrics: dict[str, float]) -> str:
+    """' (1.25 s/step)' from a step event's ``step_time_s``; empty from an older server."""
+    seconds = metrics.get("step_time_s")
+    return "" if seconds is None else f" ({seconds:.2f} s/step)"
+
+
 def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) -> str:
     """Follow a train or minimize job: a bar over epochs (or steps) with the live loss, and a
     line per epoch. Returns the final status."""
@@ -66,14 +72,14 @@ def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) 
                     total=m.get("epochs"),
                     completed=m["epoch"] - 1,
                     description=f"epoch {int(m['epoch'])} step {int(m['step'])} "
-                    f"loss {m['loss']:.4f}",
+                    f"loss {m['loss']:.4f}" + _step_time(m),
                 )
             elif event.type == "step":
                 progress.update(
                     task,
                     total=m.get("steps"),
                     completed=m["step"],
-                    description=f"step {int(m['step'])} energy {m['energy']:.6f}",
+                    description=f"step {int(m['step'])} energy {m['energy']:.6f}" + _step_time(m),
                 )
             elif event.type == "epoch":
                 progress.update(task, completed=m["epoch"])

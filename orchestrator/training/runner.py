@@ -15,13 +15,22 @@ from typing import Any
 
 import numpy as np
 from pydantic import TypeAdapter
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from orchestrator import streaming
 from orchestrator.cutting.jobs import describe_plans, plan_metrics
 from orchestrator.lifecycle import JobStatus
 from orchestrator.spec import FieldError, SpecError
 from orchestrator.store import repository as repo
-from orchestrator.store.models import DatasetRow, Job, JobEventRow, JobMetric, TrainingCheckpoint
+from orchestrator.store.models import (
+    DatasetRow,
+    Fragment,
+    Job,
+    JobEventRow,
+    JobMetric,
+    TrainingCheckpoint,
+)
 from orchestrator.training import cut as cutting
 from orchestrator.training import fragments as planning
 from orchestrator.training import trainer
@@ -133,6 +142,22 @@ def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
     return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now(), metrics=metrics)]
 
 
+def _runs(job: Job, setup: trainer.Setup, settings: Settings) -> list[cutting.Run | None]:
+    """The subexperiments each slice runs as (``[None]``: the model runs whole)."""
+    found = cutting.experiment(parse_spec(job.spec), setup, settings)
+    return list(cutting.runs(found)) if found else [None]
+
+
+def _units(
+    request: trainer.StepRequest, runs: list[cutting.Run | None], settings: Settings
+) -> list[tuple[planning.Slice, cutting.Run | None]]:
+    """A step's fragments in planning order: deterministic, so the rows a step already has
+    are the position of its next window."""
+    return [
+        (part, run) for part in planning.slices(request, settings.fragment_bindings) for run in runs
+    ]
+
+
 def _plan(
     session: Session,
     job: Job,
@@ -141,38 +166,92 @@ def _plan(
     step: int,
     settings: Settings,
 ) -> None:
-    found = cutting.experiment(parse_spec(job.spec), setup, settings)
-    # a cut model: every slice once per subexperiment, program_index = the subexperiment
-    runs: list[cutting.Run | None] = list(cutting.runs(found)) if found else [None]
-    fragments = []
-    for part in planning.slices(request, settings.fragment_bindings):
-        for run in runs:
-            fid = str(uuid.uuid4())
-            message = planning.build_fragment(
-                setup,
-                request,
-                part,
-                job_id=job.id,
-                fragment_id=fid,
-                pool=job.pool,
-                shots=int(job.spec.get("shots", 0)),
-                step=step,
-            )
-            if run is not None:
-                cutting.retarget(message, run)
-            fragments.append(
-                repo.NewFragment(
-                    id=fid,
-                    program_index=step if run is None else run.index,
-                    binding_offset=part.offset,
-                    binding_count=part.bindings,
-                    payload=message.SerializeToString(),
-                    step=step,
-                    keep_payload=True,
-                )
-            )
-    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    """Plan a step: count all its fragments, write those the in-flight caps allow now.
+
+    Like a circuits job's (orchestrator/streaming.py), a step is written in windows of at most
+    ``max_inflight_per_job`` unanswered fragments (and the pool's cap); ``streaming.top_up``
+    writes the rest as results come in, so one job's big step cannot flood the pool's topic
+    ahead of other jobs.
+    """
+    runs = _runs(job, setup, settings)
+    units = _units(request, runs, settings)
+    job.fragments_total += len(units)
     job.bindings_total += request.circuits * len(runs)
+    free = streaming.room(
+        streaming.in_flight(session, job_id=job.id),
+        streaming.in_flight(session, pool=job.pool),
+        settings,
+    )
+    _write(session, job, setup, request, step, settings, units[:free])
+
+
+def write_window(session: Session, job: Job, settings: Settings, count: int) -> int:
+    """Write up to ``count`` more fragments of the job's step in flight; returns how many.
+
+    Called by ``streaming.top_up`` with the job locked, within the in-flight caps.
+    """
+    checkpoint = session.get(TrainingCheckpoint, job.id)
+    if checkpoint is None or checkpoint.request is None:
+        return 0
+    try:
+        setup = setup_for(session, parse_spec(job.spec), settings)
+    except SpecError:  # e.g. its dataset was deleted; the step's deadline fails the job
+        return 0
+    request = trainer.StepRequest.from_json(checkpoint.request)
+    units = _units(request, _runs(job, setup, settings), settings)
+    written = session.execute(
+        select(func.count())
+        .select_from(Fragment)
+        .where(Fragment.job_id == job.id, Fragment.step == checkpoint.step)
+    ).scalar_one()
+    return _write(
+        session, job, setup, request, checkpoint.step, settings, units[written : written + count]
+    )
+
+
+def _write(
+    session: Session,
+    job: Job,
+    setup: trainer.Setup,
+    request: trainer.StepRequest,
+    step: int,
+    settings: Settings,
+    units: list[tuple[planning.Slice, cutting.Run | None]],
+) -> int:
+    """Fragment rows and outbox messages for ``units`` of a step (already counted in the job's
+    ``fragments_total``)."""
+    if not units:
+        return 0
+    fragments = []
+    for part, run in units:
+        fid = str(uuid.uuid4())
+        message = planning.build_fragment(
+            setup,
+            request,
+            part,
+            job_id=job.id,
+            fragment_id=fid,
+            pool=job.pool,
+            shots=int(job.spec.get("shots", 0)),
+            step=step,
+        )
+        if run is not None:  # a cut model: program_index = the subexperiment
+            cutting.retarget(message, run)
+        fragments.append(
+            repo.NewFragment(
+                id=fid,
+                program_index=step if run is None else run.index,
+                binding_offset=part.offset,
+                binding_count=part.bindings,
+                payload=message.SerializeToString(),
+                step=step,
+                keep_payload=True,
+            )
+        )
+    total = job.fragments_total
+    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    job.fragments_total = total  # add_fragments counts what it wrote; _plan counted the step
+    return len(fragments)
 
 
 def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
@@ -186,6 +265,7 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
     spec = parse_spec(job.spec)
     setup = setup_for(session, spec, settings)
     request = trainer.StepRequest.from_json(checkpoint.request)
+    elapsed = step_seconds(session, job.id)
     done = repo.step_fragments(session, job.id, checkpoint.step)
     found = cutting.experiment(spec, setup, settings)
     if found is not None:  # knit each readout back from the subexperiments
@@ -209,6 +289,8 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
         ]
 
     outcome = trainer.advance(spec, setup, checkpoint.state, request, readouts)
+    if request.kind == "gradient":  # its one metrics row is the step's; never part of the state
+        outcome.metrics[0]["step_time_s"] = elapsed
     events = [_record(session, job, values) for values in outcome.metrics]
     checkpoint.state = outcome.state
     if outcome.request is None:
@@ -218,6 +300,9 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
         summary = ", ".join(
             f"{k} {v:.4g}" for k, v in outcome.metrics[-1].items() if k not in ("step", "epoch")
         )
+        reason = (outcome.result or {}).get("stop_reason")
+        if reason:
+            summary += f"; early stopping: {reason}"
         events.append(repo.set_status(session, job, JobStatus.SUCCEEDED, summary, now=_now()))
         logger.info("training finished", extra={"job_id": job.id, "steps": outcome.state["step"]})
         return events
@@ -239,6 +324,8 @@ def _record(session: Session, job: Job, values: dict[str, float]) -> JobEventRow
     else:
         kind = "step"
         message = f"step {int(values['step'])}: loss {values['loss']:.6f}"
+        if "step_time_s" in values:
+            message += f" in {values['step_time_s']:.2f} s"
     session.add(
         JobMetric(
             job_id=job.id,
@@ -251,6 +338,22 @@ def _record(session: Session, job: Job, values: dict[str, float]) -> JobEventRow
     return repo.append_event(session, job, kind, message, metrics=values)
 
 
+def step_seconds(session: Session, job_id: str) -> float:
+    """Wall time since the step in flight was planned, read in the transaction that counts its
+    last fragment.
+
+    The checkpoint is written in the transaction that plans a step (``updated_at`` is the
+    database's ``now()`` there), so the start survives an orchestrator restart, and both ends
+    come from the database's clock whichever host the orchestrator runs on.
+    """
+    seconds = session.execute(
+        select(func.extract("epoch", func.now() - TrainingCheckpoint.updated_at)).where(
+            TrainingCheckpoint.job_id == job_id
+        )
+    ).scalar_one()
+    return max(0.0, float(seconds))
+
+
 def checkpoint(session: Session, job_id: str) -> TrainingCheckpoint | None:
     """A job's latest checkpoint, if it has one."""
     return session.get(TrainingCheckpoint, job_id)
@@ -258,8 +361,6 @@ def checkpoint(session: Session, job_id: str) -> TrainingCheckpoint | None:
 
 def metrics_history(session: Session, job_id: str) -> list[JobMetric]:
     """A job's metrics in the order they were recorded."""
-    from sqlalchemy import select
-
     return list(
         session.execute(
             select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id)

@@ -7,9 +7,13 @@ parser, qubits against the pool) and raises :class:`~orchestrator.spec.SpecError
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+from braket.default_simulator.openqasm.parser import openqasm_ast as qasm_ast
+from braket.default_simulator.openqasm.parser.openqasm_parser import parse as parse_qasm
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.cutting.jobs import CuttingSpec
@@ -127,8 +131,15 @@ class OptimizerSpec(_Strict):
 class EarlyStopping(_Strict):
     """Stop when the validation loss has not improved by `min_delta` for `patience` epochs."""
 
-    patience: int = Field(3, ge=1, le=1000)
-    min_delta: float = Field(0.0, ge=0)
+    patience: int = Field(
+        3, ge=1, le=1000, description="Epochs without improvement before training stops."
+    )
+    min_delta: float = Field(
+        0.0,
+        ge=0,
+        description="Smallest fall of the validation loss below its best that counts as an "
+        "improvement. Needs a validation split (`data.validation_fraction` > 0).",
+    )
 
 
 class TrainingSpec(_Strict):
@@ -137,15 +148,25 @@ class TrainingSpec(_Strict):
     loss: Literal["bce", "cross_entropy", "mse"] = Field(
         "cross_entropy", description="`bce` (two classes), `cross_entropy` or `mse`."
     )
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    optimizer: OptimizerSpec = Field(
+        default_factory=OptimizerSpec, description="The optimizer; default adam, rate 0.1."
+    )
     gradient: Literal["parameter_shift", "spsa"] = Field(
         "parameter_shift",
         description="`parameter_shift` (exact; 1 + 2 x parameters circuits per sample) or `spsa` "
         "(3 circuits per sample).",
     )
-    epochs: int = Field(5, ge=1, le=10_000)
-    batch_size: int = Field(16, ge=1, le=10_000)
-    early_stopping: EarlyStopping | None = None
+    epochs: int = Field(5, ge=1, le=10_000, description="Passes over the training split, at most.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Training samples per optimizer step; the last batch of an epoch may be "
+        "smaller.",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None, description="Stop before `epochs` when the validation loss stalls; null = never."
+    )
 
 
 #: The OpenAPI example, also the demo's classifier: it reaches about 97% on moons in 4 epochs.
@@ -194,15 +215,21 @@ class TrainJob(_OptimisationJob):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TRAIN_EXAMPLE]})
 
     kind: Literal["train"] = Field(description="`train`: a variational classifier.")
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    model: ModelSpec = Field(
+        default_factory=ModelSpec,
+        description="The classifier circuit; default 4 qubits, angle feature map, 2 layers.",
+    )
+    data: DataSpec = Field(description="The samples: a built-in set, inline rows or a dataset.")
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec,
+        description="Loss, optimizer, gradient, epochs and batches; defaults as listed there.",
+    )
 
 
 class PauliTerm(_Strict):
     """``coefficient * pauli``."""
 
-    coefficient: float
+    coefficient: float = Field(description="Real weight of the term (in the Hamiltonian's units).")
     pauli: str = Field(min_length=1, max_length=64, description="Qubit 0 first, e.g. `ZZI`.")
 
     @field_validator("pauli")
@@ -240,8 +267,16 @@ class AnsatzSpec(_Strict):
         description="`hardware_efficient` (ry, rz layers and a CNOT ring), `qaoa` (cost and "
         "mixer layers; the Hamiltonian must be diagonal), or `template`.",
     )
-    layers: int = Field(2, ge=1, le=50)
-    template: TemplateSpec | None = None
+    layers: int = Field(
+        2,
+        ge=1,
+        le=50,
+        description="`hardware_efficient`: ry, rz + CNOT ring layers; `qaoa`: cost + mixer "
+        "layers (p). Ignored for `template`.",
+    )
+    template: TemplateSpec | None = Field(
+        None, description="For type `template` (and only then): the user circuit."
+    )
 
     @model_validator(mode="after")
     def _template(self) -> AnsatzSpec:
@@ -250,7 +285,8 @@ class AnsatzSpec(_Strict):
         return self
 
 
-_MINIMIZE_EXAMPLE: dict[str, Any] = {
+#: The OpenAPI example of a minimize job: VQE of H2.
+MINIMIZE_EXAMPLE: dict[str, Any] = {
     "name": "h2-vqe",
     "kind": "minimize",
     "pool": "local-sv",
@@ -267,13 +303,24 @@ _MINIMIZE_EXAMPLE: dict[str, Any] = {
 class MinimizeJob(_OptimisationJob):
     """Variational minimisation of a Hamiltonian (VQE, QAOA)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_MINIMIZE_EXAMPLE]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [MINIMIZE_EXAMPLE]})
 
     kind: Literal["minimize"] = Field(description="`minimize`: VQE or QAOA.")
-    hamiltonian: HamiltonianSpec
-    ansatz: AnsatzSpec = Field(default_factory=AnsatzSpec)
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    gradient: Literal["parameter_shift", "spsa"] = "parameter_shift"
+    hamiltonian: HamiltonianSpec = Field(
+        description="What to minimise: weighted Pauli strings or a built-in molecule."
+    )
+    ansatz: AnsatzSpec = Field(
+        default_factory=AnsatzSpec,
+        description="The trial circuit; default hardware-efficient, 2 layers.",
+    )
+    optimizer: OptimizerSpec = Field(
+        default_factory=OptimizerSpec, description="The optimizer; default adam, rate 0.1."
+    )
+    gradient: Literal["parameter_shift", "spsa"] = Field(
+        "parameter_shift",
+        description="`parameter_shift` (exact; 1 + 2 x circuit parameters circuits per step) or "
+        "`spsa` (3 circuits per step).",
+    )
     steps: int = Field(50, ge=1, le=100_000, description="Optimizer steps.")
     tolerance: float = Field(
         0.0, ge=0, description="Stop early when the energy changes by less than this in a step."
@@ -288,7 +335,12 @@ class PredictRequest(_Strict):
         extra="forbid", json_schema_extra={"examples": [{"samples": [[0.1, 0.4], [1.5, -0.3]]}]}
     )
 
-    samples: list[list[float]] = Field(min_length=1, max_length=10_000)
+    samples: list[list[float]] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="1 to 10000 rows of raw (unscaled) features, as many per row as the model "
+        "was trained on; the model's scaling is applied on the nodes.",
+    )
 
 
 class PredictJob(_Strict):
@@ -305,9 +357,13 @@ class PredictJob(_Strict):
 
 
 def check_template(
-    template: TemplateSpec, features: int | None
+    template: TemplateSpec, features: int | None, parameter_shift: bool = False
 ) -> tuple[int, list[tuple[tuple[str | int, ...], str]]]:
-    """Parse a template; returns its qubit count and (location, message) problems."""
+    """Parse a template; returns its qubit count and (location, message) problems.
+
+    With ``parameter_shift`` every weight must also be the whole angle of exactly one
+    ``rx``/``ry``/``rz`` gate (:func:`shift_rule_problems`).
+    """
     problems: list[tuple[tuple[str | int, ...], str]] = []
     try:
         info = analyze(template.source)
@@ -333,7 +389,120 @@ def check_template(
         )
     if info.measures:
         problems.append((("source",), "templates must not measure; the readout is added"))
+    if parameter_shift:
+        weights = [w for w in template.weight_inputs if w in declared]
+        problems += [(("source",), msg) for msg in shift_rule_problems(template.source, weights)]
     return info.qubits, problems
+
+
+#: Gates whose angle the parameter-shift rule (shift by +-pi/2) differentiates exactly.
+SHIFT_GATES = frozenset({"rx", "ry", "rz"})
+
+_BLOCKS: dict[type, str] = {
+    qasm_ast.ForInLoop: "inside a loop",
+    qasm_ast.WhileLoop: "inside a loop",
+    qasm_ast.BranchingStatement: "inside an if",
+    qasm_ast.QuantumGateDefinition: "inside a gate definition",
+    qasm_ast.SubroutineDefinition: "inside a subroutine",
+    qasm_ast.Box: "inside a box",
+}
+
+
+def shift_rule_problems(source: str, weights: list[str]) -> list[str]:
+    """Weights of a (parsed, valid) template the parameter-shift rule would get wrong.
+
+    The rule assumes each weight is the whole angle of exactly one ``rx``/``ry``/``rz`` gate on
+    one qubit, applied once: ``rx(2*w)``, ``rx(w + x)``, a weight in two gates, in a loop, in
+    another gate, under a modifier (``ctrl @``) or on a whole register breaks that, and the
+    gradient would be silently wrong. Read from Braket's syntax tree.
+    """
+    tree = parse_qasm(source)
+    sizes = {
+        stmt.qubit.name: stmt.size.value if isinstance(stmt.size, qasm_ast.IntegerLiteral) else 1
+        for stmt in tree.statements
+        if isinstance(stmt, qasm_ast.QubitDeclaration)
+    }
+    uses: dict[str, list[str | None]] = {w: [] for w in weights}  # None: a proper use
+    for stmt in tree.statements:
+        if isinstance(stmt, qasm_ast.IODeclaration):
+            continue
+        for ident in _identifiers(stmt, frozenset(weights)):
+            uses[ident.name].append(_shift_use(stmt, ident, sizes))
+    problems = []
+    for weight, found in uses.items():
+        if found == [None] or not found:  # an unused weight has gradient 0, exactly
+            continue
+        if all(reason is None for reason in found):
+            detail = f"found in {len(found)} gates"
+        else:
+            detail = "; ".join(r for r in found if r is not None)
+        problems.append(
+            f"weight {weight!r} must be the whole angle of exactly one rx/ry/rz gate for "
+            f"parameter_shift ({detail}); use the spsa gradient for other circuits"
+        )
+    return problems
+
+
+def _identifiers(node: Any, names: frozenset[str]) -> Iterator[qasm_ast.Identifier]:
+    """Every reference to one of ``names`` under ``node`` (not those shadowed by the
+    parameters of a gate or subroutine definition)."""
+    if isinstance(node, qasm_ast.Identifier):
+        if node.name in names:
+            yield node
+        return
+    if isinstance(node, qasm_ast.QuantumGateDefinition):
+        names = names - {a.name for a in node.arguments}
+    elif isinstance(node, qasm_ast.SubroutineDefinition):
+        names = names - {getattr(a.name, "name", "") for a in node.arguments}
+    if isinstance(node, list):
+        for item in node:
+            yield from _identifiers(item, names)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            if f.name != "span":
+                yield from _identifiers(getattr(node, f.name), names)
+
+
+def _shift_use(
+    stmt: qasm_ast.Statement, ident: qasm_ast.Identifier, sizes: dict[str, int]
+) -> str | None:
+    """None when ``ident`` is the whole angle of a top-level rx/ry/rz on one qubit, else why
+    it is not (with its line)."""
+    line = f"line {ident.span.start_line}" if ident.span is not None else "the source"
+    if type(stmt) in _BLOCKS:
+        return f"{_BLOCKS[type(stmt)]} at {line}"
+    if not isinstance(stmt, qasm_ast.QuantumGate) or not any(
+        _contains(arg, ident) for arg in stmt.arguments
+    ):
+        return f"outside a gate angle at {line}"
+    gate = stmt.name.name
+    if gate not in SHIFT_GATES:
+        return f"an angle of gate {gate!r} at {line}"
+    if not (len(stmt.arguments) == 1 and stmt.arguments[0] is ident):
+        return f"inside an expression in the {gate} angle at {line}"
+    if stmt.modifiers:
+        return f"under a gate modifier at {line}"
+    applied = sum(
+        sizes.get(q.name, 1) if isinstance(q, qasm_ast.Identifier) else 1 for q in stmt.qubits
+    )
+    if applied != 1:
+        return f"{gate} applied to {applied} qubits at {line}"
+    return None
+
+
+def _contains(node: Any, target: qasm_ast.Identifier) -> bool:
+    """Whether ``target`` (by identity) is ``node`` or inside it."""
+    if node is target:
+        return True
+    if isinstance(node, list):
+        return any(_contains(item, target) for item in node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return any(
+            _contains(getattr(node, f.name), target)
+            for f in dataclasses.fields(node)
+            if f.name != "span"
+        )
+    return False
 
 
 __all__ = [
@@ -345,4 +514,5 @@ __all__ = [
     "PredictRequest",
     "TrainJob",
     "check_template",
+    "shift_rule_problems",
 ]

@@ -148,7 +148,9 @@ def _train_setup(job: TrainJob, max_qubits: int, uploaded: Dataset | None) -> Se
     classes = len(data.classes)
     spec = job.model
     if spec.template is not None:
-        qubits, problems = check_template(spec.template, width)
+        qubits, problems = check_template(
+            spec.template, width, job.training.gradient == "parameter_shift"
+        )
         errors += [FieldError(("model", "template", *loc), msg) for loc, msg in problems]
         if not spec.template.feature_inputs:
             errors.append(
@@ -195,6 +197,14 @@ def _train_setup(job: TrainJob, max_qubits: int, uploaded: Dataset | None) -> Se
     train, validation = split(data.rows, job.data.validation_fraction, job.seed)
     if not train:
         errors.append(FieldError(("data",), "no training samples after the validation split"))
+    if job.training.early_stopping is not None and not validation:
+        errors.append(
+            FieldError(
+                ("training", "early_stopping"),
+                "watches the validation loss, but the validation split is empty: raise "
+                "data.validation_fraction",
+            )
+        )
     if errors:
         raise SpecError(errors)
     scaling = fit_scaling(data.features[list(train)], job.data.scaling)
@@ -225,7 +235,9 @@ def _minimize_setup(job: MinimizeJob, max_qubits: int) -> Setup:
     qubits = widths.pop()
     if job.ansatz.type == "template":
         assert job.ansatz.template is not None
-        t_qubits, problems = check_template(job.ansatz.template, None)
+        t_qubits, problems = check_template(
+            job.ansatz.template, None, job.gradient == "parameter_shift"
+        )
         errors += [FieldError(("ansatz", "template", *loc), msg) for loc, msg in problems]
         if job.ansatz.template.feature_inputs:
             errors.append(
@@ -477,6 +489,12 @@ def _after_evaluation(
             state["stale_epochs"] += 1
             if state["stale_epochs"] >= early.patience:
                 stop, state["stopped_early"] = True, True
+                state["stop_reason"] = (
+                    f"val_loss has not improved on its best {best:.4g} by more than min_delta "
+                    f"{early.min_delta:g} for {state['stale_epochs']} epoch(s) (patience "
+                    f"{early.patience}); stopped after epoch {state['epoch']} of "
+                    f"{job.training.epochs}"
+                )
     if stop:
         return Advance(state, [metrics], None, _model_result(job, setup, state, metrics))
     state["batch"] = 0
@@ -508,6 +526,7 @@ def _model_result(
         "epochs": state["epoch"],
         "steps": state["step"],
         "stopped_early": bool(state.get("stopped_early", False)),
+        "stop_reason": state.get("stop_reason"),
         "metrics": metrics,
     }
 

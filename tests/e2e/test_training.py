@@ -7,6 +7,7 @@ with numpy (the lowest eigenvalue), never through the platform.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -205,12 +206,30 @@ def test_same_seed_same_weights_and_resume_after_orchestrator_kill(
     )
     orchestrator = stack.service("orchestrator")
     assert orchestrator.proc is not None
+    killed_at = time.time()
     orchestrator.proc.kill()
     orchestrator.proc.wait()
+    # With the orchestrator dead nothing advances: this is the job as the kill left it, still
+    # running with a step in flight and steps to go (else the test would prove nothing).
+    total_steps = 3 * 3  # 9 training samples in batches of 3, 3 epochs
+    assert client.job(job["id"])["status"] == "RUNNING"
+    at_kill = client.checkpoint(job["id"])
+    assert at_kill["request"] is not None and at_kill["state"]["step"] < total_steps
+    in_flight = at_kill["state"]["step"] + 1  # the metrics row the step in flight will write
+    restarted_at = time.time()
     stack.restart("orchestrator")
     events = list(client.watch(job["id"]))
     assert events[-1].status == jobs_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
     assert client.result(job["id"])["result"]["weights"] == reference
+
+    # every step reports its wall time, the step that spanned the restart included: its start
+    # comes from the checkpoint in Postgres, so it covers the time the orchestrator was down
+    steps = [m for m in client.metrics(job["id"])["data"] if m["kind"] == "step"]
+    assert [m["step"] for m in steps] == list(range(1, total_steps + 1))
+    assert all(m["values"]["step_time_s"] >= 0 for m in steps)
+    if at_kill["request"]["kind"] == "gradient":  # else an epoch's evaluation was in flight
+        spanning = next(m for m in steps if m["step"] == in_flight)
+        assert spanning["values"]["step_time_s"] >= restarted_at - killed_at
 
 
 # ---------------------------------------------------------------- bad specs
@@ -239,6 +258,21 @@ def test_same_seed_same_weights_and_resume_after_orchestrator_kill(
             {"training": {"loss": "bce"}, "data": {"builtin": "iris"}},
             ["body", "training", "loss"],
             "two classes",
+        ),
+        (
+            {
+                "model": {
+                    "template": {
+                        "source": "OPENQASM 3.0;\ninput float a;\ninput float b;\n"
+                        "input float w;\nqubit[2] q;\nry(a) q[0];\nry(b) q[1];\n"
+                        "rx(2*w) q[0];\n",
+                        "feature_inputs": ["a", "b"],
+                        "weight_inputs": ["w"],
+                    }
+                }
+            },
+            ["body", "model", "template", "source"],
+            "weight 'w' must be the whole angle of exactly one rx/ry/rz gate for parameter_shift",
         ),
     ],
 )

@@ -16,7 +16,7 @@ from nodes.executors.local import LocalExecutor
 from orchestrator.spec import SpecError
 from orchestrator.training import data, fragments, gradients, objectives, optimizers, trainer
 from orchestrator.training.hamiltonians import H2, ground_energy
-from orchestrator.training.spec import MinimizeJob, TrainJob
+from orchestrator.training.spec import MinimizeJob, TrainJob, shift_rule_problems
 from proto.qorch.v1 import fragments_pb2 as pb
 
 EXECUTOR = LocalExecutor("braket_sv")
@@ -180,10 +180,16 @@ def test_slices_cover_every_binding_once_in_order(samples: int, variants: int, p
 # ---------------------------------------------------------------- the loop, in-process
 
 
-def loss_at(job: TrainJob, setup: trainer.Setup, weights: np.ndarray) -> float:
+def loss_at(
+    job: TrainJob,
+    setup: trainer.Setup,
+    weights: np.ndarray,
+    samples: tuple[int, ...] | None = None,
+) -> float:
+    """The loss at ``weights`` over ``samples`` (default: the first batch of the split)."""
     request = trainer.StepRequest(
         "evaluate",
-        setup.train[: job.training.batch_size],
+        setup.train[: job.training.batch_size] if samples is None else samples,
         (gradients.FORWARD,),
         tuple(setup.model.circuit_parameters(weights).tolist()),
     )
@@ -303,3 +309,248 @@ def test_setup_refuses_what_does_not_fit() -> None:
         "['u'] are not inputs" in messages
         and "1 feature inputs for data with 2 features" in messages
     )
+
+
+# A two-feature template for two qubits: each weight the whole angle of one rotation.
+TEMPLATE = (
+    "OPENQASM 3.0;\ninput float a;\ninput float b;\n"
+    "input float w0;\ninput float w1;\ninput float w2;\ninput float w3;\nqubit[2] q;\n"
+    "ry(a) q[0];\nry(b) q[1];\nry(w0) q[0];\nry(w1) q[1];\ncnot q[0], q[1];\n"
+    "ry(w2) q[0];\nrz(w3) q[1];\n"
+)
+
+
+def template_job(
+    source: str = TEMPLATE, gradient: str = "parameter_shift", **model: Any
+) -> TrainJob:
+    return tiny_classifier(
+        model={
+            "template": {
+                "source": source,
+                "feature_inputs": ["a", "b"],
+                "weight_inputs": ["w0", "w1", "w2", "w3"],
+            },
+            **model,
+        },
+        data={"builtin": "moons", "samples": 16, "validation_fraction": 0.25},
+        training={
+            "loss": "bce",
+            "gradient": gradient,
+            "optimizer": {"name": "adam", "learning_rate": 0.3},
+            "epochs": 3,
+            "batch_size": 4,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("gates", "words"),
+    [
+        ("rx(2*w1) q[0];", "inside an expression in the rx angle at line 9"),
+        ("rx(w1 + a) q[0];", "inside an expression in the rx angle at line 9"),
+        ("rx(w1) q[0];\nrz(w1) q[1];", "(found in 2 gates)"),
+        ("rx(w1) q;", "rx applied to 2 qubits"),
+        ("ctrl @ rx(w1) q[0], q[1];", "under a gate modifier"),
+        ("for int i in [0:1] { rx(w1) q[i]; }", "inside a loop"),
+        ("U(w1, 0, 0) q[0];", "an angle of gate 'U'"),
+    ],
+)
+def test_parameter_shift_needs_each_weight_as_the_whole_angle_of_one_rotation(
+    gates: str, words: str
+) -> None:
+    source = (
+        "OPENQASM 3.0;\ninput float a;\ninput float b;\ninput float w0;\ninput float w1;\n"
+        "input float w2;\ninput float w3;\nqubit[2] q;\n"
+        + gates
+        + "\nry(a) q[0];\nry(b) q[1];\nry(w0) q[0];\nry(w2) q[1];\nrz(w3) q[0];\n"
+    )
+    with pytest.raises(SpecError) as err:
+        trainer.build_setup(template_job(source), 20)
+    [error] = err.value.errors
+    assert error.loc == ("model", "template", "source")
+    assert error.msg.startswith(
+        "weight 'w1' must be the whole angle of exactly one rx/ry/rz gate for parameter_shift"
+    )
+    assert words in error.msg, error.msg
+    # SPSA needs no such structure: the same circuit trains with it
+    assert trainer.build_setup(template_job(source, gradient="spsa"), 20).model.weights == 4
+
+
+def test_shift_rule_check_reads_scopes_not_text() -> None:
+    source = (
+        "OPENQASM 3.0;\ninput float w;\ninput float v;\nqubit[1] q;\n"
+        "gate g(w) x { rx(2*w) x; }\n"  # this w is the gate's own parameter
+        "rx(w) q[0];\nry(v) q[0];\n"
+    )
+    assert shift_rule_problems(source, ["w", "v"]) == []
+    minimize = MinimizeJob.model_validate(
+        {
+            "kind": "minimize",
+            "hamiltonian": {"terms": [{"coefficient": 1.0, "pauli": "Z"}]},
+            "ansatz": {
+                "type": "template",
+                "template": {
+                    "source": "OPENQASM 3.0;\ninput float t;\nqubit[1] q;\nrx(t/2) q[0];\n",
+                    "weight_inputs": ["t"],
+                },
+            },
+        }
+    )
+    with pytest.raises(SpecError) as err:
+        trainer.build_setup(minimize, 20)
+    assert err.value.errors[0].loc == ("ansatz", "template", "source")
+
+
+def initial_train_loss(job: TrainJob, setup: trainer.Setup) -> float:
+    """The loss over the whole training split at the job's initial weights."""
+    state, _ = trainer.start(job, setup)
+    return loss_at(job, setup, np.asarray(state["weights"]), setup.train)
+
+
+def test_a_template_classifier_trains() -> None:
+    job = template_job()
+    setup = trainer.build_setup(job, 20)
+    assert setup.model.feature_map == "direct" and setup.model.weight_inputs == (
+        "w0",
+        "w1",
+        "w2",
+        "w3",
+    )
+    result, _, _ = run_job(job)
+    assert result is not None and result["epochs"] == 3
+    assert result["metrics"]["train_loss"] < initial_train_loss(job, setup) - 0.05
+    assert result["model"]["source"] == TEMPLATE
+
+
+def petal_subset_of_iris(per_class: int) -> tuple[list[list[float]], list[int]]:
+    """``per_class`` seeded rows of each iris species: petal length and width only."""
+    iris = data.iris()
+    rng = np.random.default_rng(0)
+    rows = np.concatenate(
+        [rng.choice(np.flatnonzero(iris.labels == c), per_class, replace=False) for c in range(3)]
+    )
+    return iris.features[rows][:, 2:4].tolist(), iris.labels[rows].tolist()
+
+
+def test_multi_class_softmax_learns_iris_from_inline_data() -> None:
+    features, labels = petal_subset_of_iris(12)
+    job = TrainJob.model_validate(
+        {
+            "kind": "train",
+            "seed": 3,
+            "model": {"qubits": 3, "layers": 2},
+            "data": {"features": features, "labels": labels, "validation_fraction": 0.25},
+            "training": {
+                "loss": "cross_entropy",
+                "optimizer": {"name": "adam", "learning_rate": 0.3},
+                "epochs": 3,
+                "batch_size": 9,
+            },
+        }
+    )
+    setup = trainer.build_setup(job, 20)
+    # three classes: one softmax logit per class, <Z> on qubits 0, 1, 2
+    assert setup.classes == 3 and setup.observables == ("ZII", "IZI", "IIZ")
+    result, _, _ = run_job(job)
+    assert result is not None
+    metrics = result["metrics"]
+    # chance is 1/3
+    assert metrics["train_accuracy"] >= 0.75 and metrics["val_accuracy"] >= 0.75, metrics
+    assert metrics["train_loss"] < initial_train_loss(job, setup)
+    readouts = run_request(
+        setup, trainer._evaluate_request(setup, {"weights": result["weights"]}, setup.validation)
+    )
+    answers = trainer.predictions(result["model"], readouts)
+    assert setup.data is not None
+    truth = [setup.data.classes[setup.data.labels[i]] for i in setup.validation]
+    # prediction (argmax of the softmax) agrees with the accuracy training reported
+    hits = sum(p["class"] == t for p, t in zip(answers, truth, strict=True))
+    assert hits / len(truth) == pytest.approx(metrics["val_accuracy"])
+    for p in answers:
+        assert len(p["probabilities"]) == 3 and sum(p["probabilities"].values()) == pytest.approx(1)
+
+
+def test_early_stopping_stops_before_the_epochs_and_says_why() -> None:
+    # min_delta larger than any loss change: the second epoch cannot count as an improvement
+    early = {"patience": 1, "min_delta": 10.0}
+    job = tiny_classifier(
+        training={"loss": "bce", "epochs": 6, "batch_size": 4, "early_stopping": early}
+    )
+    result, state, _ = run_job(job)
+    assert result is not None
+    assert result["stopped_early"] is True and result["epochs"] == 2 < job.training.epochs
+    assert result["steps"] == 2 * 2  # two epochs of 8 training samples in batches of 4
+    assert "val_loss has not improved" in result["stop_reason"]
+    assert "stopped after epoch 2 of 6" in result["stop_reason"]
+    assert state["best_val_loss"] is not None and state["stale_epochs"] == 1
+
+    patient = tiny_classifier(
+        training={"loss": "bce", "epochs": 3, "batch_size": 4, "early_stopping": {"patience": 5}}
+    )
+    result, _, _ = run_job(patient)
+    assert result is not None and result["epochs"] == 3 and not result["stopped_early"]
+    assert result["stop_reason"] is None
+
+    no_validation = tiny_classifier(
+        data={"builtin": "circles", "samples": 10, "validation_fraction": 0},
+        training={"early_stopping": early},
+    )
+    with pytest.raises(SpecError) as err:
+        trainer.build_setup(no_validation, 20)
+    assert err.value.errors[0].loc == ("training", "early_stopping")
+
+
+def test_sgd_momentum_accumulates_and_survives_a_checkpoint() -> None:
+    g = np.asarray([1.0, -2.0])
+    w, state = optimizers.sgd(np.zeros(2), g, {}, 0.1, 0.5)
+    w, state = optimizers.sgd(w, g, state, 0.1, 0.5)
+    # velocity g, then 0.5 g + g: the second step is 1.5 times the first
+    assert w == pytest.approx(-0.1 * g - 0.15 * g) and state["velocity"] == pytest.approx(1.5 * g)
+
+    job = tiny_classifier(
+        data={
+            "builtin": "moons",
+            "samples": 16,
+            "validation_fraction": 0.25,
+            "scaling": "standard",
+        },
+        training={
+            "loss": "bce",
+            "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+            "epochs": 3,
+            "batch_size": 4,
+        },
+    )
+    setup = trainer.build_setup(job, 20)
+    result, _, _ = run_job(job)
+    assert result is not None
+    assert result["metrics"]["train_loss"] < 0.6 * initial_train_loss(job, setup)
+    _, state, request = run_job(job, stop_after=3)
+    assert len(state["optimizer"]["velocity"]) == setup.model.weights
+    resumed, _, _ = run_job(job, state=state, request=trainer.StepRequest.from_json(request))
+    assert resumed is not None and resumed["weights"] == result["weights"]
+
+
+def test_standard_scaling_is_fitted_on_the_training_split_and_applied_by_the_node() -> None:
+    job = tiny_classifier(
+        data={"builtin": "moons", "samples": 12, "validation_fraction": 0.25, "scaling": "standard"}
+    )
+    setup = trainer.build_setup(job, 20)
+    assert setup.data is not None and setup.scaling is not None
+    train = setup.data.features[list(setup.train)]
+    scaled = setup.scaling.apply(train)
+    assert scaled.mean(axis=0) == pytest.approx([0, 0], abs=1e-12)
+    assert scaled.std(axis=0) == pytest.approx([1, 1])
+
+    _, request = trainer.start(job, setup)
+    part = next(fragments.slices(request, 64))
+    fragment = fragments.build_fragment(
+        setup, request, part, job_id="j", fragment_id="f", pool="local-sv", shots=0
+    )
+    bindings = expand_bindings(fragment.encoding)
+    variants = len(request.shifts)
+    for k, sample in enumerate(request.samples[part.sample_start : part.sample_stop]):
+        raw = setup.data.features[sample]
+        expected = (raw - train.mean(axis=0)) / train.std(axis=0)
+        values = dict(bindings[k * variants].values)
+        assert [values["x0"], values["x1"]] == pytest.approx(expected.tolist())
