@@ -3,6 +3,10 @@
 Delivery is at-least-once: a fragment's offset is committed only after the broker acknowledged
 its result (or its dead letter). A fragment polled but not started when shutdown is requested is
 not committed, so the consumer group hands it to another member.
+
+Every message is untrusted: one too big to decode, undecodable or without ids goes to
+``fragments.dlq``; a fragment over this pool's bounds (:mod:`nodes.bounds`) is answered with a
+non-retryable failure before anything runs it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from nodes.bounds import FragmentLimits, LimitExceeded, check_fragment
 from nodes.encoding import EncodingError, apply_encoding
 from nodes.executors.base import ExecutionError, Executor
-from nodes.executors.factory import executor_for_pool
+from nodes.executors.factory import serving_executor
+from nodes.program import ProgramError
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorch.config import Settings
@@ -37,7 +43,7 @@ POLL_TIMEOUT_S = 0.2
 RETRY_BACKOFF_S = (0.1, 5.0)
 #: How long the final STOPPED heartbeat may take.
 FINAL_HEARTBEAT_TIMEOUT_S = 5.0
-#: How many (fragment, attempt) pairs an agent remembers to recognise a redelivery.
+#: How many (fragment, attempt) pairs an agent remembers to recognise a repeated delivery.
 SEEN_FRAGMENTS = 4096
 
 
@@ -57,8 +63,10 @@ class NodeAgent:
     """Serves one device pool: ``run()`` blocks until ``shutdown()``.
 
     The consumer joins group ``<prefix>pool.<pool>`` on ``fragments.<pool>``; every member of the
-    pool shares the work. ``executor`` defaults to :func:`executor_for_pool`; an executor the
-    agent built is closed when ``run()`` ends, one passed in belongs to the caller.
+    pool shares the work. ``executor`` defaults to :func:`serving_executor` (a pool this node
+    lacks the configuration for is still served: its fragments fail at once with the reason);
+    an executor the agent built is closed when ``run()`` ends, one passed in belongs to the
+    caller.
     """
 
     def __init__(
@@ -74,7 +82,8 @@ class NodeAgent:
         self.node_id = default_node_id(settings)
         self.group = f"{settings.topic_prefix}pool.{pool}"
         self._owns_executor = executor is None
-        self.executor: Executor = executor or executor_for_pool(pool, settings)
+        self.executor: Executor = executor or serving_executor(pool, settings)
+        self.limits = FragmentLimits.for_pool(settings, pool)
         self._producer = producer
         self._owns_producer = producer is None
         # A plain flag: setting it is safe from a signal handler (no locks involved).
@@ -193,13 +202,18 @@ class NodeAgent:
         return True
 
     def _note_delivery(self, fragment: pb.Fragment) -> None:
-        """Count and log a fragment this agent has seen before (same attempt): a redelivery."""
+        """Count and log a fragment this process has received before (same id and attempt).
+
+        Only this process's own history: Kafka keeps no delivery count, so a fragment another
+        agent had received (and was killed holding) arrives here as a first delivery. That
+        case is traced on the orchestrator side (README, Guarantees).
+        """
         key = (fragment.fragment_id, fragment.attempt)
         if key in self._seen:
             NODE_REDELIVERIES.inc()
             logger.warning(
-                "fragment delivered again (attempt %d); running it again, the orchestrator "
-                "counts its result once",
+                "fragment delivered again to this agent (attempt %d); running it again, the "
+                "orchestrator counts its result once",
                 fragment.attempt,
                 extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
             )
@@ -224,6 +238,12 @@ class NodeAgent:
         )
         started = time.monotonic()
         try:
+            try:
+                check_fragment(fragment, self.limits)
+            except LimitExceeded as exc:
+                raise ExecutionError(str(exc), retryable=False, error_type="LimitExceeded") from exc
+            except ProgramError as exc:
+                raise ExecutionError(str(exc), retryable=False, error_type="ProgramError") from exc
             try:
                 apply_encoding(fragment)
             except EncodingError as exc:

@@ -15,7 +15,8 @@ from qorch.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
 
-#: Exit status when the agent cannot start (unknown pool, missing AWS configuration).
+#: Exit status when the agent cannot start: a pool that is neither local nor ``aws-*``. (An
+#: ``aws-*`` pool this node lacks the configuration for starts, and fails its fragments at once.)
 EXIT_CONFIG = 2
 
 

@@ -330,8 +330,13 @@ class _Errors(ErrorListener):
         self.messages.append(f"line {line}:{column} {msg}")
 
 
+@lru_cache(maxsize=16)
 def parse_program(source: str) -> ast.Program:
-    """Parse OpenQASM 3 with Braket's parser; syntax errors raise :class:`ProgramError`."""
+    """Parse OpenQASM 3 with Braket's parser; syntax errors raise :class:`ProgramError`.
+
+    Cached: the agent's bounds check and :func:`prepare` parse the same source, and parsing a
+    long program takes seconds. Callers must treat the tree as read-only.
+    """
     errors = _Errors()
     lexer = qasm3Lexer(InputStream(source))
     lexer.removeErrorListeners()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qorch.redaction import SecretMap, mask_url
 
 # Qubit limits of the pools the platform knows out of the box. A pool not named here takes
 # ``default_max_qubits``; ``QORCH_POOL_MAX_QUBITS`` overrides any of them.
@@ -39,11 +41,18 @@ DEFAULT_AWS_PRICES: dict[str, dict[str, float]] = {
 #: Shortest admin key the API accepts (``secrets.token_urlsafe(32)`` gives 43 characters).
 MIN_KEY_CHARS = 32
 
+#: librdkafka settings that print their secret-looking values (sasl.password, ...) as ***.
+KafkaExtra = Annotated[dict[str, str], AfterValidator(SecretMap)]
+
 
 class Settings(BaseSettings):
     """Settings of every qorchestra process. Empty URLs mean "start the embedded one"."""
 
-    model_config = SettingsConfigDict(env_prefix="QORCH_", extra="ignore")
+    # hide_input_in_errors: a refused value (a short admin key, a malformed
+    # QORCH_KAFKA_EXTRA) is not echoed in the error, which may be logged.
+    model_config = SettingsConfigDict(
+        env_prefix="QORCH_", extra="ignore", hide_input_in_errors=True
+    )
 
     # Connections
     database_url: str = Field("", description="SQLAlchemy URL of Postgres; empty = embedded.")
@@ -51,9 +60,10 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("qorch.", description="Prefix of every Kafka topic.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics the platform creates.")
     topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
-    kafka_extra: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra librdkafka settings for every client (security.protocol, sasl.*, ...).",
+    kafka_extra: KafkaExtra = Field(
+        default_factory=SecretMap,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*, "
+        "...); values of password-, secret- and key-like names never print.",
     )
     kafka_session_timeout_ms: int = Field(6000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
@@ -101,6 +111,12 @@ class Settings(BaseSettings):
     )
     max_program_nesting: int = Field(
         32, ge=1, description="Deepest nesting of braces, brackets and parentheses in a program."
+    )
+    max_program_operations: int = Field(
+        100_000,
+        ge=1,
+        description="Operations a node agent runs for one program once its loops and gate "
+        "definitions are unrolled (estimated before running); beyond: the fragment fails.",
     )
     parse_timeout_s: float = Field(
         30.0,
@@ -222,6 +238,12 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line.")
+
+    def __repr_args__(self) -> Any:
+        """As pydantic's, with URL passwords masked (``database_url``); secrets are SecretStr
+        and ``kafka_extra`` masks its own."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
 
     def client_api_url(self) -> str:
         """Base URL of the REST API for clients."""

@@ -59,8 +59,10 @@ NODE_FRAGMENTS = Counter(
 )
 NODE_REDELIVERIES = Counter(
     "qorch_node_redeliveries_total",
-    "Fragment messages an agent received again (same fragment and attempt), e.g. after a "
-    "rebalance or a crash before the commit.",
+    "Fragment messages this agent process had already received (same fragment and attempt), "
+    "e.g. when a rebalance hands a partition back before its offset was committed. "
+    "Kafka keeps no delivery count: a fragment another agent received before it died is a "
+    "first delivery here (its trace is qorch_duplicates_dropped_total on the orchestrator).",
 )
 PUBLISH_RETRIES = Counter(
     "qorch_publish_retries_total", "Sends retried because the broker did not acknowledge them."

@@ -2,8 +2,9 @@
 
 Each binding becomes one quantum task (several when sampled observables cannot share one) whose
 results Braket writes to ``s3://<bucket>/<prefix>/``. Credentials and the results bucket are
-checked when the executor is built, so a misconfigured node fails at once with a clear message
-instead of on its first fragment.
+checked when the executor is built, and every missing piece is named in one
+:class:`ExecutionError`; the agent then serves the pool with an executor that fails each
+fragment at once with that message (``nodes.executors.factory.serving_executor``).
 """
 
 from __future__ import annotations
@@ -75,34 +76,34 @@ class AwsDeviceExecutor:
         poll_interval_s: float | None = None,
         boto_session: boto3.Session | None = None,
     ) -> None:
+        problems: list[str] = []
         if not device_arn:
-            raise ExecutionError(
-                "no Braket device ARN: set QORCH_AWS_DEVICES for this pool",
-                retryable=False,
-                error_type="ConfigurationError",
+            problems.append(
+                "no Braket device ARN for this pool: map the pool to one with QORCH_AWS_DEVICES "
+                '(e.g. \'{"aws-mine": "arn:aws:braket:us-east-1::device/qpu/..."}\')'
             )
         if not s3_bucket:
-            raise ExecutionError(
-                f"no S3 bucket for the results of Braket device {device_arn}: set "
-                "QORCH_AWS_S3_BUCKET (and optionally QORCH_AWS_S3_PREFIX)",
-                retryable=False,
-                error_type="ConfigurationError",
+            problems.append(
+                f"no S3 bucket for the results of Braket device {device_arn or '(none)'}: set "
+                "QORCH_AWS_S3_BUCKET (and optionally QORCH_AWS_S3_PREFIX)"
             )
         self._arn = device_arn
         self._destination = (s3_bucket, s3_prefix.strip("/") or "qorchestra")
         self._poll_timeout_s = poll_timeout_s
         self._poll_interval_s = poll_interval_s
-        session = boto_session or boto3.Session(
-            region_name=region or AwsDevice.get_device_region(device_arn) or None
-        )
+        device_region = AwsDevice.get_device_region(device_arn) if device_arn else ""
+        session = boto_session or boto3.Session(region_name=region or device_region or None)
         if session.get_credentials() is None:
-            raise ExecutionError(CREDENTIALS_HELP, retryable=False, error_type="NoCredentialsError")
+            problems.append(CREDENTIALS_HELP)
         if not session.region_name:
+            problems.append(
+                f"no AWS region for Braket device {device_arn or '(none)'}: set "
+                "QORCH_AWS_REGION or AWS_DEFAULT_REGION"
+            )
+        if problems:
+            # Every missing piece at once: fixing one should not reveal the next on restart.
             raise ExecutionError(
-                f"no AWS region for Braket device {device_arn}: set QORCH_AWS_REGION or "
-                "AWS_DEFAULT_REGION",
-                retryable=False,
-                error_type="NoRegionError",
+                "; ".join(problems), retryable=False, error_type="ConfigurationError"
             )
         self._session = session
         self._device: AwsDevice | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-import time
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +25,7 @@ from braket.ir.openqasm import Program
 
 from nodes.executors.aws import AwsDeviceExecutor
 from nodes.executors.base import ExecutionError, Executor
-from nodes.executors.factory import executor_for_pool
+from nodes.executors.factory import UnconfiguredExecutor, executor_for_pool, serving_executor
 from nodes.executors.local import LocalExecutor
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
@@ -202,25 +202,54 @@ def fragment(kind: int, observables: list[str] | None = None, shots: int = 0) ->
     )
 
 
-def test_without_credentials_it_fails_at_once_with_a_clear_message(no_credentials: None) -> None:
-    started = time.monotonic()
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Refuses and records every attempt to open a connection (the checks must not need one)."""
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise AssertionError(f"connection attempted to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+def test_without_credentials_it_fails_with_a_clear_message_and_no_network(
+    no_credentials: None, no_network: list[object]
+) -> None:
     with pytest.raises(ExecutionError) as info:
         AwsDeviceExecutor(SV1, BUCKET, PREFIX, "us-east-1", 60.0)
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 2.0
+    assert no_network == []  # decided from the environment: no metadata service, no Braket call
     assert info.value.retryable is False
+    assert info.value.error_type == "ConfigurationError"
     assert "AWS credentials were not found" in info.value.message
     for hint in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         assert hint in info.value.message
 
 
-def test_factory_reports_missing_credentials_for_an_aws_pool(no_credentials: None) -> None:
+def test_every_missing_piece_is_named_at_once(
+    no_credentials: None, no_network: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(ExecutionError) as info:
+        AwsDeviceExecutor(SV1, "", PREFIX, "", 60.0)
+    message = info.value.message
+    for hint in ("QORCH_AWS_S3_BUCKET", "AWS credentials were not found", "QORCH_AWS_REGION"):
+        assert hint in message
+    assert no_network == []
+
+
+def test_factory_reports_missing_credentials_for_an_aws_pool(
+    no_credentials: None, no_network: list[object]
+) -> None:
     settings = Settings(aws_s3_bucket=BUCKET, aws_region="us-east-1")
-    started = time.monotonic()
-    with pytest.raises(ExecutionError, match="AWS credentials were not found"):
+    with pytest.raises(ExecutionError, match="AWS credentials were not found") as info:
         executor_for_pool("aws-sv1", settings)
-    assert time.monotonic() - started < 2.0
+    assert info.value.retryable is False
+    assert no_network == []
 
 
 def test_missing_bucket_fails_fast(fake_session: boto3.Session) -> None:
@@ -229,14 +258,35 @@ def test_missing_bucket_fails_fast(fake_session: boto3.Session) -> None:
     assert info.value.retryable is False
 
 
-def test_factory_pools() -> None:
+def test_factory_pools(fake_session: boto3.Session) -> None:
     settings = Settings(aws_devices={"aws-mine": "arn:aws:braket:us-east-1::device/qpu/x/y"})
     assert executor_for_pool("local-sv", settings).name == "braket_sv"
     assert executor_for_pool("local-dm", settings).name == "braket_dm"
-    with pytest.raises(ValueError, match=r"unknown AWS pool 'aws-nope'.*QORCH_AWS_DEVICES"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"unknown AWS pool 'aws-nope' \(known: aws-dm1, aws-mine.*QORCH_AWS_DEVICES",
+    ):
         executor_for_pool("aws-nope", settings)
     with pytest.raises(ValueError, match="unknown pool 'gpu'"):
         executor_for_pool("gpu", settings)
+
+
+def test_an_unconfigured_aws_pool_is_served_by_an_executor_that_fails_each_fragment(
+    no_credentials: None, no_network: list[object]
+) -> None:
+    executor = serving_executor("aws-sv1", Settings(aws_region="us-east-1"))
+
+    assert isinstance(executor, UnconfiguredExecutor)
+    assert executor.name == f"{SV1} (not configured)"
+    with pytest.raises(ExecutionError) as info:
+        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
+    assert info.value.retryable is False
+    assert info.value.message.startswith("this node cannot run pool aws-sv1: ")
+    assert "QORCH_AWS_S3_BUCKET" in info.value.message
+    assert "AWS credentials were not found" in info.value.message
+    with pytest.raises(ValueError, match="unknown pool 'gpu'"):
+        serving_executor("gpu", Settings())
+    assert no_network == []
 
 
 def test_tasks_go_to_the_device_and_bucket_and_results_are_parsed(
