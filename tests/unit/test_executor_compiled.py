@@ -178,6 +178,30 @@ def test_executor_paths_give_identical_exact_results(
     assert (plain.compiled_fragments, plain.plain_fragments) == (0, 1)
 
 
+@pytest.mark.parametrize("qubits", [8, 12])  # the benchmark's sizes; 12 uses numba's threads
+def test_agent_executor_equals_local_simulator_at_benchmark_sizes(qubits: int) -> None:
+    """The agent's executor as an agent runs it (compiled path, one simulator thread) gives
+    exactly what ``LocalSimulator.run`` gives with its own defaults, binding by binding."""
+    source = ansatz(qubits)
+    names = [f"p{i}" for i in range(6 * qubits)]
+    observables = ("Z" + "I" * (qubits - 1), "XY" + "Z" * (qubits - 2))
+    values = bindings(names, 3, seed=qubits)
+    agent = LocalExecutor("braket_sv", threads=1)
+    got = agent.execute(fragment(source, values, pb.RESULT_KIND_EXPECTATION, 0, observables))
+    assert agent.compiled_fragments == 1
+
+    results = "".join(
+        "#pragma braket result expectation "
+        + " @ ".join(f"{p.lower()}(q[{i}])" for i, p in enumerate(o) if p != "I")
+        + "\n"
+        for o in observables
+    )
+    device = LocalSimulator("braket_sv")
+    for binding, result in zip(values, got, strict=True):
+        expected = device.run(Program(source=source + results, inputs=binding), shots=0).result()
+        assert list(result.expectations.values) == list(expected.values)
+
+
 def test_unsupported_program_falls_back_to_local_simulator() -> None:
     fast, plain = LocalExecutor(), LocalExecutor(compiled=False)
     program = "OPENQASM 3.0;\ninput float a;\nqubit[2] q;\nrx(2 * a) q[0];\ncnot q[0], q[1];\n"
