@@ -20,21 +20,23 @@ and the API (the tap's receipt to the watcher's; the API's own hop is as long as
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import threading
 import time
 
+import grpc
 from common import bindings, running_stack, table, trivial
 
-from proto.qorch.v1 import jobs_pb2
-from qorch.client import QorchClient
+from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.config import Settings
 from qorch.kafka import Consumer
 
 
-def follow(
-    client: QorchClient,
+async def follow(
+    target: str,
+    api_key: str,
     job_id: str,
     out: list[float],
     replays: list[int],
@@ -43,17 +45,36 @@ def follow(
     """One watcher: the latency in seconds of every event recorded after it attached.
 
     Events recorded before the stream opened are replays from the store, not deliveries;
-    they are counted in ``replays`` and left out.
+    they are counted in ``replays`` and left out. Every watcher runs on one asyncio loop
+    (``grpc.aio``), so the receipt time is not the time a thread waited for the GIL.
     """
-    attached = time.time()
-    for event in client.watch(job_id):
-        received = time.time()
-        at = event.at.ToMicroseconds() / 1e6
-        if at >= attached:
-            out.append(received - at)
-            stages.append((event.seq, at, received))
-        else:
-            replays.append(event.seq)
+    metadata = (("authorization", f"Bearer {api_key}"),)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        attached = time.time()
+        stream = stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata)
+        async for event in stream:
+            received = time.time()
+            at = event.at.ToMicroseconds() / 1e6
+            if at >= attached:
+                out.append(received - at)
+                stages.append((event.seq, at, received))
+            else:
+                replays.append(event.seq)
+
+
+async def watch_all(
+    target: str,
+    api_key: str,
+    job_id: str,
+    samples: list[list[float]],
+    replays: list[int],
+    stages: list[tuple[int, float, float]],
+) -> None:
+    """Every watcher of the job, concurrently, until the job's final event."""
+    await asyncio.gather(
+        *(follow(target, api_key, job_id, out, replays, stages) for out in samples)
+    )
 
 
 class Tap:
@@ -147,14 +168,9 @@ def main() -> None:
         job = client.submit(spec)
         samples: list[list[float]] = [[] for _ in range(args.watchers)]
         replays: list[int] = []
-        threads = [
-            threading.Thread(target=follow, args=(client, job["id"], samples[i], replays, stages))
-            for i in range(args.watchers)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        asyncio.run(
+            watch_all(stack.grpc_target, stack.admin_key, job["id"], samples, replays, stages)
+        )
     ms = [x * 1e3 for watcher in samples for x in watcher]
     replayed = len(replays)
     print(
