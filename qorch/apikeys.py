@@ -11,6 +11,8 @@ import hashlib
 import re
 import secrets
 
+from qorch.redaction import scrub
+
 KEY_PREFIX = "qk_"
 #: Characters of a key that may be shown (logs, listings, error messages).
 SHOWN_CHARS = 10
@@ -36,9 +38,11 @@ def key_prefix(key: str) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` with every key and Bearer credential cut to its prefix plus ``...``."""
+    """``text`` with every key and Bearer credential cut to its prefix plus ``...``, and URL
+    passwords and password-like settings (``sasl.password=...``) masked (what every log line
+    goes through)."""
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}...", text)
-    return _KEY.sub(lambda m: f"{m.group(1)}...", text)
+    return scrub(_KEY.sub(lambda m: f"{m.group(1)}...", text))
 
 
 def bearer_token(header: str | None) -> str | None:

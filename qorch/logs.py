@@ -27,7 +27,9 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
-        message = redact(message)  # secrets never reach a log line: keys show their prefix
+        # Secrets never reach a log line: keys show their prefix, URL passwords and
+        # password-like settings read ***; each part first, then the line it makes up.
+        message = redact(message)
         extra = {k: redact(v) if isinstance(v, str) else v for k, v in extra.items()}
         if self._json:
             doc: dict[str, Any] = {
@@ -38,11 +40,11 @@ class _Formatter(logging.Formatter):
                 "msg": message,
                 **extra,
             }
-            return json.dumps(doc, default=str)
+            return redact(json.dumps(doc, default=str))
         context = " ".join(f"{k}={v}" for k, v in extra.items())
         ts = self.formatTime(record, "%H:%M:%S")
         line = f"{ts} {record.levelname:<7} {self._service} {record.name}: {message} {context}"
-        return line.rstrip()
+        return redact(line.rstrip())
 
 
 def configure_logging(service: str, level: str = "INFO", as_json: bool = False) -> None:

@@ -5,17 +5,27 @@ it, and keeps working. Real broker, real Postgres, real local simulator."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select
 
 from nodes.agent import NodeAgent
+from orchestrator.lifecycle import JobStatus
 from orchestrator.service import Orchestrator
+from orchestrator.spec import JobCreate
+from orchestrator.store import repository as repo
+from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from orchestrator.store.models import Fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorch.config import Settings
 from qorch.kafka import Producer
+from qorch.samples import demo_job
+from tests.integration.stored_jobs import store_circuits_job
 from tests.integration.test_agent import POOL, TopicReader, fragment, running
 from tests.waiting import wait_until
 
@@ -55,15 +65,17 @@ def test_the_agent_dead_letters_bad_fragments_with_the_reason_and_keeps_working(
             good = fragment("f-good", "job-u", pb.RESULT_KIND_PROBABILITIES)
             assert producer.send_and_wait(topic, "f-good", good)
 
-            letters = dict(dlq.wait_for(lambda items: len(items) >= 3, "three dead letters"))
+            letters = dict(dlq.wait_for(lambda items: len(items) >= 4, "four dead letters"))
             assert "not a Fragment" in letters["junk"].reason
             assert "without job_id" in letters["no-job"].reason
             assert "at most 4096" in letters["f-huge"].reason
+            # an empty value decodes as a Fragment with nothing in it
+            assert "without fragment_id, job_id" in letters["empty"].reason
             done = results.wait_for(
                 lambda items: any(r.fragment_id == "f-good" for _, r in items), "f-good's result"
             )
             assert any(r.WhichOneof("outcome") == "success" for _, r in done)
-            assert agent.dead_letters >= 3
+            assert agent.dead_letters >= 4
             assert thread.is_alive()
     finally:
         dlq.close()
@@ -124,3 +136,68 @@ def _known(settings: Settings) -> bool:
             return any(n.id == "node-fine" for n in repo.list_nodes(session, POOL))
     finally:
         engine.dispose()
+
+
+def test_results_for_unknown_fragments_of_a_known_job_are_counted_and_leave_it_alone(
+    untrusting: Settings, producer: Producer
+) -> None:
+    engine = make_engine(untrusting.database_url, pool_size=1)
+    factory = make_session_factory(engine)
+    job_id = store_circuits_job(factory, JobCreate.model_validate(demo_job(2)))
+    orchestrator = Orchestrator(untrusting)
+    thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
+    thread.start()
+    try:
+        # planned and dispatched (no agent takes its fragments, so nothing else happens to it)
+        before = wait_until(
+            lambda: (
+                (state := _state(factory, job_id))["fragments"]
+                and all(f[0] == repo.FragmentStatus.DISPATCHED for f in state["fragment_states"])
+                and state
+            ),
+            timeout=DEADLINE_S,
+            what="the job's fragments dispatched",
+        )
+        assert before["status"] == JobStatus.RUNNING
+        results = untrusting.topic("results")
+        stranger = pb.FragmentResult(
+            fragment_id=str(uuid.uuid4()), job_id=job_id, node_id="n", attempt=1
+        )
+        stranger.success.SetInParent()
+        # a fragment of the job, named under another job: not the job's either
+        misnamed = pb.FragmentResult(
+            fragment_id=before["fragments"][0], job_id=str(uuid.uuid4()), node_id="n", attempt=1
+        )
+        misnamed.failure.CopyFrom(pb.FragmentFailure(error="boom", retryable=False))
+        assert producer.send_and_wait(results, job_id, stranger)
+        assert producer.send_and_wait(results, misnamed.job_id, misnamed)
+        wait_until(
+            lambda: orchestrator.counters.get("results_unknown", 0) >= 2,
+            timeout=DEADLINE_S,
+            what="both results counted as unknown",
+        )
+        assert thread.is_alive()
+        # had either been applied, the job would have an event, a fragment done, or have failed
+        assert _state(factory, job_id) == before
+    finally:
+        orchestrator.shutdown()
+        thread.join(DEADLINE_S)
+        engine.dispose()
+    assert not thread.is_alive()
+
+
+def _state(factory: SessionFactory, job_id: str) -> dict[str, Any]:
+    """What a result applied to the job would change: its status, events, counts, fragments."""
+    with session_scope(factory) as session:
+        job = repo.get_job(session, job_id)
+        fragments = session.scalars(
+            select(Fragment).where(Fragment.job_id == job_id).order_by(Fragment.id)
+        ).all()
+        return {
+            "status": job.status,
+            "last_seq": job.last_seq,
+            "done": (job.fragments_done, job.bindings_done),
+            "error": job.error,
+            "fragments": [f.id for f in fragments],
+            "fragment_states": [(f.status, f.attempt, f.result is None) for f in fragments],
+        }

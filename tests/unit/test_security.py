@@ -3,6 +3,8 @@ nesting, Kafka security settings."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -13,6 +15,8 @@ from orchestrator.spec import JobCreate
 from qorch.apikeys import bearer_token, generate_key, hash_key, key_prefix, redact
 from qorch.config import Settings
 from qorch.kafka import client_config
+from qorch.logs import _Formatter
+from qorch.redaction import is_secret_name, mask_url
 from qorch.samples import demo_job
 
 
@@ -79,6 +83,59 @@ def test_unsafe_admin_key_is_refused_and_secrets_do_not_print() -> None:
     settings = Settings(admin_key=SecretStr(generate_key()), kafka_sasl_password=SecretStr("pw"))
     assert settings.admin_key.get_secret_value() not in repr(settings)
     assert "pw" not in str(settings.kafka_sasl_password)
+
+
+def test_urls_and_password_settings_are_masked_where_they_print() -> None:
+    assert mask_url("postgresql+psycopg://qorch:s3cr%40t@db:5432/qorch") == (
+        "postgresql+psycopg://qorch:***@db:5432/qorch"
+    )
+    assert mask_url("postgresql+psycopg://postgres@127.0.0.1:5432/qorch").endswith("/qorch")
+    text = redact(
+        "cannot connect to postgresql://u:hunter2@db/q with {'sasl.password': 'two words', "
+        '"ssl.key.password": "pem-pw"} and sasl.password=plain'
+    )
+    for secret in ("hunter2", "two words", "pem-pw", "plain"):
+        assert secret not in text
+    assert "password authentication failed" in redact("password authentication failed")
+    assert [is_secret_name(n) for n in ("sasl.password", "ssl.key.pem", "ssl.key.location")] == [
+        True,
+        True,
+        False,
+    ]
+
+
+def test_settings_never_print_the_database_password_or_kafka_extra_secrets() -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://qorch:db-pw-123@db/qorch",
+        kafka_extra={"sasl.password": "kafka-pw-123", "security.protocol": "SASL_SSL"},
+    )
+    for shown in (repr(settings), str(settings), repr(settings.kafka_extra), f"{settings}"):
+        assert "db-pw-123" not in shown and "kafka-pw-123" not in shown
+        assert "SASL_SSL" in shown  # only the secrets are hidden
+    # ... while the clients, and the children of `qorch up` (from model_dump), get them
+    assert settings.kafka_extra["sasl.password"] == "kafka-pw-123"
+    assert settings.model_dump()["kafka_extra"]["sasl.password"] == "kafka-pw-123"
+    copied = settings.model_copy(update={"topic_prefix": "x."})
+    assert "kafka-pw-123" not in repr(copied)
+    with pytest.raises(ValidationError) as refused:  # nor does an error echo a refused value
+        Settings(kafka_extra={"sasl.password": ["kafka-pw-456"]})
+    assert "kafka-pw-456" not in str(refused.value)
+
+
+def test_log_lines_hold_no_key_or_password() -> None:
+    key = generate_key()
+    record = logging.makeLogRecord(
+        {
+            "msg": "connecting to %s with %s",
+            "args": ("postgresql://u:pg-pw@db/q", {"sasl.password": "kafka-pw"}),
+            "levelname": "INFO",
+            "key_used": key,
+        }
+    )
+    for as_json in (False, True):
+        line = _Formatter(as_json, "test").format(record)
+        assert "pg-pw" not in line and "kafka-pw" not in line and key not in line
+        assert key_prefix(key) in line
 
 
 def test_kafka_security_settings_reach_every_client() -> None:
