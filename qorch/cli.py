@@ -26,6 +26,7 @@ from qorch.apikeys import key_prefix
 from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
 from qorch.config import Settings, get_settings
 from qorch.logs import configure_logging
+from qorch.redaction import mask_url
 from qorch.training_cli import (
     DEMO_CLASSIFIER,
     add_commands,
@@ -114,7 +115,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     configure_logging("up", settings.log_level, settings.log_json)
     pools = [args.pool] * args.nodes
-    options = StackOptions(pools=pools, data_dir=Path(settings.data_dir) / "postgres")
+    # /metrics for the orchestrator and every agent: free ports, or consecutive ones from
+    # QORCH_METRICS_PORT when it is set; QORCH_METRICS_PORT=0 turns them off.
+    metrics = "QORCH_METRICS_PORT" not in os.environ or settings.metrics_port > 0
+    options = StackOptions(
+        pools=pools, data_dir=Path(settings.data_dir) / "postgres", metrics_ports=metrics
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     generated = not settings.admin_key.get_secret_value()
@@ -128,9 +134,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"  REST API      {stack.api_url}")
         console.print(f"  OpenAPI docs  {stack.api_url}/docs")
         console.print(f"  gRPC          {stack.grpc_target}")
-        console.print(f"  Postgres      {stack.settings.database_url}")
+        console.print(f"  Postgres      {mask_url(stack.settings.database_url)}")
         console.print(f"  Kafka         {stack.settings.kafka_bootstrap}")
         console.print(f"  node agents   {len(pools)} on pool {args.pool}")
+        console.print(f"  metrics       {stack.metrics_url('api')} (api)")
+        for service in stack.services[1:] if metrics else []:
+            console.print(f"                {stack.metrics_url(service.name)} ({service.name})")
         console.print("Ctrl-C stops everything.")
         while not stop.wait(1.0):
             for service in stack.services:

@@ -124,12 +124,15 @@ class QorchClient:
         result: dict[str, Any] = self._call("GET", "/v1/nodes")
         return result
 
-    def watch(self, job_id: str, from_seq: int = 0) -> Iterator[jobs_pb2.JobEvent]:
-        """Stream the job's events after ``from_seq`` until its final event."""
+    def watch(
+        self, job_id: str, from_seq: int = 0, timeout: float | None = None
+    ) -> Iterator[jobs_pb2.JobEvent]:
+        """Stream the job's events after ``from_seq`` until its final event; with ``timeout``
+        (seconds) the stream ends with ``grpc.RpcError`` (DEADLINE_EXCEEDED) after that long."""
         with grpc.insecure_channel(self._grpc_target) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             request = jobs_pb2.WatchJobRequest(job_id=job_id, from_seq=from_seq)
-            yield from stub.WatchJob(request, metadata=self._metadata)
+            yield from stub.WatchJob(request, metadata=self._metadata, timeout=timeout)
 
     def create_key(self, tenant: str, scopes: list[str], name: str = "") -> dict[str, Any]:
         """POST /v1/keys (admin): a new key; the answer's ``key`` is shown only this once."""

@@ -78,6 +78,13 @@ class EmbeddedBroker:
         logger.info("embedded broker listening", extra={"bootstrap": self.bootstrap})
         return self
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the running broker (SIGSTOP freezes it: connections stay open, nothing
+        is answered, until SIGCONT)."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError("the broker is not running")
+        self._proc.send_signal(sig)
+
     def stop(self) -> None:
         """Stop the broker (it keeps nothing); safe to call twice."""
         if self._proc is not None:

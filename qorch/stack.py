@@ -51,6 +51,11 @@ class StackOptions:
     log_dir: Path | None = None  # None: children log to this process's stderr
     free_ports: bool = False  # pick free API/gRPC ports instead of the configured ones
     env: dict[str, str] = field(default_factory=dict)  # extra env for every child
+    #: Give the orchestrator and each agent a ``/metrics`` port of its own (the API serves
+    #: ``/metrics`` on its own port anyway): consecutive ports from the settings'
+    #: ``metrics_port`` when that is set, else free ones. ``free_ports`` implies it, with free
+    #: ports. Off, every child inherits ``metrics_port`` (0 = no ``/metrics``).
+    metrics_ports: bool = False
 
 
 class Stack:
@@ -67,6 +72,7 @@ class Stack:
         self._postgres: EmbeddedPostgres | None = None
         self._broker: EmbeddedBroker | None = None
         self.services: list[Service] = []
+        self._next_metrics_port = self.settings.metrics_port
 
     @property
     def api_url(self) -> str:
@@ -93,9 +99,8 @@ class Stack:
                 Service(f"node-{i + 1}", ["node", "--pool", pool, "--node-id", f"node-{i + 1}"])
                 for i, pool in enumerate(self.options.pools)
             ]
-            if self.options.free_ports:
-                for service in self.services[1:]:  # the API serves /metrics on its own port
-                    service.env["QORCH_METRICS_PORT"] = str(free_port())
+            for service in self.services[1:]:  # the API serves /metrics on its own port
+                self._give_metrics_port(service)
             for service in self.services:
                 self._spawn(service)
             self._wait_ready(timeout)
@@ -103,6 +108,17 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def _give_metrics_port(self, service: Service) -> None:
+        """A ``/metrics`` port of the service's own, when the options ask for one."""
+        if self.options.free_ports or (self.options.metrics_ports and not self._next_metrics_port):
+            port = free_port()
+        elif self.options.metrics_ports:
+            port = self._next_metrics_port
+            self._next_metrics_port += 1
+        else:
+            return
+        service.env["QORCH_METRICS_PORT"] = str(port)
 
     def _start_infrastructure(self) -> None:
         updates: dict[str, object] = {}
@@ -151,10 +167,10 @@ class Stack:
 
     def add_service(self, name: str, args: list[str]) -> Service:
         """Start one more child (e.g. a second ``orchestrator``) next to the others; with
-        ``free_ports`` it serves metrics on a port of its own. It is stopped with the rest."""
+        ``free_ports`` or ``metrics_ports`` it serves metrics on a port of its own. It is
+        stopped with the rest."""
         service = Service(name, args)
-        if self.options.free_ports:
-            service.env["QORCH_METRICS_PORT"] = str(free_port())
+        self._give_metrics_port(service)
         self.services.append(service)
         self._spawn(service)
         return service
@@ -178,8 +194,8 @@ class Stack:
         if name == "api":
             return f"{self.api_url}/metrics"
         port = self.service(name).env.get("QORCH_METRICS_PORT")
-        if not port:
-            raise RuntimeError(f"{name} serves no metrics (start the stack with free_ports)")
+        if not port or port == "0":
+            raise RuntimeError(f"{name} serves no metrics (start the stack with metrics_ports)")
         return f"http://127.0.0.1:{port}/metrics"
 
     def stop_broker(self) -> None:
@@ -193,6 +209,13 @@ class Stack:
         if self._broker is None:
             raise RuntimeError("the stack runs no embedded broker")
         self._broker.start()
+
+    def signal_broker(self, sig: int) -> None:
+        """Send ``sig`` to the embedded broker: SIGSTOP freezes it (nothing is acknowledged, no
+        state is lost), SIGCONT resumes it."""
+        if self._broker is None:
+            raise RuntimeError("the stack runs no embedded broker")
+        self._broker.signal(sig)
 
     def stop_postgres(self) -> None:
         """Stop the embedded Postgres, keeping its data; ``start_postgres`` brings it back."""

@@ -15,10 +15,13 @@ import numpy as np
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
 from google.protobuf.message import Message as ProtoMessage
+from sqlalchemy import func, select
 
 from nodes.encoding import apply_encoding
 from nodes.executors.factory import executor_for_pool
 from orchestrator.aggregation import binding_values
+from orchestrator.store.db import make_engine
+from orchestrator.store.models import Fragment, OutboxMessage
 from orchestrator.training import fragments as training_fragments
 from orchestrator.training import runner, trainer
 from orchestrator.training.spec import PredictJob
@@ -119,6 +122,29 @@ def forged_failures(results: Sequence[pb.FragmentResult]) -> list[pb.FragmentRes
     return forged
 
 
+def forged_successes(results: Sequence[pb.FragmentResult]) -> list[pb.FragmentResult]:
+    """A success with wrong values in the name of each successful result (same fragment, job
+    and attempt): what a corrupted or forging sender would publish."""
+    forged = []
+    for result in results:
+        if result.WhichOneof("outcome") != "success":
+            continue
+        fake = pb.FragmentResult()
+        fake.CopyFrom(result)
+        for binding in fake.success.results:
+            kind = binding.WhichOneof("value")
+            if kind == "expectations":
+                binding.expectations.values[:] = [v + 1.0 for v in binding.expectations.values]
+            elif kind == "counts":
+                for outcome in binding.counts.counts:
+                    binding.counts.counts[outcome] += 1
+            elif kind == "probabilities":
+                binding.probabilities.probabilities.clear()
+                binding.probabilities.probabilities["0"] = 1.0
+        forged.append(fake)
+    return forged
+
+
 def metric(stack: Stack, service: str, name: str, **labels: str) -> float:
     """The value of one Prometheus sample of a service (0 when absent)."""
     text = httpx.get(stack.metrics_url(service), timeout=5).text
@@ -126,6 +152,94 @@ def metric(stack: Stack, service: str, name: str, **labels: str) -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "") + r" (\S+)"
     match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+# ---------------------------------------------------------------- logs and the store
+
+_FIELD = re.compile(r"(?<!\S)(\w+)=(\S+)")
+_RECORD_START = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def log_records(stack: Stack, service: str, containing: str) -> list[dict[str, str]]:
+    """The service's log records that contain ``containing``, each as its ``key=value`` context
+    fields (``job_id``, ``fragment_id``, ...) plus its whole text under ``line``.
+
+    A record logged with a traceback spans lines, its context after the traceback; lines that
+    do not start a record belong to the one before."""
+    path = stack.service(service).log_path
+    assert path is not None, "the stack logs to stderr (give it a log_dir)"
+    records: list[str] = []
+    for line in path.read_text().splitlines():
+        if _RECORD_START.match(line) or not records:
+            records.append(line)
+        else:
+            records[-1] += "\n" + line
+    return [
+        {**dict(_FIELD.findall(record)), "line": record}
+        for record in records
+        if containing in record
+    ]
+
+
+def fragment_in_hand(stack: Stack, agent: str) -> dict[str, str] | None:
+    """The context of the last fragment the agent logged as started and not as done or failed
+    (an agent publishes a fragment's result only after logging its end), if any."""
+    open_: dict[str, dict[str, str]] = {}
+    for line in log_records(stack, agent, "fragment "):
+        fid = line.get("fragment_id", "")
+        if "fragment started" in line["line"]:
+            open_.pop(fid, None)
+            open_[fid] = line
+        elif "fragment done" in line["line"] or "fragment failed" in line["line"]:
+            open_.pop(fid, None)
+    return list(open_.values())[-1] if open_ else None
+
+
+def freeze_mid_fragment(stack: Stack, agent: str, timeout: float = 60) -> dict[str, str]:
+    """SIGSTOP the agent while it runs a fragment; returns that fragment's log context.
+
+    The log is read again once the agent is frozen (a stopped process writes nothing more), so
+    the fragment returned is surely one the agent holds unanswered; when the agent had finished
+    it in between, it is resumed and caught again."""
+
+    def caught() -> dict[str, str] | None:
+        if fragment_in_hand(stack, agent) is None:
+            return None
+        stack.signal(agent, signal.SIGSTOP)
+        held = fragment_in_hand(stack, agent)
+        if held is None:
+            stack.signal(agent, signal.SIGCONT)
+        return held
+
+    return wait_until(caught, timeout=timeout, interval=0.01, what=f"{agent} mid-fragment")
+
+
+def fragment_statuses(stack: Stack, job_id: str) -> dict[str, int]:
+    """The job's fragment rows by status (pending, dispatched, done, failed), from Postgres."""
+    engine = make_engine(stack.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            query = (
+                select(Fragment.status, func.count())
+                .where(Fragment.job_id == job_id)
+                .group_by(Fragment.status)
+            )
+            return {status: int(n) for status, n in conn.execute(query)}
+    finally:
+        engine.dispose()
+
+
+def outbox_size(stack: Stack, job_id: str | None = None) -> int:
+    """Outbox rows not published yet (of one job, or all), from Postgres."""
+    engine = make_engine(stack.settings.database_url)
+    try:
+        with engine.connect() as conn:
+            query = select(func.count()).select_from(OutboxMessage)
+            if job_id is not None:
+                query = query.where(OutboxMessage.job_id == job_id)
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- circuits
@@ -251,10 +365,18 @@ def reference_training(spec: dict[str, Any], settings: Settings) -> Trained:
         executor.close()
 
 
+#: Metrics that measure time, not the model: no reference run can reproduce them.
+WALL_CLOCK_METRICS = frozenset({"step_time_s"})
+
+
 def trained(client: QorchClient, job_id: str) -> Trained:
-    """What the platform's run of a training job ended with."""
+    """What the platform's run of a training job ended with (wall-clock metrics left out)."""
     weights = client.result(job_id)["result"]["weights"]
-    return Trained(weights, [m["values"] for m in client.metrics(job_id)["data"]])
+    metrics = [
+        {k: v for k, v in m["values"].items() if k not in WALL_CLOCK_METRICS}
+        for m in client.metrics(job_id)["data"]
+    ]
+    return Trained(weights, metrics)
 
 
 def training_steps(client: QorchClient, job_id: str) -> int:

@@ -13,7 +13,10 @@ from tests.faults.conftest import FaultRun
 from tests.faults.support import (
     expected_values,
     forged_failures,
+    forged_successes,
+    freeze_mid_fragment,
     inject,
+    log_records,
     metric,
     read_all,
     values,
@@ -38,7 +41,8 @@ cnot q[0], q[1];
 def test_a_poison_fragment_is_retried_then_dead_lettered_and_other_jobs_go_on(
     fault_run: FaultRun,
 ) -> None:
-    with fault_run(max_attempts=3) as (stack, client):
+    attempts = 12  # enough retries to still be going when the healthy job is done
+    with fault_run(max_attempts=attempts) as (stack, client):
         poison = {
             "result": {"type": "expectation", "observables": ["ZZ"]},
             "programs": [{"source": POISON, "bindings": [{"a": 0.5}, {"a": 0.25}, {"a": 1.0}]}],
@@ -50,22 +54,57 @@ def test_a_poison_fragment_is_retried_then_dead_lettered_and_other_jobs_go_on(
         failed = wait_for_status(client, poison_id)
         assert failed["status"] == "FAILED"
         # the reason names the circuit (program and bindings), the attempts and the error
-        assert "program 0, bindings 2-2 failed after 3 attempt(s)" in failed["error"]
+        assert f"program 0, bindings 2-2 failed after {attempts} attempt(s)" in failed["error"]
         assert "ZeroDivisionError" in failed["error"]
 
         letters = read_all(
             stack.settings, stack.settings.topic("fragments.dlq"), pb.DeadLetter.FromString, 1
         )
+        poison_fragment = letters[0].fragment.fragment_id
         assert letters[0].fragment.job_id == poison_id
         assert letters[0].fragment.binding_offset == 2
         assert "ZeroDivisionError" in letters[0].reason
 
-        # the other job on the same pool was not disturbed
+        # the other job on the same pool was not disturbed: right values, nothing sent again,
+        # and it was not queued behind the poison: it finished while the poison was still
+        # being retried (events of one orchestrator, so one clock)
         done = wait_for_status(client, healthy_id)
         assert done["status"] == "SUCCEEDED" and done["progress"]["redispatches"] == 0
         assert values(client, healthy_id) == expected_values(healthy)
-        assert metric(stack, "orchestrator", "qorch_retries_total") == 2
+        healthy_end = [e.at.ToDatetime() for e in client.watch(healthy_id)][-1]
+        retries = [e.at.ToDatetime() for e in client.watch(poison_id) if e.type == "redispatched"]
+        assert len(retries) == attempts - 1
+        assert any(at > healthy_end for at in retries), (healthy_end, retries)
+        assert metric(stack, "orchestrator", "qorch_retries_total") == attempts - 1
         assert metric(stack, "orchestrator", "qorch_dead_letters_total", source="orchestrator") == 1
+
+        # the trace, each line naming the job and the fragment: every attempt started on an
+        # agent and failed there, each retry and the final failure in the orchestrator's log
+        started = [
+            line
+            for node in ("node-1", "node-2")
+            for line in log_records(stack, node, "fragment started")
+            if line.get("fragment_id") == poison_fragment
+        ]
+        assert {line["job_id"] for line in started} == {poison_id}
+        assert {int(line["line"].split("(attempt ")[1].split(",")[0]) for line in started} == set(
+            range(1, attempts + 1)
+        )
+        failures = [
+            line
+            for node in ("node-1", "node-2")
+            for line in log_records(stack, node, "fragment failed")
+            if line.get("fragment_id") == poison_fragment
+        ]
+        assert len(failures) >= attempts and {f["job_id"] for f in failures} == {poison_id}
+        assert all("ZeroDivisionError" in f["line"] for f in failures)
+        again = log_records(stack, "orchestrator", "fragment dispatched again: ZeroDivisionError")
+        assert [(a["job_id"], a["fragment_id"]) for a in again] == [
+            (poison_id, poison_fragment)
+        ] * (attempts - 1)
+        assert [a["attempt"] for a in again] == [str(n) for n in range(2, attempts + 1)]
+        gave_up = log_records(stack, "orchestrator", "job failed: program 0, bindings 2-2")
+        assert [(g["job_id"], g["fragment_id"]) for g in gave_up] == [(poison_id, poison_fragment)]
 
 
 def test_a_straggler_is_overtaken_and_its_late_result_ignored(fault_run: FaultRun) -> None:
@@ -75,22 +114,7 @@ def test_a_straggler_is_overtaken_and_its_late_result_ignored(fault_run: FaultRu
     ) as (stack, client):
         spec = demo_job(72, seed=51)
         job_id = client.submit(spec)["id"]
-        log = stack.service("node-1").log_path
-        assert log is not None
-
-        def busy_with() -> str | None:
-            """The fragment node-1 has started and not finished, if any."""
-            started: list[str] = []
-            for line in log.read_text().splitlines():
-                fid = line.rpartition("fragment_id=")[2].split(" ")[0]
-                if "fragment started" in line:
-                    started.append(fid)
-                elif "fragment done" in line and fid in started:
-                    started.remove(fid)
-            return started[-1] if started else None
-
-        wait_until(busy_with, timeout=60, interval=0.01, what="node-1 running a fragment")
-        stack.signal("node-1", signal.SIGSTOP)  # a straggler: it holds its fragment, silent
+        freeze_mid_fragment(stack, "node-1")  # a straggler: it holds its fragment, silent
         try:
             done = wait_for_status(client, job_id)
         finally:
@@ -123,8 +147,10 @@ def test_duplicated_and_reordered_results_never_change_a_result(fault_run: Fault
         wait_for_progress(client, second_id, 4)
         # every result on the topic so far (the first job's, some of the second's) ...
         seen = read_all(settings, results_topic, pb.FragmentResult.FromString, 14)
-        # ... again, twice each, shuffled, plus a stale failure and a forged success for each
-        injected = seen * 2 + forged_failures(seen)
+        # ... again, twice each, shuffled, plus a stale failure and a forged success (wrong
+        # values) for each: all after the real ones on their job's partition
+        injected = seen * 2 + forged_failures(seen) + forged_successes(seen)
+        assert len(injected) == 4 * len(seen)
         random.Random(7).shuffle(injected)
         inject(settings, results_topic, [(r.job_id, r) for r in injected])
 

@@ -14,10 +14,7 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from orchestrator.store.db import make_engine
-from orchestrator.store.models import Fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.client import QorchClient
 from qorch.stack import Stack
@@ -28,6 +25,7 @@ from tests.faults.support import (
     api_ready,
     end,
     forged_failures,
+    fragment_statuses,
     inject,
     metric,
     read_all,
@@ -67,15 +65,7 @@ def check_training(client: QorchClient, job_id: str, reference: Trained) -> None
 
 def unanswered(stack: Stack, job_id: str) -> int:
     """The job's fragments that were published and not answered yet (read from Postgres)."""
-    engine = make_engine(stack.settings.database_url)
-    try:
-        with engine.connect() as conn:
-            query = select(func.count()).where(
-                Fragment.job_id == job_id, Fragment.status == "dispatched"
-            )
-            return int(conn.execute(query).scalar_one())
-    finally:
-        engine.dispose()
+    return fragment_statuses(stack, job_id).get("dispatched", 0)
 
 
 def serving(stack: Stack, name: str) -> bool:
