@@ -11,12 +11,13 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import register_admin_key
-from api.errors import V1_RESPONSES, install_error_handlers
+from api.errors import V1_RESPONSES, document_invalid_requests, install_error_handlers
 from api.events import EventHub
 from api.grpc_server import create_server
 from api.limits import BodyLimit
 from api.ratelimit import RateLimiter
 from api.routes import datasets, health, jobs, keys, nodes, tenants, training
+from orchestrator.qasm import analyze
 from orchestrator.sandbox import ProgramSandbox
 from orchestrator.store.db import make_engine, make_session_factory
 from qorch.config import Settings
@@ -30,6 +31,10 @@ Submit quantum circuit jobs, follow them, and read their results.
 A job is cut into fragments that node agents run on Braket simulators or devices; progress is
 streamed over gRPC (`qorch.v1.JobService/WatchJob`) and stored as the job's events.
 """
+
+
+#: A program parsed once at start-up, so the first submitted job does not load the parser.
+WARM_UP_PROGRAM = "OPENQASM 3.0;\ninput float a;\nqubit[1] q;\nrx(a) q[0];\n"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -48,6 +53,9 @@ def create_app(settings: Settings) -> FastAPI:
             settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
         )
         await asyncio.to_thread(sandbox.start)
+        # Braket's parser loads its grammar on first use (seconds on a busy machine): pay it
+        # at start-up rather than in the first request.
+        await asyncio.to_thread(analyze, WARM_UP_PROGRAM)
         app.state.producer = Producer(settings)
         app.state.hub = hub = EventHub(settings)
         hub.start(asyncio.get_running_loop())
@@ -71,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_invalid_requests(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     for router in (jobs.router, training.router, datasets.router, nodes.router):
         app.include_router(router, responses=V1_RESPONSES)

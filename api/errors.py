@@ -43,6 +43,51 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="A readable reason (a key is shown only by its prefix).")
 
 
+class InvalidField(BaseModel):
+    """One field at fault."""
+
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query` or `path`, then the path into it, e.g. "
+        '`["body", "programs", 0, "source"]`.'
+    )
+    msg: str = Field(description="Why the value is refused.")
+    type: str = Field(description="The kind of error, e.g. `value_error` or `missing`.")
+
+
+class InvalidRequest(BaseModel):
+    """Why a request was refused with 422: every field at fault, and nothing was stored."""
+
+    detail: list[InvalidField] = Field(description="One entry per field at fault.")
+    estimate_usd: float | None = Field(
+        None,
+        description="Only when a job would cost more than its `max_cost_usd` or the tenant's "
+        "remaining budget: the estimated cost in USD.",
+    )
+
+
+def document_invalid_requests(app: FastAPI) -> None:
+    """Describe 422 answers in the OpenAPI schema by the shape the handlers below give.
+
+    FastAPI documents every 422 with its own ``HTTPValidationError``, whose entries also carry
+    ``input`` and ``ctx``; these answers never do, and a priced job's also has ``estimate_usd``.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:  # the name FastAPI's 422 answers refer to
+                body = InvalidRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(body.pop("$defs", {}))
+                schemas.pop("ValidationError", None)
+                schemas["HTTPValidationError"] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _documented(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 

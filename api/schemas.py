@@ -11,6 +11,8 @@ from orchestrator.store.models import Job, Node
 
 
 class Progress(BaseModel):
+    """How far a job has come, in fragments and in circuit runs."""
+
     fragments_done: int = Field(description="Fragments whose result has been counted.")
     fragments_total: int = Field(description="Fragments the job was cut into (0 until planned).")
     bindings_done: int = Field(description="Circuit runs (program x binding) finished.")
@@ -20,32 +22,55 @@ class Progress(BaseModel):
 
 
 class Timings(BaseModel):
-    created_at: datetime
+    """When a job was submitted, dispatched and finished (UTC, ISO 8601)."""
+
+    created_at: datetime = Field(description="When the job was submitted and stored.")
     started_at: datetime | None = Field(description="When the job was planned and dispatched.")
-    finished_at: datetime | None
+    finished_at: datetime | None = Field(
+        description="When the job reached SUCCEEDED, FAILED or CANCELLED; null until then."
+    )
     queued_s: float | None = Field(description="Seconds from submission to dispatch.")
     run_s: float | None = Field(description="Seconds from dispatch to the end (or until now).")
 
 
 class SubcircuitPublic(BaseModel):
+    """One piece of a cut program: the original qubits it holds and its width."""
+
     qubits: list[int] = Field(description="Qubits of the original program it holds.")
     width: int = Field(description="Qubits it runs on: those, plus its ancillas.")
     ancillas: int = Field(description="Ancilla qubits (one per side of a cut gate it holds).")
+    runs_done: int | None = Field(
+        None,
+        description="Circuit runs (subexperiment x binding) of this subcircuit finished so far; "
+        "shown by submission and `GET /v1/jobs/{id}`, absent from the result.",
+    )
+    runs_total: int | None = Field(
+        None,
+        description="Circuit runs of this subcircuit: its subexperiments times the program's "
+        "bindings; for a training job, those of the steps planned so far.",
+    )
 
 
 class CutPlanPublic(BaseModel):
     """How one program is cut (README "Cutting circuits across nodes")."""
 
-    cuts: int
+    cuts: int = Field(description="Cuts in the plan: gate_cuts + wire_cuts.")
     gate_cuts: int = Field(description="Cut two-qubit gates (six terms each).")
     wire_cuts: int = Field(description="Cut wires (eight terms each).")
-    subcircuits: list[SubcircuitPublic]
+    subcircuits: list[SubcircuitPublic] = Field(
+        description="The pieces the program is cut into, each run on its own."
+    )
     max_subcircuit_qubits: int = Field(description="The width limit the plan was made for.")
     sampling_overhead: float = Field(
         description="Product of gamma^2 over the cuts: shots needed for the same error grow by it."
     )
     terms: int = Field(description="Joint terms of the reconstruction.")
     exact_search: bool = Field(description="True when the search proved no cheaper plan exists.")
+    search_truncated: bool = Field(
+        False,
+        description="True when the search ran out of its work budget "
+        "(QORCH_CUT_SEARCH_TIMEOUT_S) and narrowed to a greedy one: a cheaper plan may exist.",
+    )
     subexperiments: int = Field(description="Programs run per binding for this program.")
     programs_per_subcircuit: list[int] = Field(description="Subexperiments of each subcircuit.")
 
@@ -53,15 +78,21 @@ class CutPlanPublic(BaseModel):
 class JobPublic(BaseModel):
     """A job's state and progress."""
 
-    id: str
-    name: str
-    kind: str
-    pool: str
+    id: str = Field(description="The job's id (a UUID), given on submission.")
+    name: str = Field(description="The label given on submission (may be empty).")
+    kind: str = Field(
+        description="`circuits`, `train`, `minimize`, or `predict` (made by "
+        "`POST /v1/jobs/{id}/predict`)."
+    )
+    pool: str = Field(description="The device pool its fragments run on, e.g. `local-sv`.")
     status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING or CANCELLED.")
     error: str | None = Field(description="Why the job failed or was cancelled.")
-    result_type: str
-    progress: Progress
-    timings: Timings
+    result_type: str = Field(
+        description="What each binding returns: `counts`, `probabilities` or `expectation` "
+        "(always `expectation` for train, minimize and predict jobs)."
+    )
+    progress: Progress = Field(description="Fragments and circuit runs done, of all.")
+    timings: Timings = Field(description="When it was submitted, dispatched and finished.")
     last_seq: int = Field(description="Sequence number of the job's latest event.")
     cutting: dict[str, CutPlanPublic] | None = Field(
         None,
@@ -102,15 +133,17 @@ class JobPublic(BaseModel):
 
 
 class JobsPublic(BaseModel):
-    data: list[JobPublic]
+    """One page of jobs, newest first."""
+
+    data: list[JobPublic] = Field(description="The jobs of this page (`cutting` is null here).")
     count: int = Field(description="Jobs matching the filter, over all pages.")
 
 
 class JobResultPublic(BaseModel):
     """A finished job's result."""
 
-    id: str
-    status: str
+    id: str = Field(description="The job's id.")
+    status: str = Field(description="Always SUCCEEDED: other jobs have no result (409).")
     result: dict[str, Any] = Field(
         description="`programs[i].values[j]` is the value of binding j of program i: a list of "
         "expectation values (in `observables` order), a counts object, or a probabilities object."
@@ -118,17 +151,32 @@ class JobResultPublic(BaseModel):
 
 
 class NodePublic(BaseModel):
-    id: str
-    pool: str
-    backend: str
-    hostname: str
-    pid: int
+    """A node agent as last seen through its heartbeats."""
+
+    id: str = Field(description="The agent's id (`QORCH_NODE_ID`, by default hostname-pid).")
+    pool: str = Field(description="The pool whose fragments it consumes, e.g. `local-sv`.")
+    backend: str = Field(
+        description="What runs its fragments: `braket_sv`, `braket_dm`, or a Braket device ARN."
+    )
+    hostname: str = Field(description="Host the agent runs on.")
+    pid: int = Field(description="Process id of the agent on that host.")
     state: str = Field(description="RUNNING, STOPPING, STOPPED, or OFFLINE (heartbeats stopped).")
-    started_at: datetime | None
-    last_heartbeat_at: datetime
-    fragments_done: int
-    fragments_failed: int
-    bindings_done: int
+    started_at: datetime | None = Field(
+        description="When the agent process started (UTC); null if its heartbeats did not say."
+    )
+    last_heartbeat_at: datetime = Field(
+        description="When its latest heartbeat was sent (UTC); older than "
+        "`QORCH_NODE_OFFLINE_AFTER_S` means OFFLINE."
+    )
+    fragments_done: int = Field(
+        description="Fragments it ran and answered with a result, since the agent started."
+    )
+    fragments_failed: int = Field(
+        description="Fragments it answered with a failure (error text), since the agent started."
+    )
+    bindings_done: int = Field(
+        description="Circuit runs (bindings) in the fragments it ran, since the agent started."
+    )
 
     @classmethod
     def of(cls, node: Node, now: datetime, offline_after_s: float) -> NodePublic:
@@ -150,10 +198,14 @@ class NodePublic(BaseModel):
 
 
 class NodesPublic(BaseModel):
-    data: list[NodePublic]
-    count: int
+    """Every known node agent, by pool then id."""
+
+    data: list[NodePublic] = Field(description="The agents, stopped and offline ones included.")
+    count: int = Field(description="Agents in `data`.")
 
 
 class Readiness(BaseModel):
+    """Whether the API's dependencies answer: 200 when all do, 503 otherwise."""
+
     status: str = Field(description="`ready` or `unavailable`.")
     checks: dict[str, str] = Field(description="Each dependency and what was found.")

@@ -6,6 +6,9 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
+    """A job's status: QUEUED (stored, not yet planned), RUNNING (fragments dispatched),
+    CANCELLING (cancel requested, not yet stopped), then one of SUCCEEDED, FAILED, CANCELLED."""
+
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"

@@ -11,13 +11,19 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from orchestrator.cutting.jobs import CuttingSpec, cut_problems, settle_cutting
 from orchestrator.qasm import ProgramError, ProgramInfo, analyze
-from orchestrator.training.spec import MaxCostUsd, MinimizeJob, TrainJob
+from orchestrator.training.spec import (
+    MINIMIZE_EXAMPLE,
+    TRAIN_EXAMPLE,
+    MaxCostUsd,
+    MinimizeJob,
+    TrainJob,
+)
 from qorch.config import Settings
 
 EXAMPLE_PROGRAM = """OPENQASM 3.0;
@@ -28,6 +34,21 @@ ry(theta0) q[0];
 cnot q[0], q[1];
 ry(theta1) q[1];
 """
+
+#: The OpenAPI example of a circuits job: two parameter settings of a 2-qubit circuit.
+CIRCUITS_EXAMPLE: dict[str, Any] = {
+    "name": "bell-sweep",
+    "kind": "circuits",
+    "pool": "local-sv",
+    "shots": 0,
+    "result": {"type": "expectation", "observables": ["ZZ", "XI"]},
+    "programs": [
+        {
+            "source": EXAMPLE_PROGRAM,
+            "bindings": [{"theta0": 0.1, "theta1": 0.2}, {"theta0": 1.5, "theta1": -0.4}],
+        }
+    ],
+}
 
 _PAULI = re.compile(r"^[IXYZ]+$")
 _POOL = re.compile(r"^(local-sv|local-dm|aws-[a-z0-9][a-z0-9-]*)$")
@@ -83,29 +104,7 @@ class ProgramSpec(BaseModel):
 class JobCreate(BaseModel):
     """A job submitted over HTTP."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "bell-sweep",
-                    "kind": "circuits",
-                    "pool": "local-sv",
-                    "shots": 0,
-                    "result": {"type": "expectation", "observables": ["ZZ", "XI"]},
-                    "programs": [
-                        {
-                            "source": EXAMPLE_PROGRAM,
-                            "bindings": [
-                                {"theta0": 0.1, "theta1": 0.2},
-                                {"theta0": 1.5, "theta1": -0.4},
-                            ],
-                        }
-                    ],
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CIRCUITS_EXAMPLE]})
 
     name: str = Field("", max_length=200, description="A label for people; need not be unique.")
     kind: Literal["circuits"] = Field("circuits", description="`circuits`: run circuit batches.")
@@ -270,3 +269,19 @@ AnyJob = Annotated[
     | Annotated[MinimizeJob, Tag("minimize")],
     Discriminator(_kind_of),
 ]
+
+#: The examples ``POST /v1/jobs`` shows in its OpenAPI docs, one per job kind (each valid).
+JOB_EXAMPLES: dict[str, dict[str, Any]] = {
+    "circuits": {
+        "summary": "Circuits: expectation values of a parameter sweep",
+        "value": CIRCUITS_EXAMPLE,
+    },
+    "train": {
+        "summary": "Train: a variational classifier on the built-in moons set",
+        "value": TRAIN_EXAMPLE,
+    },
+    "minimize": {
+        "summary": "Minimize: VQE of the built-in H2 Hamiltonian",
+        "value": MINIMIZE_EXAMPLE,
+    },
+}

@@ -212,6 +212,14 @@ class Settings(BaseSettings):
     max_cut_subexperiments: int = Field(
         2000, ge=1, description="Most subexperiment programs one cut program may need."
     )
+    cut_search_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="About how long the search for where to cut one program may take (it runs "
+        "inside the submit request). Turned into a work budget at submission and stored with "
+        "the job, so every orchestrator recomputes the same plan; past it the search narrows "
+        "to a greedy one and the plan says `search_truncated`.",
+    )
 
     # Node agent
     node_pool: str = "local-sv"

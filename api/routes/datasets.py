@@ -24,12 +24,12 @@ _EXAMPLE_CSV = "x,y,label\n0.1,0.9,a\n0.8,0.2,b\n0.2,0.7,a\n0.9,0.1,b\n"
 class DatasetPublic(BaseModel):
     """An uploaded dataset, without its rows."""
 
-    id: str
-    name: str
-    rows: int
+    id: str = Field(description="The dataset's id (a UUID): a train job's `data.dataset_id`.")
+    name: str = Field(description="The label given on upload (may be empty).")
+    rows: int = Field(description="Samples (CSV rows after the header).")
     feature_names: list[str] = Field(description="Feature columns, in the order jobs use them.")
     classes: list[str] = Field(description="Class names; a label is an index into this list.")
-    created_at: datetime
+    created_at: datetime = Field(description="When it was uploaded (UTC).")
 
     @classmethod
     def of(cls, row: DatasetRow) -> DatasetPublic:
@@ -44,8 +44,10 @@ class DatasetPublic(BaseModel):
 
 
 class DatasetsPublic(BaseModel):
-    data: list[DatasetPublic]
-    count: int
+    """One page of datasets, newest first."""
+
+    data: list[DatasetPublic] = Field(description="The datasets of this page.")
+    count: int = Field(description="Datasets visible to the caller, over all pages.")
 
 
 @router.post("", status_code=201, response_model=DatasetPublic, summary="Upload a CSV dataset")
@@ -96,8 +98,8 @@ def upload_dataset(
 def list_datasets(
     principal: Reader,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="Datasets to skip.")] = 0,
 ) -> DatasetsPublic:
     """The tenant's uploaded datasets (an admin's: all), newest first."""
     rows, count = repo.list_datasets(

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 
 from api import admission
 from api.deps import (
@@ -20,12 +20,13 @@ from api.deps import (
     Submitter,
 )
 from api.schemas import JobPublic, JobResultPublic, JobsPublic
-from orchestrator.cutting.jobs import circuit_runs, cut_plans
+from orchestrator.cutting.jobs import circuit_runs, cut_plans, with_progress
 from orchestrator.lifecycle import JobStatus
-from orchestrator.spec import AnyJob, JobCreate, validate_job
+from orchestrator.spec import JOB_EXAMPLES, AnyJob, JobCreate, validate_job
 from orchestrator.store import repository as repo
 from orchestrator.store.events import event_to_proto
 from orchestrator.store.models import JobEventRow
+from orchestrator.training import cut as training_cut
 from orchestrator.training import runner as training
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -43,7 +44,7 @@ def _announce(
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
 def submit_job(
-    body: AnyJob,
+    body: Annotated[AnyJob, Body(openapi_examples=JOB_EXAMPLES)],
     principal: Submitter,
     session: SessionDep,
     settings: SettingsDep,
@@ -65,6 +66,7 @@ def submit_job(
         result_type, observables = body.result.type.value, len(body.result.observables)
         plans = cut_plans(body)
     else:
+        training_cut.settle_budget(body, settings)  # stored with the spec
         setup = training.setup_for(session, body, settings)
         session.rollback()  # the lookups above must not hold a transaction open
         bindings, result_type, observables = 0, "expectation", len(setup.observables)
@@ -88,6 +90,11 @@ def submit_job(
             job.result = {"cutting": plans}
         events = repo.events_after(session, job.id, 0)
     _announce(list(events), producer, settings, hub)
+    if plans:  # nothing has run yet
+        counts = None
+        if isinstance(body, JobCreate):
+            counts = {i: len(p.bindings) for i, p in enumerate(body.programs)}
+        plans = with_progress(plans, {}, counts)
     return JobPublic.of(job, datetime.now(UTC), cutting=plans)
 
 
@@ -113,9 +120,15 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Read a job")
 def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobPublic:
-    """Status, progress counts, timings and, for a job whose circuits are cut, the cut plan."""
+    """Status, progress counts, timings and, for a job whose circuits are cut, the cut plan
+    with each subcircuit's progress (circuit runs done and in all)."""
     job = repo.get_job(session, job_id, principal.tenant_filter)
-    return JobPublic.of(job, datetime.now(UTC), cutting=repo.cut_plans(session, job.id))
+    plans = repo.cut_plans(session, job.id)
+    if plans:
+        cut = [int(key) for key in plans if key.isdigit()]
+        bindings = repo.program_bindings(session, job.id, cut) if job.kind == "circuits" else None
+        plans = with_progress(plans, repo.fragment_runs(session, job.id), bindings)
+    return JobPublic.of(job, datetime.now(UTC), cutting=plans)
 
 
 @router.get("/{job_id}/result", response_model=JobResultPublic, summary="Read a job's result")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, SessionDep
 from orchestrator.store import repository as repo
@@ -21,6 +21,12 @@ Scope = Annotated[str, Field(pattern="^(read|submit|admin)$")]
 
 class KeyCreate(BaseModel):
     """A key to create."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"tenant": "research", "scopes": ["read", "submit"], "name": "ci runner"}]
+        }
+    )
 
     tenant: str = Field(
         min_length=1,
@@ -41,13 +47,17 @@ class KeyCreate(BaseModel):
 class KeyPublic(BaseModel):
     """A key without its secret: only its first characters are ever shown again."""
 
-    id: str
-    prefix: str
-    tenant: str
-    scopes: list[str]
-    name: str
-    created_at: datetime
-    revoked_at: datetime | None
+    id: str = Field(description="The key's id (a UUID), for revoking it.")
+    prefix: str = Field(
+        description="The key's first 10 characters, to tell it apart in lists and logs."
+    )
+    tenant: str = Field(description="The tenant the key acts for.")
+    scopes: list[str] = Field(description="Its scopes, of `read`, `submit` and `admin`.")
+    name: str = Field(description="The label given on creation (may be empty).")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    revoked_at: datetime | None = Field(
+        description="When it was revoked (UTC); null while it is valid."
+    )
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyPublic:
@@ -69,8 +79,10 @@ class KeyCreated(KeyPublic):
 
 
 class KeysPublic(BaseModel):
-    data: list[KeyPublic]
-    count: int
+    """Every API key, revoked ones included."""
+
+    data: list[KeyPublic] = Field(description="The keys, without their secrets.")
+    count: int = Field(description="Keys in `data`.")
 
 
 @router.post("", status_code=201, response_model=KeyCreated, summary="Create an API key")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.admission import Quotas
 from api.deps import Admin, Reader, SessionDep, SettingsDep
@@ -23,22 +23,55 @@ TenantId = Annotated[
 class TenantUpdate(BaseModel):
     """Quotas to change: a field left out keeps its value, null returns it to the default."""
 
-    max_concurrent_jobs: int | None = Field(None, ge=1, le=1_000_000)
-    max_circuits_per_job: int | None = Field(None, ge=1, le=2_000_000_000)
-    max_shots_per_job: int | None = Field(None, ge=1, le=10**15)
-    submit_rate_per_s: float | None = Field(None, gt=0, le=1e6)
-    budget_usd: float | None = Field(None, ge=0, le=1e12, description="Total AWS spend allowed.")
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"max_concurrent_jobs": 50, "budget_usd": 25.0}]}
+    )
+
+    max_concurrent_jobs: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Unfinished jobs at once (429 beyond); default "
+        "`QORCH_TENANT_MAX_CONCURRENT_JOBS`.",
+    )
+    max_circuits_per_job: int | None = Field(
+        None,
+        ge=1,
+        le=2_000_000_000,
+        description="Circuit runs (programs x bindings) in one job; default "
+        "`QORCH_TENANT_MAX_CIRCUITS_PER_JOB`.",
+    )
+    max_shots_per_job: int | None = Field(
+        None,
+        ge=1,
+        le=10**15,
+        description="Shots x circuit runs in one job; default `QORCH_TENANT_MAX_SHOTS_PER_JOB`.",
+    )
+    submit_rate_per_s: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="Sustained submissions per second (429 beyond); default "
+        "`QORCH_TENANT_SUBMIT_RATE_PER_S`.",
+    )
+    budget_usd: float | None = Field(
+        None,
+        ge=0,
+        le=1e12,
+        description="Total spend allowed on aws-* pools, in USD; default "
+        "`QORCH_TENANT_BUDGET_USD`.",
+    )
 
 
 class TenantPublic(BaseModel):
     """A tenant's effective quotas and what it has spent on paid pools."""
 
-    id: str
-    max_concurrent_jobs: int
-    max_circuits_per_job: int
-    max_shots_per_job: int
-    submit_rate_per_s: float
-    budget_usd: float
+    id: str = Field(description="The tenant's name.")
+    max_concurrent_jobs: int = Field(description="Unfinished jobs at once; 429 beyond.")
+    max_circuits_per_job: int = Field(description="Circuit runs (programs x bindings) in a job.")
+    max_shots_per_job: int = Field(description="Shots x circuit runs in a job.")
+    submit_rate_per_s: float = Field(description="Sustained submissions per second; 429 beyond.")
+    budget_usd: float = Field(description="Total spend allowed on aws-* pools, in USD.")
     spent_usd: float = Field(description="Estimates of the jobs it submitted on aws-* pools.")
 
     @classmethod

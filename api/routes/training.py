@@ -42,24 +42,26 @@ class MetricPublic(BaseModel):
 class MetricsPublic(BaseModel):
     """A training job's history, oldest first."""
 
-    id: str
-    kind: str
-    status: str
-    data: list[MetricPublic]
+    id: str = Field(description="The job's id.")
+    kind: str = Field(description="`train` or `minimize`.")
+    status: str = Field(description="The job's status now (metrics grow while it is RUNNING).")
+    data: list[MetricPublic] = Field(description="Every recorded step and epoch, oldest first.")
 
 
 class Prediction(BaseModel):
     """The predicted class of one sample and the probability of every class."""
 
     class_: str = Field(alias="class", description="The most probable class.")
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] = Field(
+        description="Class name -> probability; the probabilities sum to 1."
+    )
 
 
 class PredictionsPublic(BaseModel):
     """Predictions, one per sample in the request's order, and the job that computed them."""
 
     job_id: str = Field(description="The `predict` job whose circuits ran on the nodes.")
-    predictions: list[Prediction]
+    predictions: list[Prediction] = Field(description="One per sample, in the request's order.")
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsPublic, summary="Training metrics")
@@ -190,7 +192,7 @@ def _fresh_job(session: Any, job_id: str) -> dict[str, Any]:
 class CheckpointPublic(BaseModel):
     """The latest checkpoint of a training or minimisation job."""
 
-    id: str
+    id: str = Field(description="The job's id.")
     step: int = Field(description="Requests issued so far (gradient and evaluation steps).")
     state: dict[str, Any] = Field(
         description="weights, optimizer state, step, epoch, batch, sample order, last_gradient."

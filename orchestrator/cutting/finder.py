@@ -14,15 +14,18 @@ Costs add up as ``log(γ²)`` (the log of the sampling overhead), ties broken by
 cuts. States with the same blocks are merged keeping the cheapest, so the search is a dynamic
 program and exact while the number of distinct states per step stays under ``max_states``;
 beyond that only the cheapest ``max_states`` are kept (a beam search), and the plan is marked
-heuristic. The work is bounded by ``operations * max_states * actions``; it is deterministic,
-so the same circuit always gets the same plan. Pure: no I/O.
+heuristic. The work is bounded by ``operations * max_states * actions``, and by
+``max_work`` when given: a count of successor states times qubits (what canonicalising them
+costs), spread over the remaining operations, that narrows the beam (down to a greedy search of
+width 1) so the whole search stays within it. Both bounds count work, not time, so the search
+is deterministic: the same circuit and bounds always get the same plan. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 WIRE_COST = math.log(16.0)
@@ -73,6 +76,8 @@ class CutSolution:
     log_overhead: float
     exact: bool  # the search was exhaustive: no cheaper plan exists
     states: int  # the largest number of states the search held at one step
+    truncated: bool = False  # the work budget narrowed the beam below max_states
+    work: int = 0  # work spent, in the units of max_work
 
 
 class NoCutPlan(ValueError):
@@ -80,9 +85,16 @@ class NoCutPlan(ValueError):
 
 
 def find_cuts(
-    qubits: int, events: Sequence[Event], max_width: int, *, max_states: int = 2000
+    qubits: int,
+    events: Sequence[Event],
+    max_width: int,
+    *,
+    max_states: int = 2000,
+    max_work: int | None = None,
 ) -> CutSolution:
-    """The cheapest cuts found so that every subcircuit has at most ``max_width`` qubits."""
+    """The cheapest cuts found so that every subcircuit has at most ``max_width`` qubits,
+    keeping at most ``max_states`` states per operation and spending at most about
+    ``max_work`` work units (None: no such bound)."""
     if max_width < 1:
         raise ValueError("max_width must be at least 1")
     if any(len(e.qubits) > max_width for e in events):
@@ -90,7 +102,9 @@ def find_cuts(
         raise NoCutPlan(f"an operation acts on {widest} qubits; subcircuits allow {max_width}")
     frontier: dict[_Key, _Node] = {(tuple(range(qubits)), (1,) * qubits): _Node(0.0, 0, None, None)}
     exact = True
+    truncated = False
     peak = 1
+    work = 0
     # Qubits that no later operation touches cannot change a later choice: forget them, so
     # states that differ only there are merged.
     active: list[frozenset[int]] = []
@@ -102,7 +116,9 @@ def find_cuts(
     for step, event in enumerate(events):
         following: dict[_Key, _Node] = {}
         for key, node in frontier.items():
-            for action, new_key, cost, cuts in _moves(key, event, max_width, active[step]):
+            moves = _moves(key, event, max_width, active[step])
+            work += len(moves) * qubits
+            for action, new_key, cost, cuts in moves:
                 total, count = node.cost + cost, node.cuts + cuts
                 best = following.get(new_key)
                 if best is None or (total, count) < (best.cost, best.cuts):
@@ -113,10 +129,14 @@ def find_cuts(
                 f"subcircuits of {max_width} qubits"
             )
         peak = max(peak, len(following))
-        if len(following) > max_states:
+        width = max_states
+        if max_work is not None and step + 1 < len(events):
+            width = min(width, _affordable(max_work - work, events[step + 1 :], qubits))
+        if len(following) > width:
             exact = False
+            truncated = truncated or width < max_states
             ranked = sorted(following.items(), key=lambda kv: (kv[1].cost, kv[1].cuts, kv[0]))
-            following = dict(ranked[:max_states])
+            following = dict(ranked[:width])
         frontier = following
     best = min(frontier.values(), key=lambda n: (n.cost, n.cuts))
     actions: list[_Action] = []
@@ -125,7 +145,19 @@ def find_cuts(
         actions.append(back.action)
         back = back.parent
     actions.reverse()
-    return _replay(qubits, events, actions, best.cost, exact, peak)
+    solution = _replay(qubits, events, actions, best.cost, exact, peak)
+    return replace(solution, truncated=truncated, work=work)
+
+
+def _affordable(budget: int, rest: Sequence[Event], qubits: int) -> int:
+    """States the next operation may expand so that the rest of the search fits ``budget``:
+    an even share of it per remaining operation, over the most successors one state can
+    have there (every subset of the operation's wires cut, or the gate cut). Never below 1:
+    a beam of one is a greedy search, and one always succeeds (cutting every wire of an
+    operation into a new block fits, as no operation is wider than the limit)."""
+    successors = 2 ** len(rest[0].qubits) + 1
+    share = budget // len(rest)
+    return max(1, share // (successors * qubits))
 
 
 def _moves(

@@ -3,14 +3,17 @@ actually run (the *run list*), and the job's result knitted back from theirs.
 
 A job with ``cutting`` set cuts every program wider than ``cutting.max_subcircuit_qubits``;
 :func:`settle_cutting` (called by validation) turns it on for programs wider than the pool and
-caps ``k`` at the pool's limit, so the stored spec alone decides the plan. The plan is
-deterministic, so planning, re-dispatch and aggregation recompute the same run list.
+caps ``k`` at the pool's limit, so the stored spec alone decides the plan. It also stores
+the search's work budget (``cutting.search_budget``, from ``QORCH_CUT_SEARCH_TIMEOUT_S``): the
+search counts work, not time, so with the budget in the spec every orchestrator process
+recomputes the same plan, and planning, re-dispatch and aggregation the same run list, even if
+the setting changes while the job runs.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -19,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.cutting.experiments import CutExperiment
 from orchestrator.cutting.ir import CuttingError
-from orchestrator.cutting.plan import DEFAULT_SEARCH_STATES, plan_cuts
+from orchestrator.cutting.plan import DEFAULT_SEARCH_STATES, CutPlan, plan_cuts, search_budget
 from orchestrator.qasm import analyze
 
 if TYPE_CHECKING:
@@ -37,6 +40,14 @@ class CuttingSpec(BaseModel):
         le=64,
         description="Qubits of the widest subcircuit, ancillas included; programs wider than "
         "this are cut. Capped at the pool's qubit limit.",
+    )
+    search_budget: int | None = Field(
+        None,
+        ge=1,
+        description="Work units the cut search may spend (300000 per second of "
+        "QORCH_CUT_SEARCH_TIMEOUT_S). Set at submission from that setting, and capped by it; "
+        "stored so that every orchestrator recomputes the same plan. Null: unbounded (jobs "
+        "stored before the setting existed).",
     )
 
 
@@ -78,17 +89,40 @@ def program_width(source: str) -> int:
 
 
 @lru_cache(maxsize=64)
+def plan_for(source: str, max_width: int, max_states: int, max_work: int | None) -> CutPlan:
+    """The cut plan of one program (cached: validation, planning and aggregation ask)."""
+    return plan_cuts(source, max_width, max_states=max_states, max_work=max_work)
+
+
+@lru_cache(maxsize=64)
 def experiment_for(
-    source: str, observables: tuple[str, ...], max_width: int, max_states: int
+    source: str,
+    observables: tuple[str, ...],
+    max_width: int,
+    max_states: int,
+    max_work: int | None = None,
 ) -> CutExperiment:
     """The cut experiment of one program (cached: planning, re-dispatch and aggregation all
     ask for it)."""
-    return CutExperiment(plan_cuts(source, max_width, max_states=max_states), observables)
+    return CutExperiment(plan_for(source, max_width, max_states, max_work), observables)
+
+
+def settled_spec(cutting: CuttingSpec | None, k: int, settings: Settings) -> CuttingSpec:
+    """``cutting`` with ``k`` capped at ``k`` and the search budget capped at the setting's
+    (a new spec for ``k`` when None)."""
+    budget = search_budget(settings.cut_search_timeout_s)
+    if cutting is None:
+        return CuttingSpec(max_subcircuit_qubits=k, search_budget=budget)
+    return CuttingSpec(
+        max_subcircuit_qubits=min(cutting.max_subcircuit_qubits, k),
+        search_budget=min(cutting.search_budget or budget, budget),
+    )
 
 
 def settle_cutting(job: JobCreate, settings: Settings) -> None:
-    """Turn cutting on when a program is wider than the pool, and cap ``k`` at the pool's
-    limit. Only expectation jobs can be cut; others are left for validation to refuse."""
+    """Turn cutting on when a program is wider than the pool, cap ``k`` at the pool's limit
+    and set the search's work budget. Only expectation jobs can be cut; others are left for
+    validation to refuse."""
     limit = settings.max_qubits(job.pool)
     if job.result.type.value != "expectation" or limit < 2:
         return  # nothing useful to cut into
@@ -100,9 +134,34 @@ def settle_cutting(job: JobCreate, settings: Settings) -> None:
             except ValueError:
                 continue  # validation reports it
         if widths and max(widths) > limit:
-            job.cutting = CuttingSpec(max_subcircuit_qubits=limit)
-    elif job.cutting.max_subcircuit_qubits > limit:
-        job.cutting = CuttingSpec(max_subcircuit_qubits=limit)
+            job.cutting = settled_spec(None, limit, settings)
+    else:
+        job.cutting = settled_spec(job.cutting, limit, settings)
+
+
+def limit_problems(plan: CutPlan, settings: Settings) -> list[str]:
+    """Why a plan is beyond the limits (empty when it is not), with its numbers. Counts the
+    subexperiments without building them: a plan far beyond the limits can have
+    astronomically many."""
+    subexperiments = sum(plan.programs_per_subcircuit)
+    numbers = (
+        f"{len(plan.cuts)} cuts ({plan.gate_cuts} gates, {plan.wire_cuts} wires), "
+        f"{subexperiments} subexperiments, sampling overhead {plan.sampling_overhead:.4g}"
+    )
+    if plan.truncated:
+        numbers += " (search cut short by QORCH_CUT_SEARCH_TIMEOUT_S)"
+    problems = []
+    if plan.sampling_overhead > settings.max_cut_overhead:
+        problems.append(
+            f"cut plan beyond the limit: {numbers}; the sampling overhead may be at most "
+            f"{settings.max_cut_overhead:g} (QORCH_MAX_CUT_OVERHEAD)"
+        )
+    if subexperiments > settings.max_cut_subexperiments:
+        problems.append(
+            f"cut plan beyond the limit: {numbers}; at most {settings.max_cut_subexperiments} "
+            "subexperiments per program (QORCH_MAX_CUT_SUBEXPERIMENTS)"
+        )
+    return problems
 
 
 def cut_problems(job: JobCreate, index: int, settings: Settings) -> list[str]:
@@ -117,29 +176,10 @@ def cut_problems(job: JobCreate, index: int, settings: Settings) -> list[str]:
     if program_width(program.source) <= k:
         return []
     try:
-        experiment = experiment_for(
-            program.source, tuple(job.result.observables), k, DEFAULT_SEARCH_STATES
-        )
+        plan = plan_for(program.source, k, DEFAULT_SEARCH_STATES, job.cutting.search_budget)
     except CuttingError as exc:
         return [f"cannot be cut into subcircuits of {k} qubits: {exc}"]
-    plan = experiment.plan
-    numbers = (
-        f"{len(plan.cuts)} cuts ({plan.gate_cuts} gates, {plan.wire_cuts} wires), "
-        f"{len(experiment.programs)} subexperiments, sampling overhead "
-        f"{plan.sampling_overhead:.4g}"
-    )
-    problems = []
-    if plan.sampling_overhead > settings.max_cut_overhead:
-        problems.append(
-            f"cut plan beyond the limit: {numbers}; the sampling overhead may be at most "
-            f"{settings.max_cut_overhead:g} (QORCH_MAX_CUT_OVERHEAD)"
-        )
-    if len(experiment.programs) > settings.max_cut_subexperiments:
-        problems.append(
-            f"cut plan beyond the limit: {numbers}; at most {settings.max_cut_subexperiments} "
-            "subexperiments per program (QORCH_MAX_CUT_SUBEXPERIMENTS)"
-        )
-    return problems
+    return limit_problems(plan, settings)
 
 
 def run_programs(job: JobCreate) -> tuple[RunProgram, ...]:
@@ -165,12 +205,13 @@ def job_layout(job: JobCreate, max_states: int = DEFAULT_SEARCH_STATES) -> JobLa
     experiments: dict[int, CutExperiment] = {}
     first: list[int] = []
     k = job.cutting.max_subcircuit_qubits if job.cutting is not None else None
+    budget = job.cutting.search_budget if job.cutting is not None else None
     for index, program in enumerate(job.programs):
         first.append(len(runs))
         if k is None or program_width(program.source) <= k:
             runs.append(RunProgram(program.source, observables, 0, index))
             continue
-        experiment = experiment_for(program.source, observables, k, max_states)
+        experiment = experiment_for(program.source, observables, k, max_states, budget)
         experiments[index] = experiment
         runs.extend(
             RunProgram(p.source, p.observables, p.qubits, index, p.subcircuit)
@@ -226,9 +267,15 @@ def describe_plans(plans: dict[str, dict[str, Any]]) -> str:
             f"{name} cut into {len(plan['subcircuits'])} subcircuits (widths {widths}): "
             f"{plan['gate_cuts']} gate cuts, {plan['wire_cuts']} wire cuts, "
             f"{plan['subexperiments']} subexperiments, sampling overhead "
-            f"{plan['sampling_overhead']:.4g}" + ("" if plan["exact_search"] else " (beam search)")
+            f"{plan['sampling_overhead']:.4g}" + _search_note(plan)
         )
     return "; ".join(parts)
+
+
+def _search_note(plan: Mapping[str, Any]) -> str:
+    if plan.get("search_truncated"):
+        return " (beam search cut short by its time budget)"
+    return "" if plan["exact_search"] else " (beam search)"
 
 
 def describe_run(run: RunProgram) -> str:
@@ -256,4 +303,42 @@ def knit_values(
         results = run_values[start : start + len(experiment.programs)]
         bindings = program.bindings or [{}]
         out.append(experiment.reconstruct(results, bindings))
+    return out
+
+
+def with_progress(
+    plans: Mapping[str, Mapping[str, Any]],
+    runs: Mapping[int, tuple[int, int]],
+    bindings: Mapping[int, int] | None,
+) -> dict[str, dict[str, Any]]:
+    """The plans with each subcircuit's progress (``runs_done``, ``runs_total``).
+
+    ``runs`` gives, per fragment ``program_index``, the circuit runs in its fragments written
+    so far and those done. A circuits job (``bindings``: bindings of each cut program) numbers
+    its runs over the whole job: one per uncut program, then each cut program's
+    subexperiments, which :class:`CutExperiment` orders by subcircuit
+    (``programs_per_subcircuit``); a subcircuit's total is its subexperiments times its
+    program's bindings. A training job (``bindings`` None, plan key ``model``) numbers the
+    model's subexperiments from 0, and its totals are what the steps planned so far wrote.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    offset = 0
+    covered = 0  # job programs whose runs precede ``offset``
+    for key in sorted(plans, key=lambda k: int(k) if k.isdigit() else -1):
+        plan = plans[key]
+        if bindings is not None and key.isdigit():
+            offset += int(key) - covered  # the uncut programs before it: one run each
+            covered = int(key) + 1
+        counts = [int(c) for c in plan["programs_per_subcircuit"]]
+        subcircuits = []
+        for sub, count in zip(plan["subcircuits"], counts, strict=True):
+            indices = range(offset, offset + count)
+            done = sum(runs.get(i, (0, 0))[1] for i in indices)
+            if bindings is not None:
+                total = count * max(1, bindings.get(int(key), 0))
+            else:
+                total = sum(runs.get(i, (0, 0))[0] for i in indices)
+            subcircuits.append({**sub, "runs_done": done, "runs_total": total})
+            offset += count
+        out[key] = {**plan, "subcircuits": subcircuits}
     return out

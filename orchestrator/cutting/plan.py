@@ -18,10 +18,27 @@ from braket.circuits import Instruction, gates
 from orchestrator.cutting.finder import Event, Segment, find_cuts
 from orchestrator.cutting.gates import ZZForm, zz_form
 from orchestrator.cutting.ir import CircuitIR, CuttingError, read_circuit, remap
-from orchestrator.cutting.qpd import GATE_TERMS, WIRE_GAMMA, WIRE_TERMS
+from orchestrator.cutting.qpd import (
+    GATE_ACTIONS,
+    GATE_TERMS,
+    PREPARATIONS,
+    WIRE_GAMMA,
+    WIRE_TERMS,
+)
 
 #: How many states the cut search may keep per operation (bounds its time).
 DEFAULT_SEARCH_STATES = 2000
+#: Work units (successor states x qubits, see :func:`orchestrator.cutting.finder.find_cuts`)
+#: a second of search is worth, to turn a time limit into a work budget. Measured at 0.56-0.91
+#: million a second on an idle core of a small shared machine; half the slowest leaves room
+#: for a loaded one.
+SEARCH_WORK_PER_SECOND = 300_000
+
+
+def search_budget(seconds: float) -> int:
+    """The work budget that keeps the cut search within about ``seconds`` on a slow core."""
+    return max(1, int(seconds * SEARCH_WORK_PER_SECOND))
+
 
 RoleKind = Literal["gate0", "gate1", "upstream", "downstream"]
 
@@ -117,6 +134,7 @@ class CutPlan:
     subcircuits: tuple[Subcircuit, ...]
     exact: bool  # the search proved no cheaper plan exists
     search_states: int
+    truncated: bool = False  # the search's work budget narrowed it (a cheaper plan may exist)
 
     @property
     def gate_cuts(self) -> int:
@@ -138,6 +156,30 @@ class CutPlan:
         """Terms of the joint decomposition (products of one term per cut)."""
         return math.prod(c.terms for c in self.cuts)
 
+    @property
+    def programs_per_subcircuit(self) -> list[int]:
+        """Subexperiment programs of each subcircuit, counted without building them: the
+        product over the cuts it takes part in of their distinct choices there (5 actions at
+        one side of a cut gate, 6 term pairs when it holds both sides, 6 prepared states at
+        the downstream end of a cut wire; the upstream end only adds observables). Equals
+        :attr:`CutExperiment.program_counts <orchestrator.cutting.experiments.CutExperiment>`."""
+        counts = []
+        for sub in self.subcircuits:
+            kinds: dict[int, set[str]] = {}
+            for role in sub.roles:
+                if role.kind != "upstream":
+                    kinds.setdefault(role.cut, set()).add(role.kind)
+            count = 1
+            for found in kinds.values():
+                if found == {"gate0", "gate1"}:
+                    count *= len(set(GATE_TERMS))
+                elif "downstream" in found:
+                    count *= len(PREPARATIONS)
+                else:
+                    count *= len(GATE_ACTIONS)
+            counts.append(count)
+        return counts
+
     def summary(self) -> dict[str, object]:
         """The plan as plain data, for people and for the job record."""
         return {
@@ -152,20 +194,32 @@ class CutPlan:
             "sampling_overhead": round(self.sampling_overhead, 6),
             "terms": self.terms,
             "exact_search": self.exact,
+            "search_truncated": self.truncated,
         }
 
 
-def plan_cuts(source: str, max_width: int, *, max_states: int = DEFAULT_SEARCH_STATES) -> CutPlan:
-    """Read ``source`` and cut it into subcircuits of at most ``max_width`` qubits.
+def plan_cuts(
+    source: str,
+    max_width: int,
+    *,
+    max_states: int = DEFAULT_SEARCH_STATES,
+    max_work: int | None = None,
+) -> CutPlan:
+    """Read ``source`` and cut it into subcircuits of at most ``max_width`` qubits, the
+    search bounded by ``max_states`` per operation and ``max_work`` in all (None: unbounded).
 
     Raises CuttingError when the program cannot be read or no cuts make it fit.
     """
     circuit = read_circuit(source)
-    return plan_circuit(circuit, max_width, max_states=max_states)
+    return plan_circuit(circuit, max_width, max_states=max_states, max_work=max_work)
 
 
 def plan_circuit(
-    circuit: CircuitIR, max_width: int, *, max_states: int = DEFAULT_SEARCH_STATES
+    circuit: CircuitIR,
+    max_width: int,
+    *,
+    max_states: int = DEFAULT_SEARCH_STATES,
+    max_work: int | None = None,
 ) -> CutPlan:
     """:func:`plan_cuts` for a circuit already read."""
     forms: dict[int, ZZForm] = {}
@@ -180,7 +234,9 @@ def plan_circuit(
             cost = 2.0 * math.log(form.gamma())
         events.append(Event(index, op.qubits, cost))
     try:
-        solution = find_cuts(circuit.qubits, events, max_width, max_states=max_states)
+        solution = find_cuts(
+            circuit.qubits, events, max_width, max_states=max_states, max_work=max_work
+        )
     except ValueError as exc:
         raise CuttingError(str(exc)) from exc
 
@@ -208,6 +264,7 @@ def plan_circuit(
         subcircuits=subcircuits,
         exact=solution.exact,
         search_states=solution.states,
+        truncated=solution.truncated,
     )
 
 

@@ -92,6 +92,33 @@ def cut_plans(session: Session, job_id: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and value else None
 
 
+def fragment_runs(session: Session, job_id: str) -> dict[int, tuple[int, int]]:
+    """Per fragment ``program_index`` of the job: circuit runs (bindings) in its fragments
+    written so far, and in those done. One aggregate query; no result is loaded."""
+    done = func.coalesce(
+        func.sum(Fragment.binding_count).filter(Fragment.status == FragmentStatus.DONE), 0
+    )
+    rows = session.execute(
+        select(Fragment.program_index, func.sum(Fragment.binding_count), done)
+        .where(Fragment.job_id == job_id)
+        .group_by(Fragment.program_index)
+    )
+    return {int(index): (int(written), int(finished)) for index, written, finished in rows}
+
+
+def program_bindings(session: Session, job_id: str, indices: Sequence[int]) -> dict[int, int]:
+    """Bindings of the job's programs at ``indices``, read inside the stored spec (the spec
+    itself is not loaded)."""
+    if not indices:
+        return {}
+    counts = [
+        func.coalesce(func.jsonb_array_length(Job.spec["programs"][i]["bindings"]), 0)
+        for i in indices
+    ]
+    row = session.execute(select(*counts).where(Job.id == job_id)).one()
+    return {i: int(count) for i, count in zip(indices, row, strict=True)}
+
+
 def lock_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
     """The job, locked for update until the transaction ends; NotFound if missing (or, with
     ``tenant``, another tenant's)."""

@@ -23,8 +23,8 @@ import numpy as np
 
 from orchestrator.cutting.experiments import CutExperiment
 from orchestrator.cutting.ir import AngleFunction, CuttingError
-from orchestrator.cutting.jobs import CuttingSpec, experiment_for
-from orchestrator.cutting.plan import DEFAULT_SEARCH_STATES, GateCut
+from orchestrator.cutting.jobs import experiment_for, limit_problems, plan_for, settled_spec
+from orchestrator.cutting.plan import DEFAULT_SEARCH_STATES, CutPlan, GateCut
 from orchestrator.spec import FieldError, SpecError
 from orchestrator.training.spec import MinimizeJob, PredictJob, TrainJob
 from orchestrator.training.trainer import Setup, StepRequest
@@ -72,7 +72,9 @@ def experiment(
     k = cut_width(spec, setup.model.qubits, settings)
     if not k:
         return None
-    return experiment_for(setup.model.source, setup.observables, k, DEFAULT_SEARCH_STATES)
+    cutting = None if isinstance(spec, PredictJob) else spec.cutting
+    budget = cutting.search_budget if cutting is not None else None
+    return experiment_for(setup.model.source, setup.observables, k, DEFAULT_SEARCH_STATES, budget)
 
 
 def settle(spec: TrainJob | MinimizeJob | PredictJob, setup: Setup, settings: Settings) -> None:
@@ -84,39 +86,35 @@ def settle(spec: TrainJob | MinimizeJob | PredictJob, setup: Setup, settings: Se
     if spec.cutting is None and qubits > limit:
         if limit < 2:
             raise SpecError([FieldError(("cutting",), _too_wide(qubits, limit, "no plan fits"))])
-        spec.cutting = CuttingSpec(max_subcircuit_qubits=limit)
+        spec.cutting = settled_spec(None, limit, settings)
+    k = cut_width(spec, qubits, settings)
+    if not k:
+        return
+    budget = spec.cutting.search_budget if spec.cutting is not None else None
     try:
-        found = experiment(spec, setup, settings)
+        plan = plan_for(setup.model.source, k, DEFAULT_SEARCH_STATES, budget)
     except CuttingError as exc:
         raise SpecError([FieldError(("cutting",), _too_wide(qubits, limit, str(exc)))]) from exc
-    if found is None:
-        return
-    problems = _problems(found, settings)
+    problems = _problems(plan, settings)
     if problems:
         raise SpecError([FieldError(("cutting",), problem) for problem in problems])
+
+
+def settle_budget(spec: TrainJob | MinimizeJob | PredictJob, settings: Settings) -> None:
+    """At submission: give a job that asks for cutting the search budget of the settings (a
+    budget it names is capped by it). Not on the stored spec: every orchestrator process must
+    plan with the budget stored at submission, whatever its own setting."""
+    if isinstance(spec, PredictJob) or spec.cutting is None:
+        return
+    spec.cutting = settled_spec(spec.cutting, spec.cutting.max_subcircuit_qubits, settings)
 
 
 def _too_wide(qubits: int, limit: int, why: str) -> str:
     return f"{qubits} qubits; the pool allows {limit} and the circuit cannot be cut: {why}"
 
 
-def _problems(found: CutExperiment, settings: Settings) -> list[str]:
-    plan = found.plan
-    numbers = (
-        f"{len(plan.cuts)} cuts ({plan.gate_cuts} gates, {plan.wire_cuts} wires), "
-        f"{len(found.programs)} subexperiments, sampling overhead {plan.sampling_overhead:.4g}"
-    )
-    problems = []
-    if plan.sampling_overhead > settings.max_cut_overhead:
-        problems.append(
-            f"cut plan beyond the limit: {numbers}; the sampling overhead may be at most "
-            f"{settings.max_cut_overhead:g} (QORCH_MAX_CUT_OVERHEAD)"
-        )
-    if len(found.programs) > settings.max_cut_subexperiments:
-        problems.append(
-            f"cut plan beyond the limit: {numbers}; at most {settings.max_cut_subexperiments} "
-            "subexperiments (QORCH_MAX_CUT_SUBEXPERIMENTS)"
-        )
+def _problems(plan: CutPlan, settings: Settings) -> list[str]:
+    problems = limit_problems(plan, settings)
     varying = [
         c.op_index
         for c in plan.cuts

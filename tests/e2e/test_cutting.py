@@ -5,6 +5,7 @@ LocalSimulator running the whole circuit directly, or from the uncut run in-proc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,9 @@ def test_a_12_qubit_job_on_6_qubit_nodes_equals_the_whole_circuit(client: QorchC
     assert all(s["width"] <= 6 for s in plan["subcircuits"]) and plan["exact_search"]
     # progress counts circuit runs: every binding once per subexperiment
     assert submitted["progress"]["bindings_total"] == 3 * 35
+    per_subcircuit = [3 * count for count in plan["programs_per_subcircuit"]]
+    assert [s["runs_total"] for s in plan["subcircuits"]] == per_subcircuit  # 15, 75, 15
+    assert all(s["runs_done"] == 0 for s in plan["subcircuits"])
 
     events = list(client.watch(submitted["id"]))
     assert events[-1].status == jobs_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
@@ -76,10 +80,18 @@ def test_a_12_qubit_job_on_6_qubit_nodes_equals_the_whole_circuit(client: QorchC
     assert len(progress) == 35  # one fragment per subexperiment (3 bindings each)
     assert {int(e.metrics["subcircuit"]) for e in progress} == {0, 1, 2}
     assert all("program 0, subcircuit" in e.message for e in progress)
+    # the pool spread the pieces of the one circuit over both agents
+    nodes = {re.search(r"done on (\S+)$", e.message).group(1) for e in progress}  # type: ignore[union-attr]
+    assert len(nodes) == 2, nodes
 
     shown = client.job(submitted["id"])
-    assert shown["cutting"] == submitted["cutting"]
     assert shown["progress"]["percent"] == 100.0
+    shown_plan = shown["cutting"]["0"]
+    assert {k: v for k, v in shown_plan.items() if k != "subcircuits"} == {
+        k: v for k, v in plan.items() if k != "subcircuits"
+    }
+    assert [s["runs_done"] for s in shown_plan["subcircuits"]] == per_subcircuit
+    assert [s["runs_total"] for s in shown_plan["subcircuits"]] == per_subcircuit
 
     values = client.result(submitted["id"])["result"]["programs"][0]["values"]
     direct = [direct_expectations(ladder(12), b, OBSERVABLES) for b in BINDINGS]
@@ -104,10 +116,15 @@ def test_a_minimisation_trains_through_a_cut_with_the_uncut_losses(client: Qorch
     (running,) = [e for e in events if e.type == "running"]
     assert running.metrics["cuts"] == 1 and "model cut into 2 subcircuits" in running.message
     assert events[-1].bindings_done == events[-1].bindings_total
+    # training reports per step, and GET shows each subcircuit's runs of every step
+    subcircuits = client.job(submitted["id"])["cutting"]["model"]["subcircuits"]
+    assert all(s["runs_done"] == s["runs_total"] > 0 for s in subcircuits)
+    assert sum(s["runs_total"] for s in subcircuits) == events[-1].bindings_total
 
     whole = losses(minimize_template(steps=2), None, 3)  # in-process, uncut
     platform = [dict(e.metrics) for e in events if e.type in ("step", "final")]
-    assert [m.keys() for m in platform] == [m.keys() for m in whole]
+    assert len(platform) == len(whole)  # the platform adds timings (step_time_s) to these
+    assert all(want.keys() <= got.keys() for got, want in zip(platform, whole, strict=True))
     for got, want in zip(platform, whole, strict=True):
         for key in want:
             assert got[key] == pytest.approx(want[key], abs=1e-8), key

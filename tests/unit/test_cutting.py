@@ -6,9 +6,11 @@ circuit through the same executor; no Kafka, no database.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,12 +18,14 @@ import pytest
 from nodes.executors.local import LocalExecutor
 from orchestrator.cutting import CutExperiment, CuttingError, cut_program, plan_cuts
 from orchestrator.cutting.finder import Event, NoCutPlan, find_cuts
+from orchestrator.cutting.plan import search_budget
 from orchestrator.cutting.qpd import (
     GATE_TERMS,
     WIRE_COEFFICIENTS,
     WIRE_TERMS,
     gate_coefficients,
 )
+from orchestrator.training.model import hardware_efficient
 from proto.qorch.v1 import fragments_pb2 as pb
 
 
@@ -186,6 +190,30 @@ def test_beam_search_keeps_plans_valid_and_says_it_is_heuristic() -> None:
         assert max(widths) <= 4
 
 
+def test_a_work_budget_bounds_the_search_deterministically() -> None:
+    # a 16-qubit, 3-layer hardware-efficient ansatz for 6-qubit nodes: seconds of search
+    # without a budget (README "Cutting circuits across nodes")
+    source = hardware_efficient(16, 3).source
+    budget = search_budget(0.5)
+    first = plan_cuts(source, 6, max_work=budget)
+    again = plan_cuts(source, 6, max_work=budget)
+    assert first.truncated and not first.exact
+    assert first.summary() == again.summary() and first.cuts == again.cuts
+    assert all(s.width <= 6 for s in first.subcircuits)
+    assert first.summary()["search_truncated"] is True
+
+    events = [Event(i, (i % 9, (i * 4 + 1) % 9), math.log(9.0)) for i in range(40)]
+    events = [e for e in events if e.qubits[0] != e.qubits[1]]
+    free = find_cuts(9, events, 4)
+    bounded = find_cuts(9, events, 4, max_work=free.work // 10)
+    assert bounded.truncated and bounded.work <= free.work // 10
+    assert bounded.log_overhead >= free.log_overhead - 1e-9
+    assert max(len(s) for s in bounded.subcircuits) <= 4
+    # a budget the search does not reach changes nothing
+    ample = find_cuts(9, events, 4, max_work=10 * free.work)
+    assert not ample.truncated and ample == replace(free, work=ample.work)
+
+
 def test_no_plan_when_an_operation_is_wider_than_the_limit() -> None:
     source = "OPENQASM 3.0;\nqubit[3] q;\nccnot q[0], q[1], q[2];\n"
     with pytest.raises(CuttingError, match="3 qubits"):
@@ -203,84 +231,211 @@ def test_measuring_programs_are_refused() -> None:
 # ---- reconstruction equals direct simulation ----
 
 CUTTABLE = ["cnot", "cz", "cy", "zz", "xx", "yy", "cphaseshift"]
-ONE_QUBIT = ["h", "s", "t", "x", "rx", "ry", "rz"]
+ONE_QUBIT = ["h", "s", "t", "rx", "ry", "rz"]
+PARAMETRIC = ("rx", "ry", "rz", "zz", "xx", "yy", "cphaseshift")
 
 
-def random_program(n: int, block: int, bridges: int, seed: int) -> str:
-    """Random gates inside blocks of ``block`` qubits, ``bridges`` two-qubit gates between
-    neighbouring blocks (cuttable or swaps), parameters from inputs a and b."""
+def random_program(sizes: Sequence[int], bridges: Sequence[str], seed: int) -> str:
+    """Random circuit on blocks of ``sizes`` qubits joined in a chain: ``bridges[i]`` joins
+    block i and i+1 with one random cuttable gate ("gate") or a swap that hands block i's last
+    qubit over to block i+1 for the rest of the circuit ("wire"). Rotations before, between and
+    after the entangling layers keep the expectation values away from zero; angles use the
+    inputs a and b or constants."""
     rng = random.Random(seed)
+    n = sum(sizes)
     lines = ["OPENQASM 3.0;", "input float a;", "input float b;", f"qubit[{n}] q;"]
 
     def angle() -> str:
         return rng.choice(["a", "b", "a * b", "2 * a - 0.3", f"{rng.uniform(-3, 3):.3f}"])
 
     def gate(name: str, *qubits: int) -> str:
-        params = (
-            f"({angle()})" if name in ("rx", "ry", "rz", "zz", "xx", "yy", "cphaseshift") else ""
-        )
+        params = f"({angle()})" if name in PARAMETRIC else ""
         return f"{name}{params} " + ", ".join(f"q[{q}]" for q in qubits) + ";"
 
-    starts = list(range(0, n, block))
-    lines += [gate(rng.choice(ONE_QUBIT), q) for q in range(n)]
-    for layer in range(2):
-        for start in starts:
-            members = list(range(start, min(start + block, n)))
-            for _ in range(len(members)):
-                if len(members) > 1:
-                    a, b = rng.sample(members, 2)
-                    lines.append(gate(rng.choice(CUTTABLE), a, b))
-                lines.append(gate(rng.choice(ONE_QUBIT), rng.choice(members)))
-        for _ in range(bridges if layer == 0 else 0):
-            left = rng.randrange(len(starts) - 1)
-            a = rng.randrange(starts[left], starts[left + 1])
-            b = rng.randrange(starts[left + 1], min(starts[left + 1] + block, n))
-            lines.append(gate(rng.choice([*CUTTABLE, "swap"]), *rng.sample([a, b], 2)))
+    def layer(members: Sequence[int]) -> None:
+        lines.extend(gate(rng.choice(["rx", "ry"]), q) for q in members)
+        for x, y in itertools.pairwise(members):
+            lines.append(gate(rng.choice(CUTTABLE), *rng.sample([x, y], 2)))
+            lines.append(gate(rng.choice(ONE_QUBIT), rng.choice([x, y])))
+
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    blocks = [list(range(s, s + size)) for s, size in zip(starts, sizes, strict=True)]
+    for q in range(n):
+        lines += [gate("ry", q), gate("rz", q)]
+    for members in blocks:
+        layer(members)
+    handed: dict[int, int] = {}  # block -> the qubit it hands to the next block
+    for i, kind in enumerate(bridges):
+        left, right = blocks[i][-1], blocks[i + 1][0]
+        if kind == "gate":
+            lines.append(gate(rng.choice(CUTTABLE), *rng.sample([left, right], 2)))
+        else:
+            lines.append(f"swap q[{left}], q[{right}];")
+            handed[i] = left
+    for i, members in enumerate(blocks):
+        kept = [q for q in members if q != handed.get(i)]
+        layer([handed[i - 1], *kept] if i - 1 in handed else kept)
     return "\n".join(lines) + "\n"
 
 
-def random_observables(n: int, count: int, seed: int) -> list[str]:
+def random_observables(sizes: Sequence[int], count: int, seed: int) -> list[str]:
+    """One two-qubit Pauli across each block boundary, then ``count`` random ones of weight
+    1 to 3: low weight keeps the values large."""
     rng = random.Random(seed)
-    return ["".join(rng.choice("IXYZ") for _ in range(n)) for _ in range(count)] + ["Z" * n]
+    n = sum(sizes)
+    out = []
+    for edge in itertools.accumulate(sizes[:-1]):
+        letters = ["I"] * n
+        letters[edge - 1], letters[edge] = rng.choice("XYZ"), rng.choice("XYZ")
+        out.append("".join(letters))
+    for _ in range(count):
+        letters = ["I"] * n
+        for q in rng.sample(range(n), rng.randint(1, 3)):
+            letters[q] = rng.choice("XYZ")
+        out.append("".join(letters))
+    return out
 
 
-@pytest.mark.parametrize(
-    ("n", "k", "bridges", "seed"),
-    [(6, 3, 1, 1), (7, 4, 1, 4), (9, 4, 1, 29), (9, 5, 1, 6), (10, 4, 1, 2), (10, 5, 1, 5)],
-)
+def zeroed(experiment: CutExperiment, cut: int, terms: slice) -> None:
+    """Make ``experiment`` reconstruct with the coefficients of ``terms`` of one cut set to
+    zero (a wrong decomposition), in place."""
+    right = experiment.coefficients
+
+    def wrong(bindings: Sequence[Mapping[str, float]]) -> list[np.ndarray]:
+        coefficients = [c.copy() for c in right(bindings)]
+        coefficients[cut][:, terms] = 0.0
+        return coefficients
+
+    experiment.coefficients = wrong  # type: ignore[method-assign]
+
+
+#: The terms beyond the first two of either decomposition: a gate cut's cos·sin terms
+#: (the entangling part), a wire cut's X, Y, Z terms (all it carries beyond a mixed state).
+CROSS_TERMS = slice(2, None)
+
+
+def without_cross_terms(
+    experiment: CutExperiment,
+    results: Sequence[Sequence[Sequence[float]]],
+    bindings: Sequence[Mapping[str, float]],
+) -> list[np.ndarray]:
+    """Per cut, the values ``[binding][observable]`` knitted with that cut's cross terms
+    dropped: where a wrong decomposition would land."""
+    out = []
+    for cut in range(len(experiment.plan.cuts)):
+        mutated = CutExperiment(experiment.plan, experiment.observables)
+        zeroed(mutated, cut, CROSS_TERMS)
+        out.append(np.array(mutated.reconstruct(results, bindings)))
+    return out
+
+
+#: (block sizes, bridges, k, seed): 6 to 10 qubits cut for 3 to 5 qubit nodes, each with gate
+#: and wire cuts; the seeds are ones whose values depend on every cut by more than 0.1.
+RANDOM_CASES = [
+    ((2, 2, 2), ("gate", "wire"), 3, 1),
+    ((3, 3, 1), ("wire", "gate"), 4, 1),
+    ((3, 2, 3), ("gate", "wire"), 4, 1),
+    ((4, 3, 2), ("wire", "gate"), 5, 5),
+    ((3, 2, 2, 3), ("gate", "wire", "gate"), 4, 1),
+    ((4, 3, 3), ("wire", "gate"), 5, 2),
+]
+
+
+@pytest.mark.parametrize(("sizes", "bridges", "k", "seed"), RANDOM_CASES)
 def test_exact_reconstruction_equals_the_uncut_circuit(
-    executor: LocalExecutor, n: int, k: int, bridges: int, seed: int
+    executor: LocalExecutor, sizes: tuple[int, ...], bridges: tuple[str, ...], k: int, seed: int
 ) -> None:
-    source = random_program(n, k - 1, bridges, seed)
-    observables = random_observables(n, 2, seed)
+    n = sum(sizes)
+    source = random_program(sizes, bridges, seed)
+    observables = random_observables(sizes, 3, seed)
     bindings = [{"a": 0.37, "b": -1.3}, {"a": 2.2, "b": 0.45}][: 1 + seed % 2]
     experiment = cut_program(source, observables, k)
     plan = experiment.plan
-    assert plan.cuts, "the random circuit should need cutting"
+    assert plan.gate_cuts >= 1 and plan.wire_cuts >= 1, "gate and wire cuts together"
     assert all(s.width <= k for s in plan.subcircuits)
     assert all(p.qubits <= k for p in experiment.programs)
+    assert plan.programs_per_subcircuit == experiment.program_counts
 
-    cut = run_cut(executor, experiment, bindings)
+    results = [
+        expectations(executor, p.source, p.qubits, p.observables, bindings)
+        for p in experiment.programs
+    ]
+    cut = experiment.reconstruct(results, bindings)
     direct = expectations(executor, source, n, observables, bindings)
     assert np.allclose(cut, direct, atol=1e-8, rtol=0)
+    # The case cannot go trivial: large values, and every cut matters (a decomposition
+    # missing any cut's cross terms would be off by far more than the tolerance).
+    assert np.abs(direct).max() > 0.1
+    for wrong in without_cross_terms(experiment, results, bindings):
+        assert np.abs(wrong - direct).max() > 0.1
 
 
+def standard_error_bound(
+    experiment: CutExperiment,
+    exact: Sequence[Sequence[Sequence[float]]],
+    bindings: Sequence[Mapping[str, float]],
+    shots: int,
+) -> np.ndarray:
+    """An upper bound on the standard error of each knitted value ``[binding][observable]``
+    with ``shots`` per subexperiment, from the decomposition itself.
+
+    The knitted value is affine in each single subexperiment value ``r`` (a term multiplies
+    one value per subcircuit), so ``∂value/∂r`` is exactly the change when ``r`` grows by 1.
+    A Pauli estimate from ``shots`` shots has standard error ``sqrt((1 - r²) / shots)``, and
+    a sum's standard error is at most the sum of its parts' whatever their correlation, so
+    ``Σ |∂value/∂r| · sqrt((1 - r²) / shots)`` bounds the first-order error; products of
+    two errors (each term has one factor per subcircuit) add at most
+    ``gamma * pieces² / shots``, gamma = sqrt(sampling overhead)."""
+    base = np.array(experiment.reconstruct(exact, bindings))
+    bound = np.zeros_like(base)
+    for p, per_binding in enumerate(exact):
+        for j, row in enumerate(per_binding):
+            for o, value in enumerate(row):
+                moved = [[list(r) for r in program] for program in exact]
+                moved[p][j][o] += 1.0
+                slope = np.array(experiment.reconstruct(moved, bindings)) - base
+                bound += np.abs(slope) * math.sqrt(max(0.0, 1.0 - value**2) / shots)
+    gamma = math.sqrt(experiment.plan.sampling_overhead)
+    return bound + gamma * len(experiment.plan.subcircuits) ** 2 / shots
+
+
+@pytest.mark.parametrize(
+    ("sizes", "bridges", "k", "seed", "binding"),
+    [
+        ((2, 2, 2), ("gate", "wire"), 3, 1, {"a": 0.8, "b": -0.6}),
+        ((3, 2, 3), ("gate", "wire"), 4, 5, {"a": 0.37, "b": -1.3}),
+    ],
+)
 def test_reconstruction_with_shots_falls_within_the_sampling_bound(
     executor: LocalExecutor,
+    sizes: tuple[int, ...],
+    bridges: tuple[str, ...],
+    k: int,
+    seed: int,
+    binding: dict[str, float],
 ) -> None:
-    source = random_program(6, 3, 1, seed=11)
-    observables = ["ZZZZZZ", "ZIIIIZ", "IIZZII", "XIIIIX"]
-    bindings = [{"a": 0.8, "b": -0.6}]
-    experiment = cut_program(source, observables, 4)
-    shots = 4000
-    cut = np.array(run_cut(executor, experiment, bindings, shots=shots))
-    direct = np.array(expectations(executor, source, 6, observables, bindings))
-    gamma = math.sqrt(experiment.plan.sampling_overhead)
-    pieces = len(experiment.plan.subcircuits)
-    # Each subexperiment value has a standard error of at most 1/sqrt(shots); the knitted
-    # value's is at most gamma * sqrt(pieces / shots). Five of those is the bound.
-    bound = 5 * gamma * math.sqrt(pieces / shots)
+    source = random_program(sizes, bridges, seed)
+    observables = random_observables(sizes, 3, seed)
+    bindings = [binding]
+    experiment = cut_program(source, observables, k)
+    shots = 40_000
+    exact = [
+        expectations(executor, p.source, p.qubits, p.observables, bindings)
+        for p in experiment.programs
+    ]
+    sampled = [
+        expectations(executor, p.source, p.qubits, p.observables, bindings, shots=shots)
+        for p in experiment.programs
+    ]
+    direct = np.array(expectations(executor, source, sum(sizes), observables, bindings))
+    # Five standard errors: a correct decomposition fails this about once in a million.
+    bound = 5 * standard_error_bound(experiment, exact, bindings, shots)
+    cut = np.array(experiment.reconstruct(sampled, bindings))
     assert np.all(np.abs(cut - direct) <= bound), (cut - direct, bound)
+    # The bound is tight enough to catch a wrong decomposition: dropping any cut's cross
+    # terms moves some value by more than twice its bound.
+    for wrong in without_cross_terms(experiment, exact, bindings):
+        assert np.any(np.abs(wrong - direct) > 2 * bound), (wrong - direct, bound)
 
 
 def test_inputs_named_like_braket_reserved_names(executor: LocalExecutor) -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from nodes.executors.local import LocalExecutor
 from orchestrator.aggregation import StoredFragment, assemble_result, binding_values
+from orchestrator.cutting.jobs import CuttingSpec, job_layout, with_progress
+from orchestrator.cutting.plan import search_budget
 from orchestrator.planning import build_fragment, plan_fragments
 from orchestrator.spec import JobCreate, SpecError, validate_job
 from proto.qorch.v1 import fragments_pb2 as pb
@@ -62,3 +64,58 @@ def test_a_plan_beyond_the_overhead_limit_is_refused_with_its_numbers() -> None:
     (error,) = caught.value.errors
     assert error.loc == ("programs", 0, "source")
     assert "2 cuts" in error.msg and "sampling overhead 81" in error.msg
+
+
+def test_a_plan_with_too_many_subexperiments_is_refused_with_its_numbers() -> None:
+    settings = Settings(pool_max_qubits={"local-sv": 6}, max_cut_subexperiments=30)
+    with pytest.raises(SpecError) as caught:
+        validate_job(job(), settings)
+    (error,) = caught.value.errors
+    assert error.loc == ("programs", 0, "source")
+    assert "2 cuts (2 gates, 0 wires), 35 subexperiments" in error.msg
+    assert "at most 30 subexperiments per program (QORCH_MAX_CUT_SUBEXPERIMENTS)" in error.msg
+    # at the limit it is accepted
+    validate_job(job(), Settings(pool_max_qubits={"local-sv": 6}, max_cut_subexperiments=35))
+
+
+def test_the_search_budget_is_stored_with_the_spec_and_capped_by_the_setting() -> None:
+    settings = Settings(pool_max_qubits={"local-sv": 6}, cut_search_timeout_s=0.5)
+    spec = job()
+    validate_job(spec, settings)
+    assert spec.cutting is not None and spec.cutting.search_budget == search_budget(0.5)
+    asked = job()
+    asked.cutting = CuttingSpec(max_subcircuit_qubits=6, search_budget=10**12)
+    validate_job(asked, settings)
+    assert asked.cutting is not None and asked.cutting.search_budget == search_budget(0.5)
+    small = job()
+    small.cutting = CuttingSpec(max_subcircuit_qubits=6, search_budget=1000)
+    validate_job(small, settings)
+    assert small.cutting is not None and small.cutting.search_budget == 1000
+    # the stored spec alone decides the plan: it round-trips with its budget
+    stored = JobCreate.model_validate(spec.model_dump(mode="json"))
+    assert job_layout(stored).plans() == job_layout(spec).plans()
+
+
+def test_subcircuit_progress_maps_fragment_rows_to_subcircuits() -> None:
+    plan = {
+        "subcircuits": [{"qubits": [0], "width": 2, "ancillas": 1}] * 2,
+        "programs_per_subcircuit": [5, 5],
+    }
+    # program 0 uncut (run 0), program 1 cut (runs 1-10), program 2 uncut, program 3 cut
+    plans = {"1": plan, "3": plan}
+    runs = {0: (4, 4), 1: (4, 4), 5: (4, 2), 6: (4, 0), 12: (8, 8), 21: (8, 8)}
+    shown = with_progress(plans, runs, {1: 4, 3: 8})
+    assert [(s["runs_done"], s["runs_total"]) for s in shown["1"]["subcircuits"]] == [
+        (6, 20),
+        (0, 20),
+    ]
+    assert [(s["runs_done"], s["runs_total"]) for s in shown["3"]["subcircuits"]] == [
+        (8, 40),
+        (8, 40),
+    ]
+    # a training job numbers its model's subexperiments from 0; totals are what was written
+    training = with_progress({"model": plan}, {0: (6, 6), 7: (6, 3)}, None)
+    assert [(s["runs_done"], s["runs_total"]) for s in training["model"]["subcircuits"]] == [
+        (6, 6),
+        (3, 6),
+    ]
