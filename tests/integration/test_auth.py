@@ -12,9 +12,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from sqlalchemy import update
 
 from orchestrator.store.db import make_engine, make_session_factory, session_scope
-from orchestrator.store.models import JobMetric, TrainingCheckpoint
+from orchestrator.store.models import Job, JobMetric, TrainingCheckpoint
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.apikeys import generate_key
 from qorch.samples import demo_job
@@ -100,8 +101,12 @@ def _submit(api: RunningApi, spec: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def objects(api: RunningApi) -> dict[str, str]:
-    """acme's jobs and dataset, and a key to revoke."""
+def objects(api: RunningApi) -> Iterator[dict[str, str]]:
+    """acme's jobs and dataset, and a key to revoke.
+
+    The train job has a checkpoint no orchestrator wrote, so it must never be planned: other
+    modules share the database and plan whatever is queued. It is cancelled afterwards.
+    """
     dataset = api.call(
         "POST",
         "/v1/datasets",
@@ -124,13 +129,19 @@ def objects(api: RunningApi) -> dict[str, str]:
         engine.dispose()
     spare = api.call("POST", "/v1/keys", api.admin_key, json={"tenant": "acme", "scopes": ["read"]})
     assert spare.status_code == 201, spare.text
-    return {
+    yield {
         "job": _submit(api, demo_job(2)),
         "train": train,
         "dataset": dataset.json()["id"],
         "key": spare.json()["id"],
         "tenant": "acme",
     }
+    engine = make_engine(api.settings.database_url, pool_size=1)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            session.execute(update(Job).where(Job.id == train).values(status="CANCELLED"))
+    finally:
+        engine.dispose()
 
 
 def _call(api: RunningApi, method: str, url: str, key: str | None, kw: dict[str, Any]):  # type: ignore[no-untyped-def]
