@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from api.auth import Principal
 from api.ratelimit import RateLimiter
 from orchestrator.costs import Price, circuits_tasks, estimate_usd, is_paid, training_tasks
-from orchestrator.qasm import ProgramError, nesting_depth
+from orchestrator.qasm import ProgramError
 from orchestrator.sandbox import ProgramSandbox
 from orchestrator.spec import FieldError, JobCreate, SpecError
 from orchestrator.store import repository as repo
@@ -24,6 +24,7 @@ from orchestrator.store.models import Tenant
 from orchestrator.training.spec import MinimizeJob, TrainJob
 from orchestrator.training.trainer import Setup
 from qorch.config import Settings
+from qorch.program_text import nesting_depth
 
 Job = JobCreate | TrainJob | MinimizeJob
 

@@ -42,6 +42,7 @@ from common import (
 
 from nodes.executors.local import LocalExecutor
 from orchestrator.training.model import classifier
+from orchestrator.training.spec import TRAIN_EXAMPLE
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 
@@ -301,21 +302,11 @@ def training_section(quick: bool) -> None:
     for result in batch.results():
         assert result.values
     batched = (time.perf_counter() - started) / len(values)
+    # The OpenAPI example is the demo's classifier: the model above, on moons.
     spec = {
+        **TRAIN_EXAMPLE,
         "name": "bench: moons classifier",
-        "kind": "train",
-        "pool": "local-sv",
-        "shots": 0,
-        "seed": 2,
-        "model": {"qubits": 4, "feature_map": "angle", "layers": 3, "reupload": True},
-        "data": {"builtin": "moons", "samples": 160, "noise": 0.05, "validation_fraction": 0.25},
-        "training": {
-            "loss": "bce",
-            "optimizer": {"name": "adam", "learning_rate": 0.2},
-            "gradient": "parameter_shift",
-            "epochs": epochs,
-            "batch_size": batch_size,
-        },
+        "training": {**TRAIN_EXAMPLE["training"], "epochs": epochs, "batch_size": batch_size},
     }
     with running_stack(agents=2, fragment_bindings=64) as (_, client):
         job = client.submit(spec)

@@ -32,11 +32,10 @@ from braket.default_simulator.openqasm.parser import openqasm_ast as ast
 from nodes.program import ProgramError, parse_program
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
+from qorch.program_text import nesting_depth
 
 #: Largest magnitude constant folding works with; beyond it a value counts as unknown.
 _MAX_VALUE = 10**18
-_OPENERS = frozenset("([{")
-_CLOSERS = frozenset(")]}")
 #: Fields of AST nodes that hold nested statement blocks (costed by the walker, not as calls).
 _BLOCK_FIELDS = frozenset({"block", "if_block", "else_block", "body"})
 
@@ -138,22 +137,6 @@ def program_problem(
             "definitions are unrolled (QORCH_MAX_PROGRAM_OPERATIONS)"
         )
     return None
-
-
-def nesting_depth(source: str) -> int:
-    """The deepest nesting of parentheses, brackets and braces in ``source``, comments included.
-
-    The same conservative bound the API checks (``orchestrator.qasm.nesting_depth``); repeated
-    here because agents import nothing from the orchestrator.
-    """
-    depth = deepest = 0
-    for char in source:
-        if char in _OPENERS:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in _CLOSERS:
-            depth = max(0, depth - 1)
-    return deepest
 
 
 def program_qubits(tree: ast.Program) -> int:

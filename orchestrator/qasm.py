@@ -94,20 +94,3 @@ def _position(exc: BaseException) -> str:
 def _message(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
-
-
-_OPENERS = {"(": ")", "[": "]", "{": "}"}
-_CLOSERS = set(_OPENERS.values())
-
-
-def nesting_depth(source: str) -> int:
-    """The deepest nesting of parentheses, brackets and braces in ``source`` (comments
-    included: a cheap, conservative bound checked before any parser sees the program)."""
-    depth = deepest = 0
-    for char in source:
-        if char in _OPENERS:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in _CLOSERS:
-            depth = max(0, depth - 1)
-    return deepest

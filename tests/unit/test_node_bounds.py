@@ -9,7 +9,6 @@ from nodes.bounds import (
     FragmentLimits,
     LimitExceeded,
     check_fragment,
-    nesting_depth,
     program_operations,
     program_qubits,
 )
@@ -154,8 +153,3 @@ def test_the_estimate_is_at_least_what_braket_runs(body: str) -> None:
     estimate = program_operations(parse_program(source), 10**6)
     assert estimate >= len(circuit.instructions) > 0
     assert program_qubits(parse_program(source)) == 3
-
-
-def test_nesting_depth() -> None:
-    assert nesting_depth("a(b[c{d}])e") == 3
-    assert nesting_depth("))((") == 2

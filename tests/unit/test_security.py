@@ -10,12 +10,12 @@ from pydantic import SecretStr, ValidationError
 
 from api.ratelimit import RateLimiter
 from orchestrator.costs import Price, circuits_tasks, estimate_usd
-from orchestrator.qasm import nesting_depth
 from orchestrator.spec import JobCreate
 from qorch.apikeys import bearer_token, generate_key, hash_key, key_prefix, redact
 from qorch.config import Settings
 from qorch.kafka import client_config
 from qorch.logs import _Formatter
+from qorch.program_text import nesting_depth
 from qorch.redaction import is_secret_name, mask_url
 from qorch.samples import demo_job
 
@@ -74,6 +74,7 @@ def test_price_table_defaults_and_overrides() -> None:
 def test_nesting_depth() -> None:
     assert nesting_depth("a(b[c{d}])e") == 3
     assert nesting_depth(")))(") == 1
+    assert nesting_depth("))((") == 2
     assert nesting_depth("(" * 50) == 50
 
 
