@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator.aggregator import apply_result
 from orchestrator.dispatch import plan_next_job
 from orchestrator.lifecycle import JobStatus
 from orchestrator.spec import JobCreate
@@ -17,7 +16,7 @@ from orchestrator.store.db import SessionFactory, make_engine, make_session_fact
 from orchestrator.store.models import Fragment, OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
 from tests.conftest import make_settings
-from tests.integration.stored_jobs import store_circuits_job
+from tests.integration.stored_jobs import count_success, store_circuits_job
 
 pytestmark = pytest.mark.integration
 
@@ -78,20 +77,8 @@ def answer_all(factory: SessionFactory, job_id: str, settings: Any) -> int:
             ).scalars()
         )
     for fragment in open_fragments:
-        result = pb.FragmentResult(
-            fragment_id=fragment.id,
-            job_id=job_id,
-            attempt=1,
-            node_id="test",
-            success=pb.FragmentSuccess(
-                results=[
-                    pb.BindingResult(expectations=pb.Expectations(values=[1.0]))
-                    for _ in range(fragment.binding_count)
-                ]
-            ),
-        )
-        with session_scope(factory) as session:
-            assert apply_result(session, result, settings).kind == "counted"
+        values = pb.BindingResult(expectations=pb.Expectations(values=[1.0]))
+        count_success(factory, settings, job_id, fragment.id, [values] * fragment.binding_count)
     return len(open_fragments)
 
 

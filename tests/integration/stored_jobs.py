@@ -1,12 +1,17 @@
-"""Queueing a circuits job straight in the store, as the API's submit route does."""
+"""Jobs and results straight in the store: queueing a circuits job as the API's submit route
+does, and counting a fragment's success as the orchestrator's results loop does."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
+from orchestrator.aggregator import apply_result
 from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, session_scope
+from proto.qorch.v1 import fragments_pb2 as pb
 
 
 def store_circuits_job(factory: SessionFactory, spec: JobCreate, name: str = "t") -> str:
@@ -25,3 +30,22 @@ def store_circuits_job(factory: SessionFactory, spec: JobCreate, name: str = "t"
             bindings_total=sum(max(1, len(p.bindings)) for p in spec.programs),
         )
     return job_id
+
+
+def count_success(
+    factory: SessionFactory,
+    settings: Any,
+    job_id: str,
+    fragment_id: str,
+    results: Sequence[pb.BindingResult],
+) -> None:
+    """Apply a first-attempt success of one fragment in its own transaction; it must count."""
+    result = pb.FragmentResult(
+        fragment_id=fragment_id,
+        job_id=job_id,
+        attempt=1,
+        node_id="test",
+        success=pb.FragmentSuccess(results=list(results)),
+    )
+    with session_scope(factory) as session:
+        assert apply_result(session, result, settings).kind == "counted"

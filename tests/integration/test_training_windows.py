@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from nodes.encoding import expand_bindings
 from nodes.executors.local import LocalExecutor
 from orchestrator import streaming
-from orchestrator.aggregator import apply_result
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from orchestrator.store.models import Fragment
@@ -25,6 +24,7 @@ from orchestrator.training.spec import TrainJob
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 from tests.conftest import make_settings
+from tests.integration.stored_jobs import count_success
 from tests.unit.test_training import run_job
 
 pytestmark = pytest.mark.integration
@@ -100,15 +100,7 @@ def answer_open(factory: SessionFactory, job_id: str, settings: Settings) -> int
         fragments = [pb.Fragment.FromString(p) for p in payloads if p is not None]
     for fragment in fragments:
         fragment.bindings.extend(expand_bindings(fragment.encoding))
-        result = pb.FragmentResult(
-            fragment_id=fragment.fragment_id,
-            job_id=job_id,
-            attempt=1,
-            node_id="test",
-            success=pb.FragmentSuccess(results=list(EXECUTOR.execute(fragment))),
-        )
-        with session_scope(factory) as session:
-            assert apply_result(session, result, settings).kind == "counted"
+        count_success(factory, settings, job_id, fragment.fragment_id, EXECUTOR.execute(fragment))
     return len(fragments)
 
 
