@@ -15,12 +15,16 @@ Figures only; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import statistics
 import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numba
 from braket.default_simulator import StateVectorSimulation
@@ -40,15 +44,19 @@ from common import (
     trivial,
 )
 
+from nodes.executors.kernels import select_threading_layer
 from nodes.executors.local import LocalExecutor
 from orchestrator.training.model import classifier
 from orchestrator.training.spec import TRAIN_EXAMPLE
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.config import Settings
 
+T = TypeVar("T")
+
 MIB = 1024 * 1024
-#: What an agent uses (QORCH_SIMULATOR_THREADS); the kernel-only figure uses it too.
+#: What an agent uses (QORCH_SIMULATOR_THREADS, QORCH_SIMULATOR_THREADING_LAYER).
 AGENT_THREADS = Settings().simulator_threads
+AGENT_LAYER = Settings().simulator_threading_layer
 #: One row per goal measured in this run: goal, target, measured, met.
 GOALS: list[list[str]] = []
 
@@ -58,8 +66,26 @@ def goal(name: str, target: str, measured: str, met: bool) -> None:
     GOALS.append([name, target, measured, "**met**" if met else "**not met**"])
 
 
-def per_binding_plain(source: str, values: list[dict[str, float]]) -> float:
+def in_fresh_process(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a new interpreter (spawned, not forked).
+
+    numba fixes its threading layer at a process's first parallel kernel, so each path is
+    measured in a process of its own: the baselines as a Braket user runs them (Braket's
+    defaults), the agent as an agent runs (its settings).
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+        return pool.submit(function, *args).result()
+
+
+def use_layer(layer: str) -> str:
+    """This (fresh) process's numba threading layer, as an agent selects it."""
+    return select_threading_layer(layer)  # type: ignore[arg-type]
+
+
+def per_binding_plain(source: str, values: list[dict[str, float]], layer: str) -> float:
     """``LocalSimulator('braket_sv').run(program, inputs=...)``, one binding at a time."""
+    use_layer(layer)
     device = LocalSimulator("braket_sv")
     device.run(Program(source=source, inputs=values[0]), shots=SHOTS).result()
     started = time.perf_counter()
@@ -80,31 +106,33 @@ def run_batch_seconds(source: str, values: list[dict[str, float]]) -> float:
     return time.perf_counter() - started
 
 
-def per_binding_kernel(source: str, values: list[dict[str, float]], qubits: int) -> float:
+def per_binding_kernel(
+    source: str, values: list[dict[str, float]], qubits: int, layer: str
+) -> float:
     """Braket's state-vector kernel alone: evolve pre-built operations, draw the samples."""
+    use_layer(layer)
     device = LocalSimulator("braket_sv")
     circuits = [
         device._delegate.parse_program(Program(source=source, inputs=v)).circuit for v in values
     ]
-    threads = numba.get_num_threads()
-    numba.set_num_threads(AGENT_THREADS or threads)
+    if AGENT_THREADS:
+        numba.set_num_threads(min(AGENT_THREADS, numba.get_num_threads()))
+    for circuit in circuits[:2]:  # warm: the kernels' first calls load them
+        StateVectorSimulation(qubits, SHOTS, 1).evolve(circuit.instructions)
     started = time.perf_counter()
     for circuit in circuits:
         simulation = StateVectorSimulation(qubits, SHOTS, 1)
         simulation.evolve(circuit.instructions)
         simulation.retrieve_samples()
-    elapsed = time.perf_counter() - started
-    numba.set_num_threads(threads)
-    return elapsed / len(values)
+    return (time.perf_counter() - started) / len(values)
 
 
-def per_binding_agent(source: str, values: list[dict[str, float]]) -> tuple[float, float]:
-    """The agent's executor on fragments of these bindings: (cold, warm) per binding.
+def per_binding_agent(source: str, values: list[dict[str, float]]) -> tuple[float, float, str]:
+    """The agent's executor on fragments of these bindings: (cold, warm) per binding, layer.
 
     Cold is a new executor's first fragment (it interprets the program); warm is the next one.
     """
-    executor = LocalExecutor("braket_sv", threads=AGENT_THREADS)
-    threads = numba.get_num_threads()
+    executor = LocalExecutor("braket_sv", threads=AGENT_THREADS, threading_layer=AGENT_LAYER)
     fragment = pb.Fragment(
         fragment_id="f",
         job_id="j",
@@ -118,55 +146,65 @@ def per_binding_agent(source: str, values: list[dict[str, float]]) -> tuple[floa
         started = time.perf_counter()
         executor.execute(fragment)
         times.append((time.perf_counter() - started) / len(values))
-    numba.set_num_threads(threads)
     assert executor.compiled_fragments == 2, "the compiled path was not taken"
-    return times[0], times[1]
+    return times[0], times[1], executor.threading_layer
 
 
 def executor_section(quick: bool) -> None:
     rows = []
+    braket_layer = "workqueue"  # what importing Braket's simulator selects
     for qubits in (8, 12):
         source, names = ansatz(qubits)
-        plain = per_binding_plain(source, bindings(names, 16 if quick else 32))
-        batch = run_batch_seconds(source, bindings(names, 64)) / 64
-        kernel = per_binding_kernel(source, bindings(names, 32), qubits)
-        cold, warm = per_binding_agent(source, bindings(names, 64))
+        few = bindings(names, 16 if quick else 32)
+        plain = in_fresh_process(per_binding_plain, source, few, braket_layer)
+        plain_agent_layer = in_fresh_process(per_binding_plain, source, few, AGENT_LAYER)
+        batch = in_fresh_process(run_batch_seconds, source, bindings(names, 64)) / 64
+        kernel = in_fresh_process(per_binding_kernel, source, few, qubits, braket_layer)
+        kernel_agent_layer = in_fresh_process(per_binding_kernel, source, few, qubits, AGENT_LAYER)
+        cold, warm, layer = in_fresh_process(per_binding_agent, source, bindings(names, 64))
+        fastest_kernel = min(kernel, kernel_agent_layer)
         goal(
             f"1. executor, {qubits} qubits",
             ">= 5x LocalSimulator.run per binding",
-            f"{plain / warm:.1f}x warm, {plain / cold:.1f}x cold",
+            f"{plain / warm:.1f}x warm, {plain / cold:.1f}x cold "
+            f"({plain_agent_layer / warm:.1f}x run on {layer})",
             plain / warm >= 5,
         )
         goal(
             f"1. executor, {qubits} qubits (aim)",
             ">= 50% of the kernel-only rate",
-            f"{kernel / warm:.0%}",
-            kernel / warm >= 0.5,
+            f"{fastest_kernel / warm:.0%}",
+            fastest_kernel / warm >= 0.5,
         )
         rows.append(
             [
                 qubits,
                 f"{plain * 1e3:.1f}",
+                f"{plain_agent_layer * 1e3:.1f}",
                 f"{batch * 1e3:.1f}",
                 f"{kernel * 1e3:.2f}",
+                f"{kernel_agent_layer * 1e3:.2f}",
                 f"{cold * 1e3:.2f}",
                 f"{warm * 1e3:.2f}",
                 f"**{plain / warm:.1f}x** ({plain / cold:.1f}x cold)",
-                f"{kernel / warm:.0%}",
+                f"{fastest_kernel / warm:.0%}",
             ]
         )
     print(
         table(
-            f"Goal 1 - executor, ms per binding (3-layer ansatz, {SHOTS} shots, counts)",
+            f"Goal 1 - executor, ms per binding (3-layer ansatz, {SHOTS} shots, counts; "
+            f"kernels on {AGENT_THREADS or 'default'} thread(s))",
             [
                 "qubits",
-                "LocalSimulator.run",
+                f"LocalSimulator.run ({braket_layer}, Braket's default)",
+                f"LocalSimulator.run ({AGENT_LAYER})",
                 "run_batch(max_parallel=2)",
-                f"kernel only ({AGENT_THREADS or 'default'} thread)",
+                f"kernel only ({braket_layer})",
+                f"kernel only ({AGENT_LAYER})",
                 "agent (cold fragment of 64)",
                 "agent (warm)",
-                "agent vs run",
-                "agent rate / kernel rate",
+                "agent vs run (Braket's default)",
+                "agent rate / faster kernel rate",
             ],
             rows,
         )
@@ -381,7 +419,8 @@ def main() -> None:
     sections = args.only or ["executor", "pipeline", "scale", "training"]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
-        f"{platform.python_version()}, agent simulator threads: {AGENT_THREADS or 'numba default'}"
+        f"{platform.python_version()}, agent simulator threads: "
+        f"{AGENT_THREADS or 'numba default'}, threading layer: {AGENT_LAYER}"
     )
     if "executor" in sections:
         executor_section(args.quick)

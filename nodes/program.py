@@ -126,8 +126,8 @@ def counts_result(result: TaskResult) -> pb.BindingResult:
     """Measurement counts per bitstring, as Braket reports them."""
     if result.measurement_counts is None:
         raise ValueError("counts need a run with shots")
-    counts = {str(bits): int(n) for bits, n in result.measurement_counts.items()}
-    return pb.BindingResult(counts=pb.Counts(counts=counts))
+    # Both executors' counts are str -> int already; protobuf rejects anything else.
+    return pb.BindingResult(counts=pb.Counts(counts=result.measurement_counts))
 
 
 def probabilities_result(result: TaskResult) -> pb.BindingResult:

@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         "default (every core). One agent runs one simulation at a time and a pool scales by "
         "agents, so 1 avoids oversubscribing cores; results do not depend on it.",
     )
+    simulator_threading_layer: Literal["omp", "tbb", "workqueue", "default"] = Field(
+        "omp",
+        description="numba threading layer of Braket's kernels in a local agent. Braket selects "
+        "`workqueue`, which hands every kernel launch to another thread (about 0.2 ms a gate on "
+        "a small VM); `omp` runs a one-thread launch in place. Falls back to `workqueue` where "
+        "the OpenMP runtime is missing; results do not depend on it.",
+    )
 
     # AWS (aws-* pools)
     aws_devices: dict[str, str] = Field(default_factory=dict, description="pool -> device ARN")

@@ -349,6 +349,9 @@ def _counts(measurements: np.ndarray) -> dict[str, int]:
     shots, width = measurements.shape
     if not width:
         return {"": shots}
-    weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int64)
-    states, counts = np.unique(measurements @ weights, return_counts=True)
-    return {format(int(s), f"0{width}b"): int(c) for s, c in zip(states, counts, strict=True)}
+    shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
+    states, counts = np.unique(measurements @ (1 << shifts), return_counts=True)
+    # The bitstrings as ASCII rows, read as fixed-width strings: no format() per state.
+    digits = (((states[:, None] >> shifts) & 1) + ord("0")).astype(np.uint8)
+    keys = digits.view(f"S{width}").ravel().astype(f"U{width}").tolist()
+    return dict(zip(keys, counts.tolist(), strict=True))

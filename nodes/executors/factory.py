@@ -24,7 +24,11 @@ def executor_for_pool(pool: str, settings: Settings) -> Executor:
     if pool in LOCAL_POOLS:
         from nodes.executors.local import LocalExecutor
 
-        return LocalExecutor(LOCAL_POOLS[pool], threads=settings.simulator_threads)
+        return LocalExecutor(
+            LOCAL_POOLS[pool],
+            threads=settings.simulator_threads,
+            threading_layer=settings.simulator_threading_layer,
+        )
     if pool.startswith("aws-"):
         from nodes.executors.aws import AwsDeviceExecutor
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import numba
 from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
@@ -16,6 +14,7 @@ from braket.tasks import GateModelQuantumTaskResult
 
 from nodes.executors.base import ExecutionError
 from nodes.executors.compiled import CompiledProgram, Unsupported, compile_program
+from nodes.executors.kernels import ThreadingLayer, limit_kernel_threads, select_threading_layer
 from nodes.program import ProgramError, prepare_fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 
@@ -48,7 +47,9 @@ class LocalExecutor:
     fails on (so Braket's own error reaches the user). ``compiled=False`` always takes the plain
     path. Compiled programs are kept warm, keyed by source and shots. ``threads`` caps the
     threads of Braket's numba kernels (used from 11 qubits on) while this executor runs; 0 leaves
-    numba's default. The math does not depend on it: every amplitude is computed the same way.
+    numba's default. ``threading_layer`` is numba's threading layer for those kernels, chosen
+    when the executor is built (:mod:`nodes.executors.kernels`). The math depends on neither:
+    every amplitude is computed the same way.
 
     Tasks run one after another. ``LocalSimulator.run_batch`` is deliberately not used: it forks
     a multiprocessing pool from a process that holds librdkafka's threads and sockets, and the
@@ -57,7 +58,12 @@ class LocalExecutor:
     """
 
     def __init__(
-        self, backend: str = "braket_sv", *, compiled: bool = True, threads: int = 0
+        self,
+        backend: str = "braket_sv",
+        *,
+        compiled: bool = True,
+        threads: int = 0,
+        threading_layer: ThreadingLayer = "omp",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown local backend {backend!r}; expected one of {BACKENDS}")
@@ -65,6 +71,8 @@ class LocalExecutor:
             raise ValueError(f"threads must be 0 (numba's default) or more, not {threads}")
         self._backend = backend
         self._threads = threads
+        #: The numba threading layer this process's kernels use.
+        self.threading_layer = select_threading_layer(threading_layer)
         self._device = LocalSimulator(backend)
         self._use_compiled = compiled
         self._compiled: OrderedDict[tuple[str, int], CompiledProgram | None] = OrderedDict()
@@ -80,7 +88,7 @@ class LocalExecutor:
     def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
         """Run every binding; one result per binding, in order."""
         if self._threads:
-            _limit_kernel_threads(self._threads)
+            limit_kernel_threads(self._threads)
         try:
             prepared = prepare_fragment(fragment)
         except ProgramError as exc:
@@ -132,14 +140,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release: the simulator holds no outside resources."""
-
-
-def _limit_kernel_threads(threads: int) -> None:
-    """At most ``threads`` numba threads for the calling thread (numba's count is per thread)."""
-    try:
-        numba.set_num_threads(min(threads, os.cpu_count() or 1))
-    except ValueError:  # above the pool size numba started with (NUMBA_NUM_THREADS)
-        logger.debug("numba refused %s threads; keeping %s", threads, numba.get_num_threads())
 
 
 def binding_inputs(binding: pb.Binding, index: int) -> dict[str, float]:

@@ -181,7 +181,8 @@ def test_executor_paths_give_identical_exact_results(
 @pytest.mark.parametrize("qubits", [8, 12])  # the benchmark's sizes; 12 uses numba's threads
 def test_agent_executor_equals_local_simulator_at_benchmark_sizes(qubits: int) -> None:
     """The agent's executor as an agent runs it (compiled path, one simulator thread) gives
-    exactly what ``LocalSimulator.run`` gives with its own defaults, binding by binding."""
+    exactly what ``LocalSimulator.run`` gives, binding by binding (that no threading layer
+    changes a result is tested in ``test_kernel_threading.py``)."""
     source = ansatz(qubits)
     names = [f"p{i}" for i in range(6 * qubits)]
     observables = ("Z" + "I" * (qubits - 1), "XY" + "Z" * (qubits - 2))
