@@ -21,6 +21,7 @@ from orchestrator.qasm import analyze
 from orchestrator.sandbox import ProgramSandbox
 from orchestrator.store.db import make_engine, make_session_factory
 from qorch.config import Settings
+from qorch.heap import freeze_startup_heap
 from qorch.kafka import Producer, ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sandbox = sandbox = ProgramSandbox(
             settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
         )
-        await asyncio.to_thread(sandbox.start)
+        await asyncio.to_thread(sandbox.wait_ready)
         # Braket's parser loads its grammar on first use (seconds on a busy machine): pay it
         # at start-up rather than in the first request.
         await asyncio.to_thread(analyze, WARM_UP_PROGRAM)
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         await server.start()
         app.state.grpc_port = port
         logger.info("gRPC JobService listening", extra={"address": f"{settings.grpc_host}:{port}"})
+        freeze_startup_heap()
         try:
             yield
         finally:

@@ -25,6 +25,7 @@ import os
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 
 import grpc
 from common import bindings, running_stack, table, trivial
@@ -34,47 +35,42 @@ from qorch.config import Settings
 from qorch.kafka import Consumer
 
 
-async def follow(
-    target: str,
-    api_key: str,
-    job_id: str,
-    out: list[float],
-    replays: list[int],
-    stages: list[tuple[int, float, float]],
-) -> None:
-    """One watcher: the latency in seconds of every event recorded after it attached.
+@dataclass
+class Watcher:
+    """What one watcher saw: per delivered event (seq, recorded at, received at), and the
+    seqs it got as replays (recorded before its stream opened)."""
+
+    attached: float = 0.0
+    live: float = 0.0  # when its first event arrived: from then on it is fed live
+    deliveries: list[tuple[int, float, float]] = field(default_factory=list)
+    replays: list[int] = field(default_factory=list)
+
+
+async def follow(target: str, api_key: str, job_id: str, watcher: Watcher) -> None:
+    """One watcher of ``job_id`` until the job's final event.
 
     Events recorded before the stream opened are replays from the store, not deliveries;
-    they are counted in ``replays`` and left out. Every watcher runs on one asyncio loop
-    (``grpc.aio``), so the receipt time is not the time a thread waited for the GIL.
+    they are counted and left out. Every watcher runs on one asyncio loop (``grpc.aio``), so
+    the receipt time is not the time a thread waited for the GIL.
     """
     metadata = (("authorization", f"Bearer {api_key}"),)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
-        attached = time.time()
+        watcher.attached = time.time()
         stream = stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata)
         async for event in stream:
             received = time.time()
+            watcher.live = watcher.live or received
             at = event.at.ToMicroseconds() / 1e6
-            if at >= attached:
-                out.append(received - at)
-                stages.append((event.seq, at, received))
+            if at >= watcher.attached:
+                watcher.deliveries.append((event.seq, at, received))
             else:
-                replays.append(event.seq)
+                watcher.replays.append(event.seq)
 
 
-async def watch_all(
-    target: str,
-    api_key: str,
-    job_id: str,
-    samples: list[list[float]],
-    replays: list[int],
-    stages: list[tuple[int, float, float]],
-) -> None:
+async def watch_all(target: str, api_key: str, job_id: str, watchers: list[Watcher]) -> None:
     """Every watcher of the job, concurrently, until the job's final event."""
-    await asyncio.gather(
-        *(follow(target, api_key, job_id, out, replays, stages) for out in samples)
-    )
+    await asyncio.gather(*(follow(target, api_key, job_id, w) for w in watchers))
 
 
 class Tap:
@@ -159,47 +155,60 @@ def main() -> None:
         "programs": [{"source": source, "bindings": bindings(names, args.bindings)}],
     }
     spec_warm = bindings(names, 64)  # a first job warms the agents and the database
-    stages: list[tuple[int, float, float]] = []
     with (
         running_stack(agents=2, fragment_bindings=args.fragment_bindings) as (stack, client),
         Tap(stack.settings) as tap,
     ):
         client.submit({**spec, "programs": [{"source": source, "bindings": spec_warm}]})
         job = client.submit(spec)
-        samples: list[list[float]] = [[] for _ in range(args.watchers)]
-        replays: list[int] = []
-        asyncio.run(
-            watch_all(stack.grpc_target, stack.admin_key, job["id"], samples, replays, stages)
+        watchers = [Watcher() for _ in range(args.watchers)]
+        asyncio.run(watch_all(stack.grpc_target, stack.admin_key, job["id"], watchers))
+    # From the moment the last watcher is live, every event reaches every watcher over the
+    # live path; before it, an event recorded while a stream was opening reaches that
+    # watcher with the stream's replay, so its figure is the stream's start-up.
+    all_live = max(w.live for w in watchers)
+    every = [(r - at) * 1e3 for w in watchers for _, at, r in w.deliveries]
+    steady = [(r - at) * 1e3 for w in watchers for _, at, r in w.deliveries if at >= all_live]
+    rows = []
+    for name, ms in [
+        ("every event after its watcher attached", every),
+        (f"after all {args.watchers} watchers are live", steady),
+    ]:
+        rows.append(
+            [
+                name,
+                len(ms),
+                f"{percentile(ms, 0.5):.1f}",
+                f"{percentile(ms, 0.9):.1f}",
+                f"**{percentile(ms, 0.99):.1f}**",
+                f"{max(ms):.1f}",
+                f"{statistics.fmean(ms):.1f}",
+            ]
         )
-    ms = [x * 1e3 for watcher in samples for x in watcher]
-    replayed = len(replays)
+    attach = [(w.live - w.attached) * 1e3 for w in watchers]
     print(
         table(
-            f"Goal 4 - event latency, {args.watchers} gRPC watchers, ms",
-            ["events received", "p50", "p90", "p99", "max", "mean", "replayed (excluded)"],
-            [
-                [
-                    len(ms),
-                    f"{percentile(ms, 0.5):.1f}",
-                    f"{percentile(ms, 0.9):.1f}",
-                    f"**{percentile(ms, 0.99):.1f}**",
-                    f"{max(ms):.1f}",
-                    f"{statistics.fmean(ms):.1f}",
-                    replayed,
-                ]
-            ],
+            f"Goal 4 - event latency, {args.watchers} gRPC watchers, ms "
+            f"({sum(len(w.replays) for w in watchers)} replayed events excluded; a stream took "
+            f"{percentile(attach, 0.5):.0f} ms (median), {max(attach):.0f} ms (max) from opening "
+            "to its first event)",
+            ["events", "received", "p50", "p90", "p99", "max", "mean"],
+            rows,
         )
     )
-    p99 = percentile(ms, 0.99)
+    p99 = percentile(steady, 0.99)
     load = os.getloadavg()[0]
     print(
-        f"\nGoal 4 (p99 under 50 ms with {args.watchers} watchers): "
-        f"{'met' if p99 < 50 else 'not met'}, p99 {p99:.1f} ms; "
+        f"\nGoal 4 (p99 under 50 ms with {args.watchers} watchers, all live): "
+        f"{'met' if p99 < 50 else 'not met'}, p99 {p99:.1f} ms "
+        f"(every event: {percentile(every, 0.99):.1f} ms); "
         f"load average {load:.1f} on {os.cpu_count()} cores"
     )
+    stages = [d for w in watchers for d in w.deliveries if d[1] >= all_live]
     print(
         table(
-            "Where the time goes, ms (Kafka create times have 1 ms resolution)",
+            "Where the time goes after all watchers are live, ms "
+            "(Kafka create times have 1 ms resolution)",
             ["stage", "p50", "p99", "max"],
             stage_rows(job["id"], stages, tap),
         )

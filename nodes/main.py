@@ -10,6 +10,7 @@ from types import FrameType
 from nodes.agent import NodeAgent
 from nodes.executors.base import ExecutionError
 from qorch.config import Settings
+from qorch.heap import freeze_startup_heap
 from qorch.kafka import ensure_topics
 from qorch.metrics import serve_metrics
 
@@ -44,6 +45,7 @@ def run_agent(pool: str, settings: Settings) -> int:
             previous[sig] = signal.signal(sig, on_signal)
     else:
         logger.warning("not on the main thread: SIGTERM/SIGINT handlers not installed")
+    freeze_startup_heap()
     try:
         agent.run()
     finally:

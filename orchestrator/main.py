@@ -7,6 +7,7 @@ from types import FrameType
 
 from orchestrator.service import Orchestrator
 from qorch.config import Settings
+from qorch.heap import freeze_startup_heap
 from qorch.metrics import serve_metrics
 
 
@@ -20,5 +21,6 @@ def run_orchestrator(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    freeze_startup_heap()
     orchestrator.run()
     return 0

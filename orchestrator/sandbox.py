@@ -119,6 +119,20 @@ class ProgramSandbox:
                 self._idle.put(_Worker(self._memory_mb))
         return self
 
+    def wait_ready(self) -> None:
+        """Start the workers and block until each has imported Braket (a service calls this
+        before it serves, so no request waits for an import and no import competes with the
+        service's first jobs for the CPU). Raises RuntimeError for a worker that did not start."""
+        self.start()
+        workers = [self._idle.get() for _ in range(self._size)]
+        try:
+            for worker in workers:
+                if worker is not None:
+                    worker.wait_ready()
+        finally:
+            for worker in workers:
+                self._idle.put(worker)
+
     def analyze(self, source: str) -> ProgramInfo:
         """Braket's view of ``source``; ProgramError when it is invalid, needs too much
         memory, or takes longer than the bound to parse."""
