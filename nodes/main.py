@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -21,6 +22,19 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 
 
+def lower_priority(nice: int) -> None:
+    """Lower this process's CPU priority by ``nice`` (simulations yield to the control plane
+    on a shared machine); a platform without ``os.nice`` keeps its priority."""
+    if nice <= 0 or not hasattr(os, "nice"):
+        return
+    try:
+        level = os.nice(nice)
+    except OSError as exc:
+        logger.warning("could not lower the agent's CPU priority: %s", exc)
+        return
+    logger.info("agent CPU priority lowered", extra={"nice": level})
+
+
 def run_agent(pool: str, settings: Settings) -> int:
     """Serve ``pool`` until SIGTERM/SIGINT; returns the process exit status.
 
@@ -34,6 +48,7 @@ def run_agent(pool: str, settings: Settings) -> int:
         return EXIT_CONFIG
     ensure_topics(settings, [pool])
     serve_metrics(settings.metrics_port)
+    lower_priority(settings.node_nice)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s; finishing the fragment in hand", signal.Signals(signum).name)

@@ -87,6 +87,12 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
                 return Outcome("counted")
             return Outcome("counted", training.advance(session, job, settings))
         what, metrics = _progress(session, job, fragment)
+        finished = job.fragments_done == job.fragments_total
+        if finished:
+            # The job's result is assembled before its last events are recorded, so neither
+            # waits in the transaction for the assembly (100 ms for 16k bindings).
+            session.flush()
+            _assemble(session, job)
         events = [
             repo.append_event(
                 session,
@@ -96,8 +102,8 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
                 metrics={"duration_s": result.duration_s, **metrics},
             )
         ]
-        if job.fragments_done == job.fragments_total:
-            events.append(_finish(session, job))
+        if finished:
+            events.append(_succeed(session, job))
         return Outcome("counted", events)
 
     failure = result.failure
@@ -160,7 +166,8 @@ def _progress(session: Session, job: Job, fragment: Fragment) -> tuple[str, dict
     }
 
 
-def _finish(session: Session, job: Job) -> JobEventRow:
+def _assemble(session: Session, job: Job) -> None:
+    """Write the result of a job whose every fragment is done."""
     if streaming.is_cut(session, job):  # knitting the subexperiments' values is Python's
         stored = [
             StoredFragment(f.program_index, f.binding_offset, f.result or [])
@@ -170,6 +177,10 @@ def _finish(session: Session, job: Job) -> JobEventRow:
     else:  # Postgres assembles it: the orchestrator never holds a whole result
         results.store_result(session, job.id)
     streaming.forget(job.id)
+
+
+def _succeed(session: Session, job: Job) -> JobEventRow:
+    """Mark a job whose result is written SUCCEEDED, with its event."""
     message = f"{job.bindings_done} bindings in {job.fragments_total} fragments"
     logger.info("job succeeded", extra={"job_id": job.id})
     return repo.set_status(session, job, JobStatus.SUCCEEDED, message, now=utcnow())

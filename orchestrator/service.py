@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from confluent_kafka import Message
+from confluent_kafka.admin import AdminClient
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -32,7 +33,7 @@ from orchestrator.store.models import JobEventRow
 from proto.qorch.v1 import fragments_pb2, nodes_pb2
 from qorch import metrics
 from qorch.config import Settings
-from qorch.kafka import Consumer, Producer, ensure_topics, topic_ids
+from qorch.kafka import Consumer, Producer, client_config, ensure_topics, topic_ids
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Orchestrator:
         self._stop = threading.Event()
         self._producer: Producer | None = None
         self._known_pools: set[str] = set()
+        #: The broker check's admin client, kept between checks (None: make a new one).
+        self._admin: AdminClient | None = None
         self.counters: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -181,11 +184,14 @@ class Orchestrator:
 
     def _check_broker(self, watch: BrokerWatch) -> None:
         """Create missing topics; when the broker lost its state, send unanswered work again."""
+        if self._admin is None:
+            self._admin = AdminClient(client_config(self.settings))
         try:
-            ensure_topics(self.settings, sorted(self._known_pools), timeout=5.0)
-            ids = topic_ids(self.settings, [self.settings.topic("results")])
-        except Exception as exc:  # broker away: try again at the next check
+            ensure_topics(self.settings, sorted(self._known_pools), 5.0, self._admin)
+            ids = topic_ids(self.settings, [self.settings.topic("results")], admin=self._admin)
+        except Exception as exc:  # broker away: try again at the next check, with a new client
             logger.warning("broker check failed: %s", exc)
+            self._admin = None
             return
         if not watch.changed(ids):
             return

@@ -233,6 +233,15 @@ class Settings(BaseSettings):
         "default (every core). One agent runs one simulation at a time and a pool scales by "
         "agents, so 1 avoids oversubscribing cores; results do not depend on it.",
     )
+    node_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much an agent process lowers its own CPU priority (Unix nice). On a "
+        "machine it shares with the API, orchestrator, Postgres and broker, simulations then "
+        "yield the CPU to them, so events and dispatch stay prompt; alone on a machine it "
+        "changes nothing. 0 keeps the priority it was started with.",
+    )
     simulator_threading_layer: Literal["omp", "tbb", "workqueue", "default"] = Field(
         "omp",
         description="numba threading layer of Braket's kernels in a local agent. Braket selects "

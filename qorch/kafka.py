@@ -60,13 +60,20 @@ def security_config(settings: Settings) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float = 15.0) -> None:
+def ensure_topics(
+    settings: Settings,
+    pools: Iterable[str] = (),
+    timeout: float = 15.0,
+    admin: AdminClient | None = None,
+) -> None:
     """Create the core topics and one fragments topic per pool, if they do not exist yet.
 
     Topics are created explicitly, with their partition counts, before anyone subscribes.
+    A service that checks again and again passes its own long-lived ``admin`` client: each
+    new client starts threads and connections (measurable at a check every few seconds).
     """
     names = [settings.topic(t) for t in CORE_TOPICS] + [settings.fragments_topic(p) for p in pools]
-    admin = AdminClient(client_config(settings))
+    admin = admin or AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []
     for name in names:
@@ -92,10 +99,15 @@ def ensure_topics(settings: Settings, pools: Iterable[str] = (), timeout: float 
                 raise
 
 
-def topic_ids(settings: Settings, names: Sequence[str], timeout: float = 5.0) -> dict[str, str]:
+def topic_ids(
+    settings: Settings,
+    names: Sequence[str],
+    timeout: float = 5.0,
+    admin: AdminClient | None = None,
+) -> dict[str, str]:
     """The broker's id of each topic: a topic deleted and created again gets a new id, which is
     how a service notices that the broker lost its state."""
-    admin = AdminClient(client_config(settings))
+    admin = admin or AdminClient(client_config(settings))
     futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout)
     return {name: str(future.result(timeout).topic_id) for name, future in futures.items()}
 
