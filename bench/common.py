@@ -103,7 +103,7 @@ def own_peak_rss_bytes() -> int:
 @contextmanager
 def running_stack(agents: int, **settings: Any) -> Iterator[tuple[Stack, QorchClient]]:
     """The embedded stack (own Postgres and broker) with ``agents`` local-sv agents."""
-    base = {"topic_prefix": f"bench{os.getpid()}.", "poll_interval_s": 0.05}
+    base: dict[str, Any] = {"topic_prefix": f"bench{os.getpid()}."}
     base.update(settings)
     logs = Path(tempfile.mkdtemp(prefix="qorch-bench-"))
     options = StackOptions(pools=["local-sv"] * agents, log_dir=logs, free_ports=True)

@@ -74,6 +74,9 @@ class Orchestrator:
             factory = make_session_factory(make_engine(settings.database_url))
         self._factory = factory
         self._stop = threading.Event()
+        #: Set when there may be work for the dispatch loop (a result freed room in a window,
+        #: a retry queued a fragment, shutdown): it tops up at once instead of at its next poll.
+        self._work = threading.Event()
         self._producer: Producer | None = None
         self._known_pools: set[str] = set()
         #: The broker check's admin client, kept between checks (None: make a new one).
@@ -96,7 +99,7 @@ class Orchestrator:
         try:
             self._guard(self._dispatch_loop)()
         finally:
-            self._stop.set()
+            self.shutdown()
             for t in threads:
                 t.join()
             self._producer.close()
@@ -105,6 +108,7 @@ class Orchestrator:
     def shutdown(self) -> None:
         """Ask every loop to stop; safe to call twice and from a signal handler."""
         self._stop.set()
+        self._work.set()
 
     def __enter__(self) -> Orchestrator:
         return self
@@ -122,7 +126,7 @@ class Orchestrator:
                 loop()
             except Exception:
                 logger.exception("%s loop crashed; stopping the orchestrator", loop.__name__)
-                self._stop.set()
+                self.shutdown()
                 raise
 
         return run
@@ -155,6 +159,7 @@ class Orchestrator:
         next_topic_check = time.monotonic()
         while not self._stop.is_set():
             busy = False
+            self._work.clear()  # before the work: a result applied meanwhile sets it again
             planned = self._with_db(lambda: plan_next_job(self._factory, self.settings))
             if planned:
                 busy = True
@@ -180,7 +185,7 @@ class Orchestrator:
                 self._check_broker(watch)
                 next_topic_check = time.monotonic() + self.settings.topic_check_interval_s
             if not busy:
-                self._stop.wait(self.settings.poll_interval_s)
+                self._work.wait(self.settings.poll_interval_s)
 
     def _check_broker(self, watch: BrokerWatch) -> None:
         """Create missing topics; when the broker lost its state, send unanswered work again."""
@@ -250,6 +255,7 @@ class Orchestrator:
                     break  # not applied: leave the offset uncommitted
                 publish_events(self._producer, self.settings, events or [])
                 consumer.commit(msg)
+                self._work.set()  # a slot in the job's window may be free: top it up now
         finally:
             consumer.close()
 
@@ -258,6 +264,7 @@ class Orchestrator:
             self.settings,
             [self.settings.topic("heartbeats")],
             group=f"{self.settings.topic_prefix}orchestrator.nodes",
+            fetch_wait_max_ms=self.settings.kafka_background_fetch_wait_max_ms,
         )
         try:
             while not self._stop.is_set():

@@ -231,6 +231,10 @@ def _is_stall(error: str | None) -> bool:
 class Consumer:
     """A consumer in a group, or on explicitly assigned partitions when ``group`` is None.
 
+    ``fetch_wait_max_ms`` overrides ``kafka_fetch_wait_max_ms`` for a consumer off the
+    latency path (heartbeats): the embedded broker holds every empty fetch that long, and
+    each one costs it CPU.
+
     Offsets are stored only through :meth:`commit` after the caller finished the work.
     """
 
@@ -241,6 +245,7 @@ class Consumer:
         group: str | None,
         *,
         assign_all: bool = False,
+        fetch_wait_max_ms: int | None = None,
     ) -> None:
         config: dict[str, Any] = {
             **client_config(settings),
@@ -251,7 +256,7 @@ class Consumer:
             "session.timeout.ms": settings.kafka_session_timeout_ms,
             "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
             "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
-            "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
+            "fetch.wait.max.ms": fetch_wait_max_ms or settings.kafka_fetch_wait_max_ms,
             "partition.assignment.strategy": "cooperative-sticky",
         }
         self._consumer = _Consumer(config)
