@@ -201,3 +201,32 @@ def _state(factory: SessionFactory, job_id: str) -> dict[str, Any]:
             "fragments": [f.id for f in fragments],
             "fragment_states": [(f.status, f.attempt, f.result is None) for f in fragments],
         }
+
+
+def test_a_result_tops_up_its_window_at_once_not_at_the_next_poll(settings: Settings) -> None:
+    """Six one-binding fragments, at most two in flight, and a poll interval longer than the
+    deadline: the job can only finish in time if each result wakes the dispatch loop to
+    write and publish the next fragment."""
+    slow = settings.model_copy(
+        update={"poll_interval_s": 3600.0, "max_inflight_per_job": 2, "fragment_bindings": 1}
+    )
+    engine = make_engine(slow.database_url, pool_size=1)
+    factory = make_session_factory(engine)
+    job_id = store_circuits_job(factory, JobCreate.model_validate(demo_job(6)))
+    orchestrator = Orchestrator(slow)
+    thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
+    try:
+        with running(NodeAgent(slow, POOL)):
+            thread.start()  # its first pass plans the job (and any other queued one)
+            done = wait_until(
+                lambda: (s := _state(factory, job_id))["status"] == JobStatus.SUCCEEDED and s,
+                timeout=DEADLINE_S,
+                what="the job finished, window by window",
+            )
+        assert done["done"] == (6, 6)
+        assert len(done["fragments"]) == 6
+    finally:
+        orchestrator.shutdown()
+        thread.join(DEADLINE_S)
+        engine.dispose()
+    assert not thread.is_alive()
