@@ -30,6 +30,7 @@ from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from orchestrator.store.events import event_to_proto
 from orchestrator.store.models import JobEventRow
+from orchestrator.store.notify import JobListener
 from proto.qorch.v1 import fragments_pb2, nodes_pb2
 from qorch import metrics
 from qorch.config import Settings
@@ -74,8 +75,8 @@ class Orchestrator:
             factory = make_session_factory(make_engine(settings.database_url))
         self._factory = factory
         self._stop = threading.Event()
-        #: Set when there may be work for the dispatch loop (a result freed room in a window,
-        #: a retry queued a fragment, shutdown): it tops up at once instead of at its next poll.
+        #: Set when there may be work for the dispatch loop (a job was submitted, a result freed
+        #: room in a window, shutdown): it acts at once instead of at its next poll.
         self._work = threading.Event()
         self._producer: Producer | None = None
         self._known_pools: set[str] = set()
@@ -90,6 +91,7 @@ class Orchestrator:
         ensure_topics(self.settings, ["local-sv", "local-dm"])
         self._known_pools.update(["local-sv", "local-dm"])
         self._producer = Producer(self.settings)
+        listener = JobListener(self.settings.database_url, self._work.set).start()
         threads = [
             threading.Thread(target=self._guard(self._results_loop), name="results"),
             threading.Thread(target=self._guard(self._nodes_loop), name="nodes"),
@@ -100,6 +102,7 @@ class Orchestrator:
             self._guard(self._dispatch_loop)()
         finally:
             self.shutdown()
+            listener.stop()
             for t in threads:
                 t.join()
             self._producer.close()

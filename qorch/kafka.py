@@ -119,6 +119,8 @@ class Delivery:
     key: str
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    #: The failure says the client itself is stuck (see :func:`needs_new_client`).
+    stuck: bool = False
 
     @property
     def ok(self) -> bool:
@@ -163,8 +165,9 @@ class Producer:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 delivery.error = err.str()
+                delivery.stuck = needs_new_client(err)
                 logger.warning("delivery to %s failed for key %s: %s", topic, key, err.str())
-                if _is_stall(delivery.error):
+                if delivery.stuck:
                     self._stalled = True
             delivery.done.set()
 
@@ -200,7 +203,7 @@ class Producer:
                 break
             producer.flush(min(remaining, 0.5))
         ok = all(d.ok for d in deliveries)
-        if not ok and any(_is_stall(d.error) for d in deliveries):
+        if not ok and any(d.stuck for d in deliveries):
             self._rebuild()
         return ok
 
@@ -209,7 +212,9 @@ class Producer:
         return self.wait([self.send(topic, key, message)])
 
     def _rebuild(self) -> None:
-        logger.warning("producer stalled (delivery timeouts); building a new one")
+        logger.warning(
+            "producer stuck (delivery timeouts or a lost producer id); building a new one"
+        )
         with self._lock:
             self._stalled = False
             old, self._producer = self._producer, self._build()
@@ -224,8 +229,27 @@ class Producer:
             logger.warning("%d messages were not delivered before close", remaining)
 
 
-def _is_stall(error: str | None) -> bool:
-    return error is not None and ("timed out" in error.lower() or "timeout" in error.lower())
+#: Failures after which an idempotent producer does not recover by itself. A broker that
+#: restarted empty forgets every producer id: the client then times out (UNKNOWN_PRODUCER_ID
+#: leaves it stuck, KAFKA-NOTES.md), or is fenced when the new broker handed its id to another
+#: client, and every later message fails the same way.
+STUCK_PRODUCER_ERRORS = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
+
+
+def needs_new_client(err: KafkaError) -> bool:
+    """Whether a delivery failure means the producer must be built again."""
+    return err.fatal() or err.code() in STUCK_PRODUCER_ERRORS
 
 
 class Consumer:

@@ -23,6 +23,7 @@ from orchestrator.store.models import (
     OutboxMessage,
     Tenant,
 )
+from orchestrator.store.notify import announce_job
 
 
 class NotFound(LookupError):
@@ -75,6 +76,7 @@ def create_job(
     session.add(job)
     session.flush()
     append_event(session, job, "submitted", f"{bindings_total} bindings on pool {pool}")
+    announce_job(session)
     return job
 
 
