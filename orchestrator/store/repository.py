@@ -341,12 +341,20 @@ def mark_published(
 
 
 def drop_outbox(session: Session, job_id: str) -> None:
-    """Forget the job's unpublished fragment messages (the job ended)."""
-    session.execute(
-        delete(OutboxMessage).where(
-            OutboxMessage.job_id == job_id, OutboxMessage.fragment_id.is_not(None)
-        )
+    """Forget the job's unpublished fragment messages (the job ended).
+
+    Rows a relay holds at this moment are left to it: it is publishing them, and their results
+    will be ignored as late. Waiting for the relay instead closed a lock cycle: the relay, once
+    the broker acknowledged, updates the fragment a fast agent's result already locked, and
+    that result waits for the job this transaction holds (a cancel right after planning got
+    DeadlockDetected).
+    """
+    unlocked = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.job_id == job_id, OutboxMessage.fragment_id.is_not(None))
+        .with_for_update(skip_locked=True)
     )
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(unlocked.scalar_subquery())))
 
 
 def lock_fragment(session: Session, fragment_id: str) -> Fragment | None:

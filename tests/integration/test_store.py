@@ -7,13 +7,15 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, select, text
 
 from orchestrator.aggregator import apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
+from orchestrator.lifecycle import JobStatus
 from orchestrator.spec import JobCreate
 from orchestrator.store import repository as repo
 from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
@@ -281,3 +283,28 @@ def test_cancel_drops_pending_dispatch_and_ignores_late_results(
     with session_scope(factory) as session, pytest.raises(InvalidTransition):
         repo.set_status(session, repo.lock_job(session, job_id), JobStatus.RUNNING,
                         now=datetime.now(UTC))  # fmt: skip
+
+
+def test_cancel_does_not_wait_for_a_relay_publishing_the_jobs_fragments(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    """A relay holds some of the job's outbox rows (publishing them) while the job is
+    cancelled: the cancel drops the others at once instead of waiting for the relay, which
+    could be waiting in turn for a fragment a result holds, and that result for the job."""
+    settings = settings.model_copy(update={"fragment_bindings": 2})
+    job_id = submit(factory, bindings=8)
+    plan_until(factory, settings, job_id)
+    with factory() as relay, relay.begin():
+        held = [r.fragment_id for r in repo.pending_outbox(relay, 2)]  # locked, like a relay
+        assert len(held) == 2
+        with factory() as cancel, cancel.begin():
+            cancel.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait fails the test
+            job = repo.lock_job(cancel, job_id)
+            repo.set_status(cancel, job, JobStatus.CANCELLED, "cancelled", now=datetime.now(UTC))
+        with factory() as session:
+            left = session.scalars(
+                select(OutboxMessage.fragment_id).where(OutboxMessage.job_id == job_id)
+            ).all()
+        assert sorted(map(str, left)) == sorted(map(str, held))  # only the relay's rows
+    with factory() as session:
+        assert repo.get_job(session, job_id).status == JobStatus.CANCELLED
