@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nodes.agent import NodeAgent
 from orchestrator.lifecycle import JobStatus
@@ -35,7 +35,26 @@ DEADLINE_S = 60.0
 
 
 @pytest.fixture
-def untrusting(settings: Settings) -> Settings:
+def quiet_database(database_url: str) -> None:
+    """End the jobs earlier test modules left queued or running in the shared database: an
+    orchestrator started here would plan, top up and dispatch them before this test's job
+    (about 30 s a test in a full run)."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE jobs SET status = 'CANCELLED', finished_at = now() "
+                    "WHERE status IN ('QUEUED', 'RUNNING')"
+                )
+            )
+            conn.execute(text("DELETE FROM outbox"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def untrusting(settings: Settings, quiet_database: None) -> Settings:
     """Settings whose agents take fragments of at most 4 KiB."""
     return settings.model_copy(update={"max_fragment_bytes": 4096, "node_id": "node-u"})
 
@@ -203,7 +222,9 @@ def _state(factory: SessionFactory, job_id: str) -> dict[str, Any]:
         }
 
 
-def test_a_result_tops_up_its_window_at_once_not_at_the_next_poll(settings: Settings) -> None:
+def test_a_result_tops_up_its_window_at_once_not_at_the_next_poll(
+    settings: Settings, quiet_database: None
+) -> None:
     """Six one-binding fragments, at most two in flight, and a poll interval longer than the
     deadline: the job can only finish in time if each result wakes the dispatch loop to
     write and publish the next fragment."""
