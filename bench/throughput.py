@@ -44,7 +44,7 @@ from common import (
     trivial,
 )
 
-from nodes.executors.kernels import select_threading_layer
+from nodes.executors.kernels import ThreadingLayer, select_threading_layer
 from nodes.executors.local import LocalExecutor
 from orchestrator.training.model import classifier
 from orchestrator.training.spec import TRAIN_EXAMPLE
@@ -78,14 +78,9 @@ def in_fresh_process(function: Callable[..., T], *args: Any) -> T:
         return pool.submit(function, *args).result()
 
 
-def use_layer(layer: str) -> str:
-    """This (fresh) process's numba threading layer, as an agent selects it."""
-    return select_threading_layer(layer)  # type: ignore[arg-type]
-
-
-def per_binding_plain(source: str, values: list[dict[str, float]], layer: str) -> float:
+def per_binding_plain(source: str, values: list[dict[str, float]], layer: ThreadingLayer) -> float:
     """``LocalSimulator('braket_sv').run(program, inputs=...)``, one binding at a time."""
-    use_layer(layer)
+    select_threading_layer(layer)
     device = LocalSimulator("braket_sv")
     device.run(Program(source=source, inputs=values[0]), shots=SHOTS).result()
     started = time.perf_counter()
@@ -107,10 +102,10 @@ def run_batch_seconds(source: str, values: list[dict[str, float]]) -> float:
 
 
 def per_binding_kernel(
-    source: str, values: list[dict[str, float]], qubits: int, layer: str
+    source: str, values: list[dict[str, float]], qubits: int, layer: ThreadingLayer
 ) -> float:
     """Braket's state-vector kernel alone: evolve pre-built operations, draw the samples."""
-    use_layer(layer)
+    select_threading_layer(layer)
     device = LocalSimulator("braket_sv")
     circuits = [
         device._delegate.parse_program(Program(source=source, inputs=v)).circuit for v in values
@@ -152,7 +147,7 @@ def per_binding_agent(source: str, values: list[dict[str, float]]) -> tuple[floa
 
 def executor_section(quick: bool) -> None:
     rows = []
-    braket_layer = "workqueue"  # what importing Braket's simulator selects
+    braket_layer: ThreadingLayer = "workqueue"  # what importing Braket's simulator selects
     for qubits in (8, 12):
         source, names = ansatz(qubits)
         few = bindings(names, 16 if quick else 32)

@@ -34,7 +34,7 @@ from orchestrator.store.notify import JobListener
 from proto.qorch.v1 import fragments_pb2, nodes_pb2
 from qorch import metrics
 from qorch.config import Settings
-from qorch.kafka import Consumer, Producer, client_config, ensure_topics, topic_ids
+from qorch.kafka import Consumer, Producer, admin_client, ensure_topics, topic_ids
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class Orchestrator:
     def _check_broker(self, watch: BrokerWatch) -> None:
         """Create missing topics; when the broker lost its state, send unanswered work again."""
         if self._admin is None:
-            self._admin = AdminClient(client_config(self.settings))
+            self._admin = admin_client(self.settings)
         try:
             ensure_topics(self.settings, sorted(self._known_pools), 5.0, self._admin)
             ids = topic_ids(self.settings, [self.settings.topic("results")], admin=self._admin)

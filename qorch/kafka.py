@@ -60,6 +60,11 @@ def security_config(settings: Settings) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
+def admin_client(settings: Settings) -> AdminClient:
+    """An admin client with the service's connection and security settings."""
+    return AdminClient(client_config(settings))
+
+
 def ensure_topics(
     settings: Settings,
     pools: Iterable[str] = (),
@@ -73,7 +78,7 @@ def ensure_topics(
     new client starts threads and connections (measurable at a check every few seconds).
     """
     names = [settings.topic(t) for t in CORE_TOPICS] + [settings.fragments_topic(p) for p in pools]
-    admin = admin or AdminClient(client_config(settings))
+    admin = admin or admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []
     for name in names:
@@ -107,7 +112,7 @@ def topic_ids(
 ) -> dict[str, str]:
     """The broker's id of each topic: a topic deleted and created again gets a new id, which is
     how a service notices that the broker lost its state."""
-    admin = admin or AdminClient(client_config(settings))
+    admin = admin or admin_client(settings)
     futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout)
     return {name: str(future.result(timeout).topic_id) for name, future in futures.items()}
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.schemas import Readiness
 from orchestrator.store.migrate import SchemaNotReady, check_schema
-from qorch.kafka import client_config
+from qorch.kafka import admin_client
 
 router = APIRouter(tags=["health"])
 
@@ -40,7 +39,7 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["postgres"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
     try:
-        admin = AdminClient(client_config(request.app.state.settings))
+        admin = admin_client(request.app.state.settings)
         brokers = admin.list_topics(timeout=2).brokers
         checks["kafka"] = f"ok ({len(brokers)} broker(s))"
     except Exception as exc:
