@@ -39,6 +39,9 @@ class Outcome:
 
     kind: str  # counted, duplicate, unknown, late, stale, retried, failed
     events: list[JobEventRow] = field(default_factory=list)
+    #: The dispatch loop has work now: the transaction queued outbox messages (a retry, a
+    #: training step), or the job has fragments left to write and a slot just freed up.
+    dispatch: bool = False
 
 
 def apply_result(session: Session, result: pb.FragmentResult, settings: Settings) -> Outcome:
@@ -57,6 +60,16 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
         )
         return Outcome("duplicate")
     job = repo.lock_job(session, fragment.job_id)
+    outcome = _apply_to_job(session, job, fragment, result, settings)
+    windows_left = job.fragments_written < job.fragments_total
+    outcome.dispatch = repo.wrote_outbox(session) or (windows_left and not is_terminal(job.status))
+    return outcome
+
+
+def _apply_to_job(
+    session: Session, job: Job, fragment: Fragment, result: pb.FragmentResult, settings: Settings
+) -> Outcome:
+    """Apply a result of one of the job's fragments (both locked) that is not a duplicate."""
     if is_terminal(job.status):
         return Outcome("late")
 

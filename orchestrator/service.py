@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from orchestrator.aggregator import apply_result
+from orchestrator.aggregator import Outcome, apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
 from orchestrator.recovery import BrokerWatch, resend_unanswered
 from orchestrator.store import repository as repo
@@ -240,25 +240,29 @@ class Orchestrator:
                     consumer.commit(msg)
                     continue
 
-                def apply(result: fragments_pb2.FragmentResult = result) -> list[JobEventRow]:
+                def apply(result: fragments_pb2.FragmentResult = result) -> Outcome:
                     with session_scope(self._factory) as session:
                         outcome = apply_result(session, result, self.settings)
                     self._count(f"results_{outcome.kind}")
                     _observe(outcome.kind)
-                    return outcome.events
+                    return outcome
 
                 try:
-                    events = self._with_db(apply)
+                    outcome = self._with_db(apply)
                 except Exception as exc:  # refused by the store (untrusted input): drop it
                     self._reject("results", msg, exc)
                     metrics.RESULTS.labels("rejected").inc()
                     consumer.commit(msg)
                     continue
-                if events is None and self._stop.is_set():
-                    break  # not applied: leave the offset uncommitted
-                publish_events(self._producer, self.settings, events or [])
+                if outcome is None:
+                    break  # stopping before it was applied: leave the offset uncommitted
+                publish_events(self._producer, self.settings, outcome.events)
                 consumer.commit(msg)
-                self._work.set()  # a slot in the job's window may be free: top it up now
+                if outcome.dispatch:
+                    # Outbox rows to relay, or a free slot in a window to top up: now, not at
+                    # the next poll. A result of a fully written job wakes nothing: a pass
+                    # that finds nothing to do costs a dozen database round trips.
+                    self._work.set()
         finally:
             consumer.close()
 

@@ -5,8 +5,9 @@ planning writes at most ``max_inflight_per_job`` unanswered fragments of a job a
 ``max_inflight_per_pool`` of a pool, and tops jobs up as results come in. The job's
 ``fragments_total`` is the full count from the start, so progress and completion are right.
 
-The position of the next window is the number of fragment rows the job already has: planning is
-deterministic (``plan_fragments``), and rows are only ever written by planning.
+The position of the next window is the number of fragment rows the job already has, kept in
+``jobs.fragments_written``: planning is deterministic (``plan_fragments``), and rows are only
+ever written by planning (``repository.add_fragments``).
 
 Memory does not grow with the job: the orchestrator keeps only the spec's head (its programs
 without their bindings, and each program's binding count) and reads each window's bindings as
@@ -231,15 +232,6 @@ def in_flight(session: Session, *, job_id: str | None = None, pool: str | None =
     return int(session.execute(query).scalar_one())
 
 
-def planned_count(session: Session, job_id: str) -> int:
-    """Fragment rows the job has (the position of its next window)."""
-    return int(
-        session.execute(
-            select(func.count()).select_from(Fragment).where(Fragment.job_id == job_id)
-        ).scalar_one()
-    )
-
-
 def write_window(
     session: Session, job: Job, head: SpecHead, settings: Settings, start: int, count: int
 ) -> int:
@@ -273,20 +265,13 @@ def write_window(
 
 def _streaming_jobs(session: Session, limit: int) -> Sequence[Job]:
     """Running jobs that still have fragments to write, oldest first, locked."""
-    written = (
-        select(func.count())
-        .select_from(Fragment)
-        .where(Fragment.job_id == Job.id)
-        .correlate(Job)
-        .scalar_subquery()
-    )
     return list(
         session.execute(
             select(Job)
             .where(
                 Job.status == "RUNNING",
                 Job.kind.in_(WINDOWED_KINDS),
-                Job.fragments_total > written,
+                Job.fragments_total > Job.fragments_written,
             )
             .order_by(Job.started_at)
             .limit(limit)
@@ -309,7 +294,7 @@ def top_up(factory: SessionFactory, settings: Settings) -> int:
             free = room(in_flight(session, job_id=job.id), pool_room[job.pool], settings)
             if free == 0:
                 continue
-            start = planned_count(session, job.id)
+            start = job.fragments_written
             if job.kind == "circuits":
                 count = write_window(session, job, cached_head(session, job), settings, start, free)
             else:  # a training step in flight (written in windows the same way)

@@ -55,6 +55,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None, deferred=True)
     fragments_total: Mapped[int] = mapped_column(Integer, default=0)
+    #: Fragment rows written so far: the position of the job's next window. A job with fewer
+    #: than ``fragments_total`` still has fragments to write (``repository.add_fragments``).
+    fragments_written: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fragments_done: Mapped[int] = mapped_column(Integer, default=0)
     bindings_total: Mapped[int] = mapped_column(Integer, default=0)
     bindings_done: Mapped[int] = mapped_column(Integer, default=0)

@@ -248,6 +248,9 @@ def events_after(
 
 # ---------------------------------------------------------------- fragments and outbox
 
+#: ``Session.info`` key set by the functions that add outbox messages (see ``wrote_outbox``).
+OUTBOX_WRITTEN = "qorch.outbox_written"
+
 
 @dataclass(frozen=True)
 class NewFragment:
@@ -285,6 +288,8 @@ def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], 
         for f in fragments
     )
     job.fragments_total += len(fragments)
+    job.fragments_written += len(fragments)
+    session.info[OUTBOX_WRITTEN] = True
     session.flush()
 
 
@@ -301,7 +306,13 @@ def enqueue(
     session.add(
         OutboxMessage(topic=topic, key=key, payload=payload, job_id=job_id, fragment_id=fragment_id)
     )
+    session.info[OUTBOX_WRITTEN] = True
     session.flush()
+
+
+def wrote_outbox(session: Session) -> bool:
+    """Whether this session added outbox messages: once it commits, the relay has work."""
+    return bool(session.info.get(OUTBOX_WRITTEN))
 
 
 def pending_outbox(session: Session, limit: int) -> Sequence[OutboxMessage]:

@@ -195,6 +195,44 @@ def test_aggregation_is_idempotent_and_finishes_the_job(
     assert apply(factory, settings, results[0]) == "duplicate"
 
 
+def test_a_result_wakes_dispatch_only_when_dispatch_has_work(
+    factory: SessionFactory, settings: Settings
+) -> None:
+    """A result asks for a dispatch pass when its job has fragments left to write, or when it
+    queued an outbox message (a retry); a result of a fully written job asks for none."""
+    settings = settings.model_copy(
+        update={"fragment_bindings": 1, "max_inflight_per_job": 2, "max_attempts": 3}
+    )
+    job_id = submit(factory, bindings=3)  # 3 fragments, 2 written in the first window
+    plan_until(factory, settings, job_id)
+    first, second = fragments_of(factory, job_id)
+    with factory() as session:
+        job = repo.get_job(session, job_id)
+        assert (job.fragments_written, job.fragments_total) == (2, 3)
+
+    def outcome(result: pb.FragmentResult) -> tuple[str, bool]:
+        with session_scope(factory) as session:
+            applied = apply_result(session, result, settings)
+        return applied.kind, applied.dispatch
+
+    assert outcome(success_for(first, job_id)) == ("counted", True)  # the third is unwritten
+    assert outcome(success_for(first, job_id)) == ("duplicate", False)
+    plan_next_job(factory, settings)  # tops the window up: the job is fully written
+    third = fragments_of(factory, job_id)[2]
+    failure = pb.FragmentResult(
+        fragment_id=second.id,
+        job_id=job_id,
+        attempt=1,
+        node_id="test-node",
+        failure=pb.FragmentFailure(error="busy", error_type="Throttled", retryable=True),
+    )
+    assert outcome(failure) == ("retried", True)  # its retry is in the outbox
+    assert outcome(success_for(second, job_id, attempt=2)) == ("counted", False)
+    assert outcome(success_for(third, job_id)) == ("counted", False)
+    with factory() as session:
+        assert repo.get_job(session, job_id).status == "SUCCEEDED"
+
+
 def test_unknown_fragment_is_ignored(factory: SessionFactory, settings: Settings) -> None:
     result = pb.FragmentResult(fragment_id=str(uuid.uuid4()), job_id=str(uuid.uuid4()))
     assert apply(factory, settings, result) == "unknown"
