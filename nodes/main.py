@@ -22,17 +22,33 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 2
 
 
-def lower_priority(nice: int) -> None:
-    """Lower this process's CPU priority by ``nice`` (simulations yield to the control plane
-    on a shared machine); a platform without ``os.nice`` keeps its priority."""
-    if nice <= 0 or not hasattr(os, "nice"):
-        return
-    try:
-        level = os.nice(nice)
-    except OSError as exc:
-        logger.warning("could not lower the agent's CPU priority: %s", exc)
-        return
-    logger.info("agent CPU priority lowered", extra={"nice": level})
+def lower_priority(nice: int, idle: bool) -> None:
+    """Lower the CPU priority of the calling thread and of the threads it starts later, so
+    that simulations yield to the control plane on a shared machine.
+
+    ``nice`` is a Unix nice increment (0 keeps it). ``idle`` puts the thread under Linux's
+    SCHED_IDLE policy: it runs only on CPU nothing else wants, and a thread of the API,
+    orchestrator, broker or Postgres that wakes up preempts it at once; under a nice value alone
+    the woken thread waits for the simulation's time slice to end, on each hop of an event.
+    The agent calls this before it starts its Kafka clients, so their I/O threads (fragments
+    in, results out) yield too: that traffic competed with the event path as well. Threads
+    that exist already (the metrics server) keep their priority. A platform without these
+    calls keeps its priority.
+    """
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            level = os.nice(nice)
+        except OSError as exc:
+            logger.warning("could not lower the agent's CPU priority: %s", exc)
+        else:
+            logger.info("agent CPU priority lowered", extra={"nice": level})
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            logger.warning("could not move the agent to the idle scheduling policy: %s", exc)
+        else:
+            logger.info("agent simulations run under SCHED_IDLE")
 
 
 def run_agent(pool: str, settings: Settings) -> int:
@@ -48,7 +64,7 @@ def run_agent(pool: str, settings: Settings) -> int:
         return EXIT_CONFIG
     ensure_topics(settings, [pool])
     serve_metrics(settings.metrics_port)
-    lower_priority(settings.node_nice)
+    lower_priority(settings.node_nice, settings.node_idle_priority)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s; finishing the fragment in hand", signal.Signals(signum).name)

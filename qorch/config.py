@@ -248,6 +248,14 @@ class Settings(BaseSettings):
         "yield the CPU to them, so events and dispatch stay prompt; alone on a machine it "
         "changes nothing. 0 keeps the priority it was started with.",
     )
+    node_idle_priority: bool = Field(
+        True,
+        description="Run an agent's simulations under Linux's SCHED_IDLE scheduling policy: "
+        "they use only CPU that nothing else wants, and a control-plane thread that wakes up "
+        "takes the core at once, where under a nice value alone it waits for the simulation's "
+        "time slice to end. Alone on a machine an agent loses nothing. Off: only "
+        "QORCH_NODE_NICE applies. Ignored where the platform has no SCHED_IDLE.",
+    )
     simulator_threading_layer: Literal["omp", "tbb", "workqueue", "default"] = Field(
         "omp",
         description="numba threading layer of Braket's kernels in a local agent. Braket selects "
