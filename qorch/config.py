@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         "pools whose devices queue tasks for long.",
     )
     kafka_message_timeout_ms: int = Field(30000, ge=1000)
+    kafka_linger_ms: int = Field(
+        0,
+        ge=0,
+        description="linger.ms of every producer: how long a message waits for others to share "
+        "its request. A progress event or a result travels alone and waited all of it (2 ms "
+        "on every event before); messages produced while a request is in flight are batched "
+        "either way.",
+    )
 
     # API
     api_host: str = "127.0.0.1"

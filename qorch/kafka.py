@@ -152,7 +152,7 @@ class Producer:
                 **client_config(self._settings),
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 2,
+                "linger.ms": self._settings.kafka_linger_ms,
                 "message.timeout.ms": self._settings.kafka_message_timeout_ms,
                 "compression.type": "lz4",
                 # Topics are created explicitly (ensure_topics); a producer that created a lost
