@@ -2,9 +2,11 @@
 
 For each of two jobs of trivial circuits (one ``progress`` event per fragment), on a fresh
 embedded stack with two agents: submits the job, follows it with 20 concurrent ``WatchJob``
-streams, and prints p50/p90/p99/max of ``received - event.at`` (issue 6, goal 4)::
+streams, and prints p50/p90/p99/max of ``received - event.at`` (issue 6, goal 4); it does
+that ``--runs`` times (3), one job after the other on the same stack, and the goal's figure
+pools them::
 
-    .venv/bin/python bench/latency.py [--watchers 20]
+    .venv/bin/python bench/latency.py [--watchers 20] [--runs 3]
     .venv/bin/python bench/latency.py --bindings 4000 --fragment-bindings 8   # one custom job
 
 The two jobs: 16,000 bindings in fragments of the default size (the platform as it ships) and
@@ -14,8 +16,9 @@ its transaction (``datetime.now(UTC)`` in ``repository.append_event``), so the f
 counts the rest of that transaction and its commit. Same machine, same clock. The goal's figure
 is over the events recorded once every watcher's stream is live (an event recorded while a
 stream is still opening reaches it with the stream's replay); the figure over every event is
-printed beside it. Figures only; nothing here asserts a time: the last lines say whether the
-goal (p99 under 50 ms) was met in this run.
+printed beside it. A job's p99 is decided by its two or three slowest events (each reaches all
+20 watchers), which is why the runs are pooled. Figures only; nothing here asserts a time: the
+last lines say whether the goal (p99 under 50 ms) was met in this run.
 
 A second table splits the time into stages, with a tap on the ``events`` topic in this process:
 recording (``at`` to the Kafka message's create time, i.e. the rest of the transaction and the
@@ -138,10 +141,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def stage_rows(job_id: str, stages: list[tuple[int, float, float]], tap: Tap) -> list[list[str]]:
-    """p50/p99/max of each stage, ms, over the deliveries the tap also saw."""
+def stage_rows(stages: list[tuple[str, int, float, float]], tap: Tap) -> list[list[str]]:
+    """p50/p99/max of each stage, ms, over the deliveries (job, seq, at, received) the tap
+    also saw."""
     recording, hop, api = [], [], []
-    for seq, at, received in stages:
+    for job_id, seq, at, received in stages:
         seen = tap.seen.get((job_id, seq))
         if seen is None:
             continue
@@ -176,11 +180,51 @@ class Scenario:
     fragment_bindings: int
 
 
-def measure(scenario: Scenario, watchers_count: int) -> tuple[float, str]:
-    """Run one job under ``watchers_count`` watchers on a fresh stack; print its tables.
+@dataclass
+class Followed:
+    """One job followed to its end by every watcher."""
 
-    Returns the p99 (ms) over the events recorded once every watcher was live, and a line
-    for the summary.
+    job_id: str
+    watchers: list[Watcher]
+
+    @property
+    def all_live(self) -> float:
+        """From then on every event reaches every watcher over the live path; before it, an
+        event recorded while a stream was opening reaches that watcher with the stream's
+        replay, so its figure is the stream's start-up."""
+        return max(w.live for w in self.watchers)
+
+    def latencies(self, steady: bool) -> list[float]:
+        """ms per delivery; ``steady``: only events recorded once all watchers were live."""
+        since = self.all_live if steady else 0.0
+        return [(r - at) * 1e3 for w in self.watchers for _, at, r in w.deliveries if at >= since]
+
+    def rate(self) -> float:
+        """Events recorded per second over the job."""
+        recorded = sorted({at for w in self.watchers for _, at, _ in w.deliveries})
+        return (len(recorded) - 1) / max(recorded[-1] - recorded[0], 1e-9)
+
+
+def latency_row(name: str, ms: list[float]) -> list[object]:
+    return [
+        name,
+        len(ms),
+        f"{percentile(ms, 0.5):.1f}",
+        f"{percentile(ms, 0.9):.1f}",
+        f"**{percentile(ms, 0.99):.1f}**",
+        f"{max(ms):.1f}",
+        f"{statistics.fmean(ms):.1f}",
+    ]
+
+
+def measure(scenario: Scenario, watchers_count: int, runs: int) -> tuple[float, str]:
+    """Follow ``runs`` jobs, one after the other, under ``watchers_count`` watchers each, on
+    one fresh stack; print their tables.
+
+    A job's p99 over 20 watchers is decided by its two or three slowest events (each reaches
+    all 20), so one hiccup of a shared machine moves it: the goal's figure pools the runs.
+    Returns that pooled p99 (ms, events recorded once every watcher was live) and a line for
+    the summary.
     """
     source, names = trivial()
     spec = {
@@ -192,66 +236,62 @@ def measure(scenario: Scenario, watchers_count: int) -> tuple[float, str]:
         "programs": [{"source": source, "bindings": bindings(names, scenario.bindings)}],
     }
     spec_warm = bindings(names, 64)  # a first job warms the agents and the database
+    followed: list[Followed] = []
     with (
         running_stack(agents=2, fragment_bindings=scenario.fragment_bindings) as (stack, client),
         Tap(stack.settings) as tap,
     ):
         client.submit({**spec, "programs": [{"source": source, "bindings": spec_warm}]})
-        job = client.submit(spec)
-        watchers = [Watcher() for _ in range(watchers_count)]
-        with no_collections():
-            asyncio.run(watch_all(stack.grpc_target, stack.admin_key, job["id"], watchers))
-    # From the moment the last watcher is live, every event reaches every watcher over the
-    # live path; before it, an event recorded while a stream was opening reaches that
-    # watcher with the stream's replay, so its figure is the stream's start-up.
-    all_live = max(w.live for w in watchers)
-    every = [(r - at) * 1e3 for w in watchers for _, at, r in w.deliveries]
-    steady = [(r - at) * 1e3 for w in watchers for _, at, r in w.deliveries if at >= all_live]
-    recorded = sorted({at for w in watchers for _, at, _ in w.deliveries})
-    rate = (len(recorded) - 1) / max(recorded[-1] - recorded[0], 1e-9)
-    rows = []
-    for name, ms in [
-        ("every event after its watcher attached", every),
-        (f"after all {watchers_count} watchers are live", steady),
-    ]:
-        rows.append(
-            [
-                name,
-                len(ms),
-                f"{percentile(ms, 0.5):.1f}",
-                f"{percentile(ms, 0.9):.1f}",
-                f"**{percentile(ms, 0.99):.1f}**",
-                f"{max(ms):.1f}",
-                f"{statistics.fmean(ms):.1f}",
-            ]
-        )
-    attach = [(w.live - w.attached) * 1e3 for w in watchers]
+        for _ in range(runs):
+            job = client.submit(spec)
+            watchers = [Watcher() for _ in range(watchers_count)]
+            with no_collections():
+                asyncio.run(watch_all(stack.grpc_target, stack.admin_key, job["id"], watchers))
+            followed.append(Followed(job["id"], watchers))
+    rows = [
+        latency_row(f"run {i + 1}, after all {watchers_count} watchers are live", f.latencies(True))
+        for i, f in enumerate(followed)
+    ]
+    steady = [ms for f in followed for ms in f.latencies(True)]
+    every = [ms for f in followed for ms in f.latencies(False)]
+    rows.append(latency_row("every event after its watcher attached, all runs", every))
+    rows.append(latency_row(f"after all {watchers_count} watchers are live, all runs", steady))
+    rate = statistics.fmean(f.rate() for f in followed)
+    attach = [(w.live - w.attached) * 1e3 for f in followed for w in f.watchers]
+    replayed = sum(len(w.replays) for f in followed for w in f.watchers)
     print(
         table(
-            f"Goal 4 - {scenario.name}: {scenario.bindings} trivial bindings in fragments of "
-            f"{scenario.fragment_bindings}, {rate:.0f} events/s, {watchers_count} gRPC watchers, "
-            f"ms ({sum(len(w.replays) for w in watchers)} replayed events excluded; a stream "
-            f"took {percentile(attach, 0.5):.0f} ms (median), {max(attach):.0f} ms (max) from "
+            f"Goal 4 - {scenario.name}: {runs} jobs of {scenario.bindings} trivial bindings in "
+            f"fragments of {scenario.fragment_bindings}, {rate:.0f} events/s, {watchers_count} "
+            f"gRPC watchers, ms ({replayed} replayed events excluded; a stream took "
+            f"{percentile(attach, 0.5):.0f} ms (median), {max(attach):.0f} ms (max) from "
             "opening to its first event)",
             ["events", "received", "p50", "p90", "p99", "max", "mean"],
             rows,
         )
     )
-    stages = [d for w in watchers for d in w.deliveries if d[1] >= all_live]
+    stages = [
+        (f.job_id, seq, at, received)
+        for f in followed
+        for w in f.watchers
+        for seq, at, received in w.deliveries
+        if at >= f.all_live
+    ]
     print(
         table(
-            f"Where the time goes ({scenario.name}, all watchers live), ms "
+            f"Where the time goes ({scenario.name}, all watchers live, all runs), ms "
             "(Kafka create times have 1 ms resolution)",
             ["stage", "p50", "p99", "max"],
-            stage_rows(job["id"], stages, tap),
+            stage_rows(stages, tap),
         )
     )
     p99 = percentile(steady, 0.99)
+    per_run = ", ".join(f"{percentile(f.latencies(True), 0.99):.0f}" for f in followed)
     load = os.getloadavg()[0]
     line = (
         f"{scenario.name} ({rate:.0f} events/s): {'met' if p99 < 50 else 'not met'}, "
-        f"p99 {p99:.1f} ms (every event: {percentile(every, 0.99):.1f} ms); "
-        f"load average {load:.1f} on {os.cpu_count()} cores"
+        f"p99 {p99:.1f} ms over {runs} jobs (each job: {per_run} ms; every event: "
+        f"{percentile(every, 0.99):.1f} ms); load average {load:.1f} on {os.cpu_count()} cores"
     )
     return p99, line
 
@@ -263,6 +303,9 @@ def main() -> None:
         "--bindings", type=int, help="one job of this many bindings instead of the two scenarios"
     )
     parser.add_argument("--fragment-bindings", type=int, default=8)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="jobs followed one after the other per scenario"
+    )
     args = parser.parse_args()
     if args.bindings:
         scenarios = [Scenario("custom", args.bindings, args.fragment_bindings)]
@@ -273,7 +316,7 @@ def main() -> None:
             # Fragments of 8: the pipeline's highest event rate, the machine saturated by it.
             Scenario("small fragments", 2_000, 8),
         ]
-    lines = [measure(scenario, args.watchers)[1] for scenario in scenarios]
+    lines = [measure(scenario, args.watchers, args.runs)[1] for scenario in scenarios]
     print(f"\nGoal 4 (p99 under 50 ms with {args.watchers} watchers, all live):")
     for line in lines:
         print(f"- {line}")
