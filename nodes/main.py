@@ -48,7 +48,7 @@ def lower_priority(nice: int, idle: bool) -> None:
         except OSError as exc:
             logger.warning("could not move the agent to the idle scheduling policy: %s", exc)
         else:
-            logger.info("agent simulations run under SCHED_IDLE")
+            logger.info("agent runs under SCHED_IDLE")
 
 
 def run_agent(pool: str, settings: Settings) -> int:

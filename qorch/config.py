@@ -258,11 +258,12 @@ class Settings(BaseSettings):
     )
     node_idle_priority: bool = Field(
         True,
-        description="Run an agent's simulations under Linux's SCHED_IDLE scheduling policy: "
-        "they use only CPU that nothing else wants, and a control-plane thread that wakes up "
-        "takes the core at once, where under a nice value alone it waits for the simulation's "
-        "time slice to end. Alone on a machine an agent loses nothing. Off: only "
-        "QORCH_NODE_NICE applies. Ignored where the platform has no SCHED_IDLE.",
+        description="Run an agent (its simulations and its Kafka clients) under Linux's "
+        "SCHED_IDLE scheduling policy: it uses only CPU that nothing else wants, and a "
+        "control-plane thread that wakes up takes the core at once, where under a nice value "
+        "alone it waits for the simulation's time slice to end. Alone on a machine an agent "
+        "loses nothing. Off: only QORCH_NODE_NICE applies. Ignored where the platform has no "
+        "SCHED_IDLE.",
     )
     simulator_threading_layer: Literal["omp", "tbb", "workqueue", "default"] = Field(
         "omp",
