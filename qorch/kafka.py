@@ -189,7 +189,13 @@ class Producer:
             except KafkaException as exc:
                 # e.g. a topic the client already knows is missing: this message fails, the
                 # caller (the outbox relay) keeps it for later, and nothing else is affected.
-                delivery.error = exc.args[0].str() if exc.args else str(exc)
+                # A client in a fatal state refuses every message this way, for good: it is
+                # built again, as after a fatal delivery failure.
+                err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                delivery.error = err.str() if err is not None else str(exc)
+                delivery.stuck = err is not None and needs_new_client(err)
+                if delivery.stuck:
+                    self._stalled = True
                 logger.warning("cannot produce to %s for key %s: %s", topic, key, delivery.error)
                 delivery.done.set()
                 return delivery
@@ -240,6 +246,7 @@ class Producer:
 #: client, and every later message fails the same way.
 STUCK_PRODUCER_ERRORS = frozenset(
     {
+        KafkaError._FATAL,  # produce() on a client in a fatal state (an idempotence failure)
         KafkaError._MSG_TIMED_OUT,
         KafkaError._TIMED_OUT,
         KafkaError._FENCED,

@@ -1,11 +1,12 @@
-"""Which delivery failures make the producer build a new client (pure: no broker)."""
+"""Which failures make the producer build a new client (no broker)."""
 
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
-from qorch.kafka import needs_new_client
+from qorch.config import Settings
+from qorch.kafka import Producer, needs_new_client
 
 
 @pytest.mark.parametrize(
@@ -36,3 +37,36 @@ def test_a_failure_of_one_message_keeps_the_client(code: int) -> None:
 
 def test_a_fatal_error_needs_a_new_client() -> None:
     assert needs_new_client(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, fatal=True))
+
+
+def test_produce_on_a_client_in_a_fatal_state_needs_a_new_client() -> None:
+    assert needs_new_client(KafkaError(KafkaError._FATAL))
+
+
+class FatalClient:
+    """librdkafka's producer once it is in its fatal state: ``produce`` raises ``_FATAL`` for
+    every message, for good (seen in the broker-restart fault test). Python has no way to put a
+    real client in that state, so this stands in for it."""
+
+    def produce(self, *args: object, **kwargs: object) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def purge(self) -> None:
+        pass
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+def test_a_client_that_refuses_every_message_as_fatal_is_built_again() -> None:
+    producer = Producer(Settings(kafka_bootstrap="127.0.0.1:9"))
+    stuck = FatalClient()
+    producer._producer = stuck  # type: ignore[assignment]
+    refused = producer.send("qorch.heartbeats", "node-1", b"beat")
+    assert refused.done.is_set() and refused.stuck and not refused.ok
+    producer.send("qorch.heartbeats", "node-1", b"beat")  # the next send gets a new client
+    assert producer._producer is not stuck
+    producer.close(0)
