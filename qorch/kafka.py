@@ -168,13 +168,11 @@ class Producer:
         payload = message if isinstance(message, bytes) else message.SerializeToString()
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                delivery.error = err.str()
-                delivery.stuck = needs_new_client(err)
-                logger.warning("delivery to %s failed for key %s: %s", topic, key, err.str())
-                if delivery.stuck:
-                    self._stalled = True
-            delivery.done.set()
+            if err is None:
+                delivery.done.set()
+                return
+            logger.warning("delivery to %s failed for key %s: %s", topic, key, err.str())
+            self._fail(delivery, err.str(), err)
 
         if self._stalled:  # a fire-and-forget send timed out: the client may be stuck for good
             self._rebuild()
@@ -192,15 +190,21 @@ class Producer:
                 # A client in a fatal state refuses every message this way, for good: it is
                 # built again, as after a fatal delivery failure.
                 err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                delivery.error = err.str() if err is not None else str(exc)
-                delivery.stuck = err is not None and needs_new_client(err)
-                if delivery.stuck:
-                    self._stalled = True
-                logger.warning("cannot produce to %s for key %s: %s", topic, key, delivery.error)
-                delivery.done.set()
+                error = err.str() if err is not None else str(exc)
+                logger.warning("cannot produce to %s for key %s: %s", topic, key, error)
+                self._fail(delivery, error, err)
                 return delivery
         producer.poll(0)
         return delivery
+
+    def _fail(self, delivery: Delivery, error: str, err: KafkaError | None) -> None:
+        """Record that a message failed; a failure that leaves the client stuck makes the next
+        send build a new one (a fire-and-forget sender never calls :meth:`wait`)."""
+        delivery.error = error
+        delivery.stuck = err is not None and needs_new_client(err)
+        if delivery.stuck:
+            self._stalled = True
+        delivery.done.set()
 
     def wait(self, deliveries: Sequence[Delivery], timeout: float | None = None) -> bool:
         """Wait until every delivery is acknowledged or failed; True when all succeeded."""
@@ -260,7 +264,8 @@ STUCK_PRODUCER_ERRORS = frozenset(
 
 
 def needs_new_client(err: KafkaError) -> bool:
-    """Whether a delivery failure means the producer must be built again."""
+    """Whether a failed message (refused by ``produce`` or failed in delivery) means the
+    producer must be built again."""
     return err.fatal() or err.code() in STUCK_PRODUCER_ERRORS
 
 
