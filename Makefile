@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto up clean bench
+.PHONY: demo test lint typecheck imports unit proto up clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
@@ -24,9 +24,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy api orchestrator nodes qorch migrations tests
+	$(VENV)/bin/mypy api orchestrator nodes qorch qorchestra migrations tests
 
-test: lint typecheck
+# The house's floors (../shared/DESIGN.md), as import-linter contracts in pyproject.toml.
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+test: lint typecheck imports
 	$(PY) -m pytest -q
 
 # Regenerates the committed protobuf/gRPC modules from proto/*.proto.

@@ -15,18 +15,16 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.ratelimit import RateLimiter
-from orchestrator.costs import Price, circuits_tasks, estimate_usd, is_paid, training_tasks
-from orchestrator.qasm import ProgramError
-from orchestrator.sandbox import ProgramSandbox
-from orchestrator.spec import FieldError, JobCreate, SpecError
-from orchestrator.store import repository as repo
-from orchestrator.store.models import Tenant
-from orchestrator.training.spec import MinimizeJob, TrainJob
-from orchestrator.training.trainer import Setup
-from qorch.config import Settings
-from qorch.program_text import nesting_depth
-
-Job = JobCreate | TrainJob | MinimizeJob
+from api.sandbox import ProgramSandbox
+from qorchestra.config import Settings
+from qorchestra.costs import Price, estimate_usd, is_paid
+from qorchestra.jobs.errors import FieldError, SpecError
+from qorchestra.jobs.kind import Prepared
+from qorchestra.jobs.kinds import AnyJob, job_kind
+from qorchestra.program_text import nesting_depth
+from qorchestra.qasm import ProgramError
+from qorchestra.store import repository as repo
+from qorchestra.store.models import Tenant
 
 
 class TooManyRequests(Exception):
@@ -77,17 +75,6 @@ class Quotas:
         )
 
 
-def programs_of(job: Job) -> list[tuple[tuple[str | int, ...], str]]:
-    """Every user-written program of a job, with its location in the request body."""
-    if isinstance(job, JobCreate):
-        return [(("programs", i, "source"), p.source) for i, p in enumerate(job.programs)]
-    if isinstance(job, TrainJob) and job.model.template is not None:
-        return [(("model", "template", "source"), job.model.template.source)]
-    if isinstance(job, MinimizeJob) and job.ansatz.template is not None:
-        return [(("ansatz", "template", "source"), job.ansatz.template.source)]
-    return []
-
-
 def rate_limit(
     principal: Principal, session: Session, settings: Settings, limiter: RateLimiter
 ) -> None:
@@ -107,7 +94,7 @@ def rate_limit(
 
 
 def screen(
-    job: Job,
+    job: AnyJob,
     principal: Principal,
     settings: Settings,
     sandbox: ProgramSandbox,
@@ -119,7 +106,8 @@ def screen(
     tenant does not own (as for one that does not exist)."""
     rate_limit(principal, session, settings, limiter)
     errors: list[FieldError] = []
-    for loc, source in programs_of(job):
+    kind = job_kind(job.kind)
+    for loc, source in kind.programs(job):
         if len(source) > settings.max_program_chars:
             errors.append(FieldError(loc, f"longer than {settings.max_program_chars} chars"))
         elif nesting_depth(source) > settings.max_program_nesting:
@@ -129,9 +117,10 @@ def screen(
                 sandbox.analyze(source)
             except ProgramError as exc:
                 errors.append(FieldError(loc, str(exc)))
-    if isinstance(job, TrainJob) and job.data.dataset_id is not None:
+    dataset_id = kind.dataset_id(job)
+    if dataset_id is not None:
         try:
-            repo.get_dataset(session, job.data.dataset_id, principal.tenant_filter)
+            repo.get_dataset(session, dataset_id, principal.tenant_filter)
         except repo.NotFound as exc:
             errors.append(FieldError(("data", "dataset_id"), str(exc)))
         session.rollback()
@@ -139,37 +128,24 @@ def screen(
         raise SpecError(errors)
 
 
-def tasks_of(job: Job, setup: Setup | None) -> int:
-    """Circuit runs of a validated job, at most (training: to its last step)."""
-    if isinstance(job, JobCreate):
-        return circuits_tasks(job)
-    assert setup is not None
-    samples = len(setup.train) + len(setup.validation) if setup.data is not None else 0
-    return training_tasks(
-        job,
-        weights=len(setup.model.weight_inputs),
-        samples=samples,
-        observables=len(setup.observables),
-    )
-
-
 def admit(
     session: Session,
     principal: Principal,
-    job: Job,
+    job: AnyJob,
     settings: Settings,
-    setup: Setup | None = None,
+    prepared: Prepared,
 ) -> float:
     """Check the tenant's quotas and the job's cost inside the submission's transaction;
     returns the cost charged to the tenant (0 off paid pools)."""
     tenant = repo.lock_tenant(session, principal.tenant)
     quotas = Quotas.of(tenant, settings)
-    tasks = tasks_of(job, setup) if isinstance(job, JobCreate) or is_paid(job.pool) else 0
+    kind = job_kind(job.kind)
+    tasks = prepared.tasks if kind.circuits_quota or is_paid(job.pool) else 0
     shots = tasks * job.shots
     errors: list[FieldError] = []
     if not principal.is_admin:
         # Training jobs are bounded by their own spec (epochs, samples, steps).
-        if isinstance(job, JobCreate) and tasks > quotas.max_circuits_per_job:
+        if kind.circuits_quota and tasks > quotas.max_circuits_per_job:
             errors.append(
                 FieldError(
                     ("programs",),

@@ -12,17 +12,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import register_admin_key
 from api.errors import V1_RESPONSES, document_invalid_requests, install_error_handlers
-from api.events import EventHub
+from api.event_hub import EventHub
 from api.grpc_server import create_server
 from api.limits import BodyLimit
 from api.ratelimit import RateLimiter
 from api.routes import datasets, health, jobs, keys, nodes, tenants, training
-from orchestrator.qasm import analyze
-from orchestrator.sandbox import ProgramSandbox
-from orchestrator.store.db import make_engine, make_session_factory
-from qorch.config import Settings
-from qorch.heap import freeze_startup_heap
-from qorch.kafka import Producer, ensure_topics
+from api.sandbox import ProgramSandbox
+from qorchestra.config import Settings
+from qorchestra.heap import freeze_startup_heap
+from qorchestra.kafka import Producer, ensure_topics
+from qorchestra.qasm import analyze
+from qorchestra.store.db import make_engine, make_session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        """Prometheus counters of this process (qorch/metrics.py)."""
+        """Prometheus counters of this process (qorchestra/metrics.py)."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -9,10 +9,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory
-from qorch.apikeys import hash_key, key_prefix
-from qorch.config import Settings
+from qorchestra.apikeys import hash_key, key_prefix
+from qorchestra.config import Settings
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, authenticate
-from api.events import EventHub
+from api.event_hub import EventHub
 from api.ratelimit import RateLimiter
-from orchestrator.sandbox import ProgramSandbox
-from qorch.apikeys import bearer_token, key_prefix
-from qorch.config import Settings
-from qorch.kafka import Producer
+from api.sandbox import ProgramSandbox
+from qorchestra.apikeys import bearer_token, key_prefix
+from qorchestra.config import Settings
+from qorchestra.kafka import Producer
 
 
 def _session(request: Request) -> Iterator[Session]:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError
 
 from api.admission import CostError, TooManyRequests
-from orchestrator.lifecycle import InvalidTransition
-from orchestrator.spec import SpecError
-from orchestrator.store.repository import NotFound
-from qorch.metrics import API_UNAVAILABLE
+from qorchestra.jobs.errors import SpecError
+from qorchestra.lifecycle import InvalidTransition
+from qorchestra.metrics import API_UNAVAILABLE
+from qorchestra.store.repository import NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -12,15 +12,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from api.auth import Principal, authenticate
-from api.events import EventHub, in_order
-from orchestrator.lifecycle import is_terminal
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory
-from orchestrator.store.events import STATUS_TO_PROTO, event_to_proto
-from orchestrator.store.models import Job
+from api.event_hub import EventHub, in_order
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
-from qorch.apikeys import bearer_token, key_prefix
-from qorch.config import Settings
+from qorchestra.apikeys import bearer_token, key_prefix
+from qorchestra.config import Settings
+from qorchestra.lifecycle import is_terminal
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory
+from qorchestra.store.events import STATUS_TO_PROTO, event_to_proto
+from qorchestra.store.models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import signal
 import uvicorn
 
 from api.app import create_app
-from qorch.config import Settings
+from qorchestra.config import Settings
 
 
 def serve(settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""Response schemas (requests use ``orchestrator.spec.JobCreate``)."""
+"""Response schemas (requests use ``qorchestra.jobs.circuits.CircuitsJob``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.store.models import Job, Node
+from qorchestra.store.models import Job, Node
 
 
 class Progress(BaseModel):

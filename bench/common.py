@@ -19,8 +19,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qorch.client import QorchClient
-from qorch.config import Settings
 from qorch.stack import Stack, StackOptions
+from qorchestra.config import Settings
 
 SHOTS = 1000
 

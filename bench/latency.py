@@ -43,8 +43,8 @@ import grpc
 from common import bindings, running_stack, table, trivial
 
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
-from qorch.config import Settings
-from qorch.kafka import Consumer
+from qorchestra.config import Settings
+from qorchestra.kafka import Consumer
 
 
 @dataclass

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proto.qorch.v1 import jobs_pb2
 from qorch.client import QorchClient
-from qorch.config import Settings
 from qorch.samples import demo_job
 from qorch.stack import Stack, StackOptions
+from qorchestra.config import Settings
 
 TENANT = "load"
 

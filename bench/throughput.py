@@ -46,10 +46,10 @@ from common import (
 
 from nodes.executors.kernels import ThreadingLayer, select_threading_layer
 from nodes.executors.local import LocalExecutor
-from orchestrator.training.model import classifier
-from orchestrator.training.spec import TRAIN_EXAMPLE
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.examples import example
+from qorchestra.training.model import classifier
 
 T = TypeVar("T")
 
@@ -337,9 +337,13 @@ def training_section(quick: bool) -> None:
     batched = (time.perf_counter() - started) / len(values)
     # The OpenAPI example is the demo's classifier: the model above, on moons.
     spec = {
-        **TRAIN_EXAMPLE,
+        **example("moons-classifier"),
         "name": "bench: moons classifier",
-        "training": {**TRAIN_EXAMPLE["training"], "epochs": epochs, "batch_size": batch_size},
+        "training": {
+            **example("moons-classifier")["training"],
+            "epochs": epochs,
+            "batch_size": batch_size,
+        },
     }
     with running_stack(agents=2, fragment_bindings=64) as (_, client):
         job = client.submit(spec)

@@ -1,11 +1,11 @@
-"""Alembic environment: runs migrations online against the URL given by ``orchestrator.store``."""
+"""Alembic environment: runs migrations online against the URL given by ``qorchestra.store``."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from orchestrator.store.models import Base
+from qorchestra.store.models import Base
 
 config = context.config
 url: str = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or ""

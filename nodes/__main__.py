@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from nodes.main import run_agent
-from qorch.config import get_settings
-from qorch.logs import configure_logging
+from qorchestra.config import get_settings
+from qorchestra.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,9 +31,9 @@ from nodes.executors.factory import serving_executor
 from nodes.program import ProgramError
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
-from qorch.config import Settings
-from qorch.kafka import Consumer, Producer
-from qorch.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
+from qorchestra.config import Settings
+from qorchestra.kafka import Consumer, Handled, Producer, consume
+from qorchestra.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,7 @@ class NodeAgent:
             logger.info(
                 "node agent started on %s (backend %s)", topic, self.executor.name, extra=extra
             )
-            while not self._stopping:
-                msg = consumer.poll(POLL_TIMEOUT_S)
-                if msg is None:
-                    continue
-                if self._stopping:  # not started: leave it uncommitted for another member
-                    break
-                if self._handle(msg):
-                    consumer.commit(msg)
+            consume(consumer, self._on_message, lambda: self._stopping, POLL_TIMEOUT_S)
         finally:
             self._stopping = True
             self._heartbeat_stop.set()
@@ -167,6 +160,11 @@ class NodeAgent:
             )
 
     # -- one message -----------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> Handled:
+        if self._stopping:  # not started: leave it uncommitted for another member
+            return Handled.STOP
+        return Handled.COMMIT if self._handle(msg) else Handled.KEEP
 
     def _handle(self, msg: Message) -> bool:
         """Process one message; True when its outcome was acknowledged and it may be committed."""

@@ -31,8 +31,8 @@ from braket.default_simulator.openqasm.parser import openqasm_ast as ast
 
 from nodes.program import ProgramError, parse_program
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
-from qorch.program_text import nesting_depth
+from qorchestra.config import Settings
+from qorchestra.program_text import nesting_depth
 
 #: Largest magnitude constant folding works with; beyond it a value counts as unknown.
 _MAX_VALUE = 10**18

@@ -10,10 +10,10 @@ from types import FrameType
 
 from nodes.agent import NodeAgent
 from nodes.executors.base import ExecutionError
-from qorch.config import Settings
-from qorch.heap import freeze_startup_heap
-from qorch.kafka import ensure_topics
-from qorch.metrics import serve_metrics
+from qorchestra.config import Settings
+from qorchestra.heap import freeze_startup_heap
+from qorchestra.kafka import ensure_topics
+from qorchestra.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
 

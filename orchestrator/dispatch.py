@@ -9,17 +9,18 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
-from orchestrator import streaming
-from orchestrator.cutting.jobs import cut_plans, describe_plans, plan_metrics
-from orchestrator.lifecycle import JobStatus, is_terminal
-from orchestrator.planning import FragmentPlan, build_fragment
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, session_scope
-from orchestrator.store.models import Fragment, Job, JobEventRow
-from orchestrator.training import runner as training
+from orchestrator import training_steps as training
+from orchestrator import windows
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
-from qorch.kafka import Producer
+from qorchestra.config import Settings
+from qorchestra.cutting.layout import cut_plans, describe_plans, plan_metrics
+from qorchestra.jobs.kinds import job_kind
+from qorchestra.kafka import Producer
+from qorchestra.lifecycle import JobStatus, is_terminal
+from qorchestra.planning import FragmentPlan, build_fragment, room
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, session_scope
+from qorchestra.store.models import Fragment, Job, JobEventRow
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +35,20 @@ def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventR
     Returns the events recorded, or None when no job was queued. Running jobs that still have
     fragments to write are topped up first, within the in-flight caps.
     """
-    streaming.top_up(factory, settings)
+    windows.top_up(factory, settings)
     with session_scope(factory) as session:
         job = repo.claim_queued_job(session)
         if job is None:
             return None
-        if job.kind in training.KINDS:
+        if job_kind(job.kind).stepwise:
             return training.begin(session, job, settings)
-        head = streaming.cached_head(session, job)  # the spec without its bindings
+        head = windows.cached_head(session, job)  # the spec without its bindings
         spec = head.spec
         # Backpressure: only a first window is written now; top_up writes the rest as
-        # results come in (orchestrator/streaming.py). fragments_total is the full count.
-        job.fragments_total = streaming.count_fragments(
-            spec, settings.fragment_bindings, head.sizes
-        )
-        free = streaming.room(0, streaming.in_flight(session, pool=job.pool), settings)
-        written = streaming.write_window(session, job, head, settings, 0, free)
+        # results come in (orchestrator/windows.py). fragments_total is the full count.
+        job.fragments_total = windows.count_fragments(spec, settings.fragment_bindings, head.sizes)
+        free = room(0, repo.in_flight(session, pool=job.pool), settings)
+        written = windows.write_window(session, job, head, settings, 0, free)
         message = (
             f"{job.fragments_total} fragments of up to {settings.fragment_bindings} bindings "
             f"for pool {job.pool}; {written} dispatched now, at most "
@@ -130,9 +129,9 @@ def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
         message.attempt = fragment.attempt
         message.dispatched_at.GetCurrentTime()
         return message
-    head = streaming.cached_head(session, job)
+    head = windows.cached_head(session, job)
     plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
-    [bindings] = streaming.read_bindings(session, job.id, head, [plan])
+    [bindings] = windows.read_bindings(session, job.id, head, [plan])
     return build_fragment(
         head.spec,
         plan,

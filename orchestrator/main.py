@@ -6,9 +6,9 @@ import signal
 from types import FrameType
 
 from orchestrator.service import Orchestrator
-from qorch.config import Settings
-from qorch.heap import freeze_startup_heap
-from qorch.metrics import serve_metrics
+from qorchestra.config import Settings
+from qorchestra.heap import freeze_startup_heap
+from qorchestra.metrics import serve_metrics
 
 
 def run_orchestrator(settings: Settings) -> int:

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 
 from orchestrator.dispatch import _payload, fragment_key
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, session_scope
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, session_scope
 
 logger = logging.getLogger(__name__)
 

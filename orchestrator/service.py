@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC
 from types import TracebackType
 from typing import TypeVar
@@ -23,18 +23,25 @@ from confluent_kafka.admin import AdminClient
 from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from orchestrator.aggregator import Outcome, apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
 from orchestrator.recovery import BrokerWatch, resend_unanswered
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.events import event_to_proto
-from orchestrator.store.models import JobEventRow
-from orchestrator.store.notify import JobListener
+from orchestrator.results import Outcome, apply_result
 from proto.qorch.v1 import fragments_pb2, nodes_pb2
-from qorch import metrics
-from qorch.config import Settings
-from qorch.kafka import Consumer, Producer, admin_client, ensure_topics, topic_ids
+from qorchestra import metrics
+from qorchestra.config import Settings
+from qorchestra.kafka import (
+    Consumer,
+    Handled,
+    Producer,
+    admin_client,
+    consume,
+    ensure_topics,
+    topic_ids,
+)
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.events import publish_events
+from qorchestra.store.notify import JobListener
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +52,6 @@ NODE_STATES = {
     nodes_pb2.NODE_STATE_STOPPING: "STOPPING",
     nodes_pb2.NODE_STATE_STOPPED: "STOPPED",
 }
-
-
-def publish_events(producer: Producer, settings: Settings, events: Sequence[JobEventRow]) -> None:
-    """Announce committed events on the ``events`` topic (watchers re-read Postgres for gaps)."""
-    topic = settings.topic("events")
-    for row in events:
-        producer.send(topic, row.job_id, event_to_proto(row))
 
 
 def _observe(kind: str) -> None:
@@ -82,7 +82,6 @@ class Orchestrator:
         self._known_pools: set[str] = set()
         #: The broker check's admin client, kept between checks (None: make a new one).
         self._admin: AdminClient | None = None
-        self.counters: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -134,9 +133,6 @@ class Orchestrator:
 
         return run
 
-    def _count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
     def _with_db(self, action: Callable[[], T]) -> T | None:
         """Run ``action``, retrying with backoff while the database is unreachable."""
         delay = 0.2
@@ -171,12 +167,10 @@ class Orchestrator:
             relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
             if relayed:
                 busy = True
-                self._count("fragments_published", relayed)
                 metrics.PUBLISHED.inc(relayed)
             if time.monotonic() >= next_sweep:
                 swept = self._with_db(lambda: sweep_overdue(self._factory, self.settings))
                 if swept:
-                    self._count("redispatches", len(swept))
                     for event in swept:
                         if event.type == "redispatched":
                             metrics.REDISPATCHES.labels("timeout").inc()
@@ -207,7 +201,6 @@ class Orchestrator:
         logger.warning("the broker lost its topics; sending every unanswered fragment again")
         resent = self._with_db(lambda: resend_unanswered(self._factory, self.settings)) or 0
         metrics.RESENT.inc(resent)
-        self._count("fragments_resent", resent)
         logger.warning("%d unanswered fragments queued again", resent)
 
     def _ensure_pool_topics(self) -> None:
@@ -220,51 +213,43 @@ class Orchestrator:
             self._known_pools |= new
 
     def _results_loop(self) -> None:
-        assert self._producer is not None
         consumer = Consumer(
             self.settings,
             [self.settings.topic("results")],
             group=f"{self.settings.topic_prefix}orchestrator",
         )
+        consume(consumer, self._on_result, self._stop.is_set)
+
+    def _on_result(self, msg: Message) -> Handled:
+        """Apply one message of the results topic."""
+        assert self._producer is not None
         try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                try:
-                    result = fragments_pb2.FragmentResult.FromString(msg.value() or b"")
-                except DecodeError:
-                    logger.warning("undecodable result message dropped", extra={"key": msg.key()})
-                    self._count("results_malformed")
-                    metrics.RESULTS.labels("malformed").inc()
-                    consumer.commit(msg)
-                    continue
+            result = fragments_pb2.FragmentResult.FromString(msg.value() or b"")
+        except DecodeError:
+            logger.warning("undecodable result message dropped", extra={"key": msg.key()})
+            metrics.RESULTS.labels("malformed").inc()
+            return Handled.COMMIT
 
-                def apply(result: fragments_pb2.FragmentResult = result) -> Outcome:
-                    with session_scope(self._factory) as session:
-                        outcome = apply_result(session, result, self.settings)
-                    self._count(f"results_{outcome.kind}")
-                    _observe(outcome.kind)
-                    return outcome
+        def apply() -> Outcome:
+            with session_scope(self._factory) as session:
+                outcome = apply_result(session, result, self.settings)
+            _observe(outcome.kind)
+            return outcome
 
-                try:
-                    outcome = self._with_db(apply)
-                except Exception as exc:  # refused by the store (untrusted input): drop it
-                    self._reject("results", msg, exc)
-                    metrics.RESULTS.labels("rejected").inc()
-                    consumer.commit(msg)
-                    continue
-                if outcome is None:
-                    break  # stopping before it was applied: leave the offset uncommitted
-                publish_events(self._producer, self.settings, outcome.events)
-                consumer.commit(msg)
-                if outcome.dispatch:
-                    # Outbox rows to relay, or a free slot in a window to top up: now, not at
-                    # the next poll. A result of a fully written job wakes nothing: a pass
-                    # that finds nothing to do costs a dozen database round trips.
-                    self._work.set()
-        finally:
-            consumer.close()
+        try:
+            outcome = self._with_db(apply)
+        except Exception as exc:  # refused by the store (untrusted input): drop it
+            self._reject("results", msg, exc)
+            return Handled.COMMIT
+        if outcome is None:
+            return Handled.STOP  # stopping before it was applied: leave the offset uncommitted
+        publish_events(self._producer, self.settings, outcome.events)
+        if outcome.dispatch:
+            # Outbox rows to relay, or a free slot in a window to top up: now, not at the next
+            # poll. A result of a fully written job wakes nothing: a pass that finds nothing to
+            # do costs a dozen database round trips.
+            self._work.set()
+        return Handled.COMMIT
 
     def _nodes_loop(self) -> None:
         consumer = Consumer(
@@ -273,43 +258,39 @@ class Orchestrator:
             group=f"{self.settings.topic_prefix}orchestrator.nodes",
             fetch_wait_max_ms=self.settings.kafka_background_fetch_wait_max_ms,
         )
+        consume(consumer, self._on_heartbeat, self._stop.is_set)
+
+    def _on_heartbeat(self, msg: Message) -> Handled:
+        """Record one message of the heartbeats topic on its node's row."""
         try:
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                try:
-                    beat = nodes_pb2.Heartbeat.FromString(msg.value() or b"")
-                except DecodeError:
-                    self._count("heartbeats_malformed")
-                    consumer.commit(msg)
-                    continue
-                try:
-                    values = _heartbeat_row(beat)
-                except ValueError as exc:
-                    self._reject("heartbeats", msg, exc)
-                    consumer.commit(msg)
-                    continue
+            beat = nodes_pb2.Heartbeat.FromString(msg.value() or b"")
+        except DecodeError:
+            metrics.HEARTBEATS.labels("malformed").inc()
+            return Handled.COMMIT
+        try:
+            values = _heartbeat_row(beat)
+        except ValueError as exc:
+            self._reject("heartbeats", msg, exc)
+            return Handled.COMMIT
 
-                def save(values: dict[str, object] = values) -> bool:
-                    with session_scope(self._factory) as session:
-                        repo.upsert_node(session, values)
-                    return True
+        def save() -> bool:
+            with session_scope(self._factory) as session:
+                repo.upsert_node(session, values)
+            return True
 
-                try:
-                    saved = self._with_db(save)
-                except Exception as exc:  # refused by the store (untrusted input): drop it
-                    self._reject("heartbeats", msg, exc)
-                    consumer.commit(msg)
-                    continue
-                if saved:
-                    consumer.commit(msg)
-        finally:
-            consumer.close()
+        try:
+            saved = self._with_db(save)
+        except Exception as exc:  # refused by the store (untrusted input): drop it
+            self._reject("heartbeats", msg, exc)
+            return Handled.COMMIT
+        if not saved:
+            return Handled.STOP  # stopping before it was saved
+        metrics.HEARTBEATS.labels("saved").inc()
+        return Handled.COMMIT
 
     def _reject(self, kind: str, msg: Message, exc: Exception) -> None:
         """Count and log a message that cannot be applied; it is dropped, the loop goes on."""
-        self._count(f"{kind}_rejected")
+        (metrics.RESULTS if kind == "results" else metrics.HEARTBEATS).labels("rejected").inc()
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         logger.warning(
             "%s message dropped (%s): %s",

@@ -22,17 +22,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from qorch.apikeys import key_prefix
 from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
-from qorch.config import Settings, get_settings
-from qorch.logs import configure_logging
-from qorch.redaction import mask_url
 from qorch.training_cli import (
     DEMO_CLASSIFIER,
     add_commands,
     print_metrics,
     watch_training,
 )
+from qorchestra.apikeys import key_prefix
+from qorchestra.config import Settings, get_settings
+from qorchestra.logs import configure_logging
+from qorchestra.redaction import mask_url
 
 console = Console(stderr=False)
 
@@ -45,8 +45,8 @@ EXIT_NOT_READY = 2
 
 def _database_problem(settings: Settings) -> str | None:
     """Why a service that needs Postgres cannot start, or None."""
-    from orchestrator.store.db import make_engine
-    from orchestrator.store.migrate import SchemaNotReady
+    from qorchestra.store.db import make_engine
+    from qorchestra.store.migrate import SchemaNotReady
 
     if not settings.database_url:
         return "QORCH_DATABASE_URL is not set (or use `qorch up`, which starts an embedded one)"
@@ -91,7 +91,7 @@ def cmd_node(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.store.migrate import upgrade
+    from qorchestra.store.migrate import upgrade
 
     configure_logging("db", settings.log_level, settings.log_json)
     if not settings.database_url:

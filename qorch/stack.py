@@ -20,10 +20,10 @@ from types import TracebackType
 import httpx
 from pydantic import SecretStr
 
-from orchestrator.store.migrate import upgrade
-from qorch.apikeys import generate_key
-from qorch.config import Settings
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from qorchestra.apikeys import generate_key
+from qorchestra.config import Settings
+from qorchestra.store.migrate import upgrade
 
 logger = logging.getLogger(__name__)
 

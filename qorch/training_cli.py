@@ -15,14 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.training.spec import TRAIN_EXAMPLE
 from proto.qorch.v1 import jobs_pb2
 from qorch.client import TERMINAL_EVENTS, QorchClient
+from qorchestra.examples import example
 
 console = Console()
 
 #: The demo's classifier: 4 qubits, angle encoding re-uploaded before each of 3 layers.
-DEMO_CLASSIFIER: dict[str, Any] = {**TRAIN_EXAMPLE, "name": "demo: moons classifier"}
+DEMO_CLASSIFIER: dict[str, Any] = {**example("moons-classifier"), "name": "demo: moons classifier"}
 
 
 def _events(client: QorchClient, job_id: str, from_seq: int) -> Iterator[jobs_pb2.JobEvent]:

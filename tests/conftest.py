@@ -12,14 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from qorch.config import Settings
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres
+from qorchestra.config import Settings
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """URL of a migrated Postgres database."""
-    from orchestrator.store.migrate import upgrade
+    from qorchestra.store.migrate import upgrade
 
     url = os.environ.get("QORCH_TEST_DATABASE_URL")
     if url:
@@ -65,7 +65,7 @@ def kafka_settings(kafka_bootstrap: str) -> Settings:
 def settings(database_url: str, kafka_bootstrap: str) -> Settings:
     """Settings with the migrated database, the broker and a fresh topic prefix whose topics
     exist (producers do not create topics: a send to a missing one waits for its timeout)."""
-    from qorch.kafka import ensure_topics
+    from qorchestra.kafka import ensure_topics
 
     settings = make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
     ensure_topics(settings, ["local-sv", "local-dm"])

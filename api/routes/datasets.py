@@ -11,10 +11,10 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Reader, SessionDep, SettingsDep, Submitter
-from orchestrator.spec import FieldError, SpecError
-from orchestrator.store import repository as repo
-from orchestrator.store.models import DatasetRow
-from orchestrator.training.data import DataError, parse_csv
+from qorchestra.jobs.errors import FieldError, SpecError
+from qorchestra.store import repository as repo
+from qorchestra.store.models import DatasetRow
+from qorchestra.training.data import DataError, parse_csv
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.schemas import Readiness
-from orchestrator.store.migrate import SchemaNotReady, check_schema
-from qorch.kafka import admin_client
+from qorchestra.kafka import admin_client
+from qorchestra.store.db import check_database
+from qorchestra.store.migrate import SchemaNotReady
 
 router = APIRouter(tags=["health"])
 
@@ -30,9 +30,7 @@ def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     engine = request.app.state.engine
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        check_schema(engine)
+        check_database(engine)
         checks["postgres"] = "ok"
     except SchemaNotReady as exc:
         checks["postgres"] = str(exc)

@@ -20,14 +20,13 @@ from api.deps import (
     Submitter,
 )
 from api.schemas import JobPublic, JobResultPublic, JobsPublic
-from orchestrator.cutting.jobs import circuit_runs, cut_plans, with_progress
-from orchestrator.lifecycle import JobStatus
-from orchestrator.spec import JOB_EXAMPLES, AnyJob, JobCreate, validate_job
-from orchestrator.store import repository as repo
-from orchestrator.store.events import event_to_proto
-from orchestrator.store.models import JobEventRow
-from orchestrator.training import cut as training_cut
-from orchestrator.training import runner as training
+from qorchestra.cutting.layout import with_progress
+from qorchestra.jobs.kinds import JOB_EXAMPLES, AnyJob, job_kind
+from qorchestra.lifecycle import JobStatus
+from qorchestra.store import repository as repo
+from qorchestra.store import training
+from qorchestra.store.events import publish_events
+from qorchestra.store.models import JobEventRow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -37,8 +36,8 @@ JobId = Annotated[str, Path(description="The job's id, as returned on submission
 def _announce(
     events: list[JobEventRow], producer: ProducerDep, settings: SettingsDep, hub: HubDep
 ) -> None:
+    publish_events(producer, settings, events)
     for row in events:
-        producer.send(settings.topic("events"), row.job_id, event_to_proto(row))
         hub.notify(row.job_id)
 
 
@@ -59,20 +58,12 @@ def submit_job(
     unfinished jobs); on an ``aws-*`` pool the job needs ``max_cost_usd`` and its estimate
     must fit the cap and the tenant's budget (422 with ``estimate_usd`` otherwise)."""
     admission.screen(body, principal, settings, sandbox, limiter, session)
-    setup = None
-    if isinstance(body, JobCreate):
-        validate_job(body, settings)
-        bindings = circuit_runs(body)  # a cut program counts once per subexperiment
-        result_type, observables = body.result.type.value, len(body.result.observables)
-        plans = cut_plans(body)
-    else:
-        training_cut.settle_budget(body, settings)  # stored with the spec
-        setup = training.setup_for(session, body, settings)
-        session.rollback()  # the lookups above must not hold a transaction open
-        bindings, result_type, observables = 0, "expectation", len(setup.observables)
-        plans = training.cut_plans(body, setup, settings)
+    prepared = job_kind(body.kind).prepare(
+        body, settings, lambda dataset_id: training.load_dataset(session, dataset_id)
+    )
+    session.rollback()  # the lookups above must not hold a transaction open
     with session.begin():
-        cost = admission.admit(session, principal, body, settings, setup)
+        cost = admission.admit(session, principal, body, settings, prepared)
         job = repo.create_job(
             session,
             job_id=str(uuid.uuid4()),
@@ -80,21 +71,19 @@ def submit_job(
             kind=body.kind,
             pool=body.pool,
             spec=body.model_dump(mode="json"),
-            result_type=result_type,
-            observables=observables,
-            bindings_total=bindings,
+            result_type=prepared.result_type,
+            observables=prepared.observables,
+            bindings_total=prepared.bindings_total,
             tenant=principal.tenant,
             cost_usd=cost,
         )
-        if plans:  # the cut plan, shown by GET from now on; the result keeps it
-            job.result = {"cutting": plans}
+        if prepared.cut_plans:  # the cut plan, shown by GET from now on; the result keeps it
+            job.result = {"cutting": prepared.cut_plans}
         events = repo.events_after(session, job.id, 0)
     _announce(list(events), producer, settings, hub)
-    if plans:  # nothing has run yet
-        counts = None
-        if isinstance(body, JobCreate):
-            counts = {i: len(p.bindings) for i, p in enumerate(body.programs)}
-        plans = with_progress(plans, {}, counts)
+    plans = None
+    if prepared.cut_plans:  # nothing has run yet
+        plans = with_progress(prepared.cut_plans, {}, prepared.binding_counts)
     return JobPublic.of(job, datetime.now(UTC), cutting=plans)
 
 
@@ -126,7 +115,8 @@ def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobPublic:
     plans = repo.cut_plans(session, job.id)
     if plans:
         cut = [int(key) for key in plans if key.isdigit()]
-        bindings = repo.program_bindings(session, job.id, cut) if job.kind == "circuits" else None
+        stepwise = job_kind(job.kind).stepwise
+        bindings = None if stepwise else repo.program_bindings(session, job.id, cut)
         plans = with_progress(plans, repo.fragment_runs(session, job.id), bindings)
     return JobPublic.of(job, datetime.now(UTC), cutting=plans)
 

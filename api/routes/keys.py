@@ -10,9 +10,9 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, SessionDep
-from orchestrator.store import repository as repo
-from orchestrator.store.models import ApiKey
-from qorch.apikeys import generate_key, hash_key, key_prefix
+from qorchestra.apikeys import generate_key, hash_key, key_prefix
+from qorchestra.store import repository as repo
+from qorchestra.store.models import ApiKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

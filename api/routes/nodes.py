@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import Reader, SessionDep, SettingsDep
 from api.schemas import NodePublic, NodesPublic
-from orchestrator.store import repository as repo
+from qorchestra.store import repository as repo
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 

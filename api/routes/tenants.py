@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.admission import Quotas
 from api.deps import Admin, Reader, SessionDep, SettingsDep
-from orchestrator.store import repository as repo
-from orchestrator.store.models import Tenant
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.store import repository as repo
+from qorchestra.store.models import Tenant
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 

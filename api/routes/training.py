@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 from api import admission
 from api.auth import Principal
 from api.deps import HubDep, LimiterDep, ProducerDep, Reader, SessionDep, SettingsDep, Submitter
-from orchestrator.lifecycle import JobStatus, is_terminal
-from orchestrator.spec import FieldError, SpecError
-from orchestrator.store import repository as repo
-from orchestrator.store.events import event_to_proto
-from orchestrator.training import runner as training
-from orchestrator.training.spec import PredictJob, PredictRequest
+from qorchestra.jobs.errors import FieldError, SpecError
+from qorchestra.lifecycle import JobStatus, is_terminal
+from qorchestra.store import repository as repo
+from qorchestra.store import training
+from qorchestra.store.events import publish_events
+from qorchestra.training.spec import PredictJob, PredictRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["training"])
 
@@ -120,8 +120,7 @@ async def predict(
                 cost_usd=cost,
             )
             events = list(repo.events_after(session, job.id, 0))
-        for row in events:
-            producer.send(settings.topic("events"), row.job_id, event_to_proto(row))
+        publish_events(producer, settings, events)
 
     await run_in_threadpool(create)
     wake = hub.subscribe(predict_id)

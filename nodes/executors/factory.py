@@ -6,7 +6,7 @@ import logging
 
 from nodes.executors.base import ExecutionError, Executor
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import DEFAULT_AWS_DEVICES, Settings
+from qorchestra.config import DEFAULT_AWS_DEVICES, Settings
 
 logger = logging.getLogger(__name__)
 

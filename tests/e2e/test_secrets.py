@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import make_url
 
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
-from qorch.apikeys import generate_key
 from qorch.samples import demo_job
 from qorch.stack import Stack
+from qorchestra.apikeys import generate_key
 from tests.e2e.support import running_stack
 from tests.waiting import wait_until
 

@@ -18,12 +18,12 @@ import pytest
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
 
-from orchestrator.training import objectives, trainer
-from orchestrator.training.hamiltonians import H2, ground_energy
-from orchestrator.training.spec import MinimizeJob, TrainJob
 from proto.qorch.v1 import jobs_pb2
 from qorch.client import ApiError, QorchClient
 from qorch.stack import Stack
+from qorchestra.training import objectives, trainer
+from qorchestra.training.hamiltonians import H2, ground_energy
+from qorchestra.training.spec import MinimizeJob, TrainJob
 from tests.e2e.support import running_stack
 from tests.waiting import wait_until
 

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from orchestrator.store.migrate import upgrade
 from qorch.client import QorchClient
 from qorch.stack import Stack, StackOptions
+from qorchestra.store.migrate import upgrade
 from tests.conftest import make_settings
 
 #: Settings every fault test runs under: small fragments, short deadlines and message timeouts.

@@ -19,18 +19,19 @@ from sqlalchemy import func, select
 
 from nodes.encoding import apply_encoding
 from nodes.executors.factory import executor_for_pool
-from orchestrator.aggregation import binding_values
-from orchestrator.store.db import make_engine
-from orchestrator.store.models import Fragment, OutboxMessage
-from orchestrator.training import fragments as training_fragments
-from orchestrator.training import runner, trainer
-from orchestrator.training.spec import PredictJob
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.client import QorchClient
-from qorch.config import Settings
-from qorch.kafka import Consumer, Producer
 from qorch.samples import demo_job
 from qorch.stack import Stack
+from qorchestra.aggregation import binding_values
+from qorchestra.config import Settings
+from qorchestra.kafka import Consumer, Producer
+from qorchestra.store.db import make_engine
+from qorchestra.store.models import Fragment, OutboxMessage
+from qorchestra.store.training import parse_spec
+from qorchestra.training import fragments as training_fragments
+from qorchestra.training import trainer
+from qorchestra.training.spec import PredictJob
 from tests.waiting import wait_until
 
 
@@ -324,7 +325,7 @@ def reference_training(spec: dict[str, Any], settings: Settings) -> Trained:
     """An uninterrupted run of ``spec``, here in this process: the same state machine, the same
     fragments (``settings.fragment_bindings``) run by the agents' own executor, the state
     stored between steps as JSON as the checkpoint stores it. No Kafka, no Postgres, no faults."""
-    job = runner.parse_spec(spec)
+    job = parse_spec(spec)
     assert not isinstance(job, PredictJob)
     setup = trainer.build_setup(job, settings.max_qubits(job.pool))
     state, request = trainer.start(job, setup)

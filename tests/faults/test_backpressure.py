@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.dispatch import plan_next_job
-from orchestrator.lifecycle import JobStatus
-from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.models import Fragment, OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.lifecycle import JobStatus
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.models import Fragment, OutboxMessage
 from tests.conftest import make_settings
 from tests.integration.stored_jobs import count_success, store_circuits_job
 
@@ -31,7 +31,7 @@ def factory(fresh_database: str) -> Iterator[SessionFactory]:
 
 
 def submit(factory: SessionFactory, bindings: int) -> str:
-    spec = JobCreate.model_validate(
+    spec = CircuitsJob.model_validate(
         {
             "result": {"type": "expectation", "observables": ["ZI"]},
             "programs": [

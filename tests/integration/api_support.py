@@ -14,10 +14,10 @@ import httpx
 import uvicorn
 
 from api.app import create_app
-from qorch.apikeys import generate_key
-from qorch.config import Settings
 from qorch.embedded import free_port
-from qorch.kafka import ensure_topics
+from qorchestra.apikeys import generate_key
+from qorchestra.config import Settings
+from qorchestra.kafka import ensure_topics
 from tests.conftest import make_settings
 from tests.waiting import wait_until
 

@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.aggregator import apply_result
-from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, session_scope
+from orchestrator.results import apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, session_scope
 
 
-def store_circuits_job(factory: SessionFactory, spec: JobCreate, name: str = "t") -> str:
+def store_circuits_job(factory: SessionFactory, spec: CircuitsJob, name: str = "t") -> str:
     """Insert ``spec`` as a QUEUED circuits job; returns its id."""
     job_id = str(uuid.uuid4())
     with session_scope(factory) as session:

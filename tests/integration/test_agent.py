@@ -20,8 +20,8 @@ from nodes.executors.local import LocalExecutor
 from nodes.main import EXIT_CONFIG, run_agent
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
-from qorch.config import Settings
-from qorch.kafka import Consumer, Producer, ensure_topics
+from qorchestra.config import Settings
+from qorchestra.kafka import Consumer, Producer, ensure_topics
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

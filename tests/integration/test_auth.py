@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from orchestrator.store.db import make_engine, make_session_factory, session_scope
-from orchestrator.store.models import Job, JobMetric, TrainingCheckpoint
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
-from qorch.apikeys import generate_key
 from qorch.samples import demo_job
+from qorchestra.apikeys import generate_key
+from qorchestra.store.db import make_engine, make_session_factory, session_scope
+from qorchestra.store.models import Job, JobMetric, TrainingCheckpoint
 from tests.integration.api_support import RunningApi, running_api
 
 pytestmark = pytest.mark.integration

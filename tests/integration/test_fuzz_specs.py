@@ -19,14 +19,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from api.admission import programs_of
-from orchestrator.qasm import ProgramError, analyze
-from orchestrator.spec import AnyJob, JobCreate, SpecError, validate_job
-from orchestrator.training import cut as cutting
-from orchestrator.training import trainer
-from orchestrator.training.spec import TrainJob
-from qorch.config import Settings
 from qorch.samples import demo_job
+from qorchestra.config import Settings
+from qorchestra.jobs.circuits import CircuitsJob, validate_job
+from qorchestra.jobs.errors import SpecError
+from qorchestra.jobs.kinds import AnyJob, job_kind
+from qorchestra.qasm import ProgramError, analyze
+from qorchestra.training import cut as cutting
+from qorchestra.training import trainer
+from qorchestra.training.spec import TrainJob
 from tests.integration.api_support import RunningApi, running_api
 
 pytestmark = pytest.mark.integration
@@ -260,9 +261,9 @@ def validate(spec: dict[str, Any], config: Settings) -> None:
     and bindings; train and minimize: data, model and template against each other, cutting).
     Raises only ValidationError, ProgramError or SpecError for a job that is not valid."""
     job = JOB.validate_python(spec)
-    for _, source in programs_of(job):
+    for _, source in job_kind(job.kind).programs(job):
         analyze(source)
-    if isinstance(job, JobCreate):
+    if isinstance(job, CircuitsJob):
         validate_job(job, config)
         return
     if isinstance(job, TrainJob) and job.data.dataset_id is not None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.spec import JobCreate
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.notify import JobListener, announce_job, libpq_url
 from qorch.samples import demo_job
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.notify import JobListener, announce_job, libpq_url
 from tests.integration.stored_jobs import store_circuits_job
 from tests.waiting import wait_until
 
@@ -53,7 +53,7 @@ def test_a_stored_job_wakes_the_listener_once_it_commits(
     listening: tuple[JobListener, Calls], factory: SessionFactory
 ) -> None:
     listener, calls = listening
-    store_circuits_job(factory, JobCreate.model_validate(demo_job(2)))
+    store_circuits_job(factory, CircuitsJob.model_validate(demo_job(2)))
 
     wait_until(lambda: listener.received >= 1, DEADLINE_S, what="the job's notification")
     assert calls.count == 2  # the connection, then the job

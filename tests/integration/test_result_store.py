@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from orchestrator.aggregation import StoredFragment, assemble_result
-from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, session_scope
-from orchestrator.store.models import Job
-from orchestrator.store.results import store_result
-from qorch.config import Settings
+from qorchestra.aggregation import StoredFragment, assemble_result
+from qorchestra.config import Settings
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, session_scope
+from qorchestra.store.models import Job
+from qorchestra.store.results import store_result
 from tests.integration.test_store import (  # noqa: F401 - fixtures
     PROGRAM,
     apply,
@@ -48,7 +48,7 @@ def test_result_assembled_in_the_store_equals_the_python_one(
             StoredFragment(f.program_index, f.binding_offset, f.result or [])
             for f in repo.finished_fragments(session, job_id)
         ]
-        expected = assemble_result(JobCreate.model_validate(job.spec), stored)
+        expected = assemble_result(CircuitsJob.model_validate(job.spec), stored)
         assert job.result == expected
         assert [len(p["values"]) for p in expected["programs"]] == [7, 1, 2]
 

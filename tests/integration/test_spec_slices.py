@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from orchestrator import streaming
+from orchestrator import windows
 from orchestrator.dispatch import _payload
-from orchestrator.planning import build_fragment, plan_fragments
-from orchestrator.spec import JobCreate
-from orchestrator.store import spec_slices
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.models import Fragment, Job, OutboxMessage
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.planning import build_fragment, plan_fragments
+from qorchestra.store import spec_slices
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.models import Fragment, Job, OutboxMessage
 from tests.conftest import make_settings
 from tests.integration.stored_jobs import store_circuits_job
 
@@ -54,7 +54,7 @@ def factory(engine: Engine) -> SessionFactory:
     return make_session_factory(engine)
 
 
-def create(factory: SessionFactory, spec: JobCreate) -> str:
+def create(factory: SessionFactory, spec: CircuitsJob) -> str:
     return store_circuits_job(factory, spec, name="slices")
 
 
@@ -66,13 +66,13 @@ def comparable(message: pb.Fragment) -> bytes:
 
 
 def test_head_and_slices_read_the_stored_spec(factory: SessionFactory) -> None:
-    spec = JobCreate.model_validate(SPEC)
+    spec = CircuitsJob.model_validate(SPEC)
     job_id = create(factory, spec)
     with session_scope(factory) as session:
         head, sizes = spec_slices.spec_head(session, job_id)
         assert sizes == [37, 0, 20, 1]
         assert all("bindings" not in p for p in head["programs"])
-        stripped = JobCreate.model_validate(head)
+        stripped = CircuitsJob.model_validate(head)
         assert [p.source for p in stripped.programs] == [p.source for p in spec.programs]
         assert spec_slices.binding_slice(session, job_id, 0, 35, 4) == [
             dict(b) for b in spec.programs[0].bindings[35:]
@@ -87,9 +87,9 @@ def test_head_and_slices_read_the_stored_spec(factory: SessionFactory) -> None:
 def test_windowed_planning_writes_the_whole_spec_plan(
     factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, chunk_bindings: int
 ) -> None:
-    monkeypatch.setattr(streaming, "WRITE_CHUNK_BINDINGS", chunk_bindings)
+    monkeypatch.setattr(windows, "WRITE_CHUNK_BINDINGS", chunk_bindings)
     settings = make_settings(fragment_bindings=BINDINGS_PER_FRAGMENT)
-    spec = JobCreate.model_validate(SPEC)
+    spec = CircuitsJob.model_validate(SPEC)
     job_id = create(factory, spec)
     plans = list(plan_fragments(spec, BINDINGS_PER_FRAGMENT))
     expected = [
@@ -102,12 +102,12 @@ def test_windowed_planning_writes_the_whole_spec_plan(
         with session_scope(factory) as session:
             job = session.get(Job, job_id)
             assert job is not None
-            head = streaming.cached_head(session, job)
+            head = windows.cached_head(session, job)
             assert not any(p.bindings for p in head.spec.programs)  # never loaded whole
-            assert streaming.count_fragments(head.spec, BINDINGS_PER_FRAGMENT, head.sizes) == len(
+            assert windows.count_fragments(head.spec, BINDINGS_PER_FRAGMENT, head.sizes) == len(
                 plans
             )
-            count = streaming.write_window(session, job, head, settings, written, WINDOW)
+            count = windows.write_window(session, job, head, settings, written, WINDOW)
         if count == 0:
             break
         written += count
@@ -136,4 +136,4 @@ def test_windowed_planning_writes_the_whole_spec_plan(
             assert comparable(again) == comparable(whole)
             again.attempt = 1
             assert comparable(again) == want
-    streaming.forget(job_id)
+    windows.forget(job_id)

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, delete, select, text
 
-from orchestrator.aggregator import apply_result
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
-from orchestrator.lifecycle import JobStatus
-from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.migrate import SchemaNotReady, check_schema
-from orchestrator.store.models import OutboxMessage
+from orchestrator.results import apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
 from qorch.embedded import EmbeddedPostgres
-from qorch.kafka import Consumer, Producer, ensure_topics
+from qorchestra.config import Settings
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.kafka import Consumer, Producer, ensure_topics
+from qorchestra.lifecycle import JobStatus
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.migrate import SchemaNotReady, check_schema
+from qorchestra.store.models import OutboxMessage
 from tests.integration.stored_jobs import store_circuits_job
 from tests.waiting import wait_until
 
@@ -56,7 +56,7 @@ def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> 
         "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
     }
     payload.update(spec_changes)
-    return store_circuits_job(factory, JobCreate.model_validate(payload))
+    return store_circuits_job(factory, CircuitsJob.model_validate(payload))
 
 
 def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
@@ -72,7 +72,7 @@ def fragments_of(factory: SessionFactory, job_id: str) -> list[Any]:
     with factory() as session:
         from sqlalchemy import select
 
-        from orchestrator.store.models import Fragment
+        from qorchestra.store.models import Fragment
 
         return list(
             session.execute(
@@ -307,7 +307,7 @@ def test_cancel_drops_pending_dispatch_and_ignores_late_results(
 ) -> None:
     from datetime import UTC, datetime
 
-    from orchestrator.lifecycle import InvalidTransition, JobStatus
+    from qorchestra.lifecycle import InvalidTransition, JobStatus
 
     job_id = submit(factory, bindings=3)
     plan_until(factory, settings, job_id)

@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 
 from nodes.encoding import expand_bindings
 from nodes.executors.local import LocalExecutor
-from orchestrator import streaming
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.models import Fragment
-from orchestrator.training import runner
-from orchestrator.training.spec import TrainJob
+from orchestrator import training_steps, windows
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.store import repository as repo
+from qorchestra.store import training as stored_training
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.models import Fragment
+from qorchestra.training.spec import TrainJob
 from tests.conftest import make_settings
 from tests.integration.stored_jobs import count_success
 from tests.unit.test_training import run_job
@@ -66,7 +66,7 @@ def start(factory: SessionFactory, spec: dict[str, Any], settings: Settings) -> 
             bindings_total=0,
         )
     with session_scope(factory) as session:
-        runner.begin(session, repo.lock_job(session, job_id), settings)
+        training_steps.begin(session, repo.lock_job(session, job_id), settings)
     return job_id
 
 
@@ -77,13 +77,13 @@ def progress(factory: SessionFactory, job_id: str) -> dict[str, Any]:
         open_ = session.execute(
             select(func.count())
             .select_from(Fragment)
-            .where(Fragment.job_id == job_id, Fragment.status.in_(streaming.IN_FLIGHT))
+            .where(Fragment.job_id == job_id, Fragment.status.in_(repo.IN_FLIGHT))
         ).scalar_one()
         written = session.execute(
             select(func.count()).select_from(Fragment).where(Fragment.job_id == job_id)
         ).scalar_one()
         assert job.fragments_written == written  # the job's count matches its rows
-        checkpoint = runner.checkpoint(session, job_id)
+        checkpoint = stored_training.checkpoint(session, job_id)
         return {
             "status": job.status,
             "open": open_,
@@ -98,7 +98,7 @@ def answer_open(factory: SessionFactory, job_id: str, settings: Settings) -> int
     with factory() as session:
         payloads = session.execute(
             select(Fragment.payload).where(
-                Fragment.job_id == job_id, Fragment.status.in_(streaming.IN_FLIGHT)
+                Fragment.job_id == job_id, Fragment.status.in_(repo.IN_FLIGHT)
             )
         ).scalars()
         fragments = [pb.Fragment.FromString(p) for p in payloads if p is not None]
@@ -123,14 +123,14 @@ def test_a_big_training_step_is_written_in_windows_and_trains_the_same(
     assert first == {"status": "RUNNING", "open": CAP, "written": CAP, "total": 27, "step": 0}
     assert progress(factory, small)["open"] == CAP
 
-    streaming.top_up(factory, settings)  # nothing answered: nothing more is written
+    windows.top_up(factory, settings)  # nothing answered: nothing more is written
     assert progress(factory, big)["written"] == CAP
 
     rounds = 0
     while any(progress(factory, j)["status"] == "RUNNING" for j in (big, small)):
         for job_id in (big, small):
             answer_open(factory, job_id, settings)
-        streaming.top_up(factory, settings)
+        windows.top_up(factory, settings)
         for job_id in (big, small):
             assert progress(factory, job_id)["open"] <= CAP
         rounds += 1

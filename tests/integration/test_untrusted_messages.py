@@ -14,19 +14,20 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select, text
 
 from nodes.agent import NodeAgent
-from orchestrator.lifecycle import JobStatus
 from orchestrator.service import Orchestrator
-from orchestrator.spec import JobCreate
-from orchestrator.store import repository as repo
-from orchestrator.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from orchestrator.store.models import Fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
-from qorch.config import Settings
-from qorch.kafka import Producer
 from qorch.samples import demo_job
+from qorchestra.config import Settings
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.kafka import Producer
+from qorchestra.lifecycle import JobStatus
+from qorchestra.store import repository as repo
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.models import Fragment
 from tests.integration.stored_jobs import store_circuits_job
 from tests.integration.test_agent import POOL, TopicReader, fragment, running
+from tests.support.metrics import CounterReading
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,7 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
     untrusting: Settings, producer: Producer
 ) -> None:
     orchestrator = Orchestrator(untrusting)
+    before = CounterReading()
     thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
     thread.start()
     try:
@@ -117,13 +119,12 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
         assert producer.send_and_wait(beats, "long", nodes_pb.Heartbeat(node_id="n" * 1000))
         impossible = nodes_pb.Heartbeat(node_id="time-traveller", sent_at=far_future)
         assert producer.send_and_wait(beats, "time", impossible)
-        counters = orchestrator.counters
         wait_until(
             lambda: (
-                counters.get("results_malformed", 0) >= 1
-                and counters.get("results_unknown", 0) >= 1
-                and counters.get("heartbeats_malformed", 0) >= 1
-                and counters.get("heartbeats_rejected", 0) >= 2
+                before.grew("qorch_results_total", outcome="malformed") >= 1
+                and before.grew("qorch_results_total", outcome="unknown") >= 1
+                and before.grew("qorch_heartbeats_total", outcome="malformed") >= 1
+                and before.grew("qorch_heartbeats_total", outcome="rejected") >= 2
             ),
             timeout=DEADLINE_S,
             what="every bad message counted",
@@ -146,8 +147,8 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
 
 
 def _known(settings: Settings) -> bool:
-    from orchestrator.store import repository as repo
-    from orchestrator.store.db import make_engine, make_session_factory, session_scope
+    from qorchestra.store import repository as repo
+    from qorchestra.store.db import make_engine, make_session_factory, session_scope
 
     engine = make_engine(settings.database_url, pool_size=1)
     try:
@@ -162,7 +163,7 @@ def test_results_for_unknown_fragments_of_a_known_job_are_counted_and_leave_it_a
 ) -> None:
     engine = make_engine(untrusting.database_url, pool_size=1)
     factory = make_session_factory(engine)
-    job_id = store_circuits_job(factory, JobCreate.model_validate(demo_job(2)))
+    job_id = store_circuits_job(factory, CircuitsJob.model_validate(demo_job(2)))
     orchestrator = Orchestrator(untrusting)
     thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
     thread.start()
@@ -188,10 +189,11 @@ def test_results_for_unknown_fragments_of_a_known_job_are_counted_and_leave_it_a
             fragment_id=before["fragments"][0], job_id=str(uuid.uuid4()), node_id="n", attempt=1
         )
         misnamed.failure.CopyFrom(pb.FragmentFailure(error="boom", retryable=False))
+        counted = CounterReading()
         assert producer.send_and_wait(results, job_id, stranger)
         assert producer.send_and_wait(results, misnamed.job_id, misnamed)
         wait_until(
-            lambda: orchestrator.counters.get("results_unknown", 0) >= 2,
+            lambda: counted.grew("qorch_results_total", outcome="unknown") >= 2,
             timeout=DEADLINE_S,
             what="both results counted as unknown",
         )
@@ -233,7 +235,7 @@ def test_a_result_tops_up_its_window_at_once_not_at_the_next_poll(
     )
     engine = make_engine(slow.database_url, pool_size=1)
     factory = make_session_factory(engine)
-    job_id = store_circuits_job(factory, JobCreate.model_validate(demo_job(6)))
+    job_id = store_circuits_job(factory, CircuitsJob.model_validate(demo_job(6)))
     orchestrator = Orchestrator(slow)
     thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
     try:

@@ -6,21 +6,21 @@ import random
 
 import pytest
 
-from orchestrator.aggregation import (
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.aggregation import (
     ResultShapeError,
     StoredFragment,
     assemble_result,
     binding_values,
 )
-from orchestrator.planning import plan_fragments
-from orchestrator.spec import JobCreate
-from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.planning import plan_fragments
 
 PROGRAM = "OPENQASM 3.0; input float a; qubit[2] q; rx(a) q[0];"
 
 
-def spec(bindings: int) -> JobCreate:
-    return JobCreate.model_validate(
+def spec(bindings: int) -> CircuitsJob:
+    return CircuitsJob.model_validate(
         {
             "result": {"type": "expectation", "observables": ["ZI", "IZ"]},
             "programs": [

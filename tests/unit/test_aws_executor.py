@@ -28,7 +28,7 @@ from nodes.executors.base import ExecutionError, Executor
 from nodes.executors.factory import UnconfiguredExecutor, executor_for_pool, serving_executor
 from nodes.executors.local import LocalExecutor
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
+from qorchestra.config import Settings
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 BUCKET = "amazon-braket-qorch-test"

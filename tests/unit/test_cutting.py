@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 
 from nodes.executors.local import LocalExecutor
-from orchestrator.cutting import CutExperiment, CuttingError, cut_program, plan_cuts
-from orchestrator.cutting.finder import Event, NoCutPlan, find_cuts
-from orchestrator.cutting.plan import search_budget
-from orchestrator.cutting.qpd import (
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.cutting import CutExperiment, CuttingError, cut_program, plan_cuts
+from qorchestra.cutting.finder import Event, NoCutPlan, find_cuts
+from qorchestra.cutting.plan import search_budget
+from qorchestra.cutting.qpd import (
     GATE_TERMS,
     WIRE_COEFFICIENTS,
     WIRE_TERMS,
     gate_coefficients,
 )
-from orchestrator.training.model import hardware_efficient
-from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.training.model import hardware_efficient
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,22 @@ import numpy as np
 import pytest
 
 from nodes.executors.local import LocalExecutor
-from orchestrator.aggregation import StoredFragment, assemble_result, binding_values
-from orchestrator.cutting.jobs import CuttingSpec, job_layout, with_progress
-from orchestrator.cutting.plan import search_budget
-from orchestrator.planning import build_fragment, plan_fragments
-from orchestrator.spec import JobCreate, SpecError, validate_job
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
+from qorchestra.aggregation import StoredFragment, assemble_result, binding_values
+from qorchestra.config import Settings
+from qorchestra.cutting.layout import CuttingSpec, job_layout, with_progress
+from qorchestra.cutting.plan import search_budget
+from qorchestra.jobs.circuits import CircuitsJob, validate_job
+from qorchestra.jobs.errors import SpecError
+from qorchestra.planning import build_fragment, plan_fragments
 from tests.unit.test_cutting import expectations, ladder
 
 OBSERVABLES = ["Z" * 12, "ZZ" + "I" * 10, "I" * 5 + "XX" + "I" * 5, "I" * 11 + "Y"]
 BINDINGS = [{"t": 0.3}, {"t": -1.1}, {"t": 2.0}]
 
 
-def job() -> JobCreate:
-    return JobCreate.model_validate(
+def job() -> CircuitsJob:
+    return CircuitsJob.model_validate(
         {
             "name": "wide",
             "pool": "local-sv",
@@ -92,7 +93,7 @@ def test_the_search_budget_is_stored_with_the_spec_and_capped_by_the_setting() -
     validate_job(small, settings)
     assert small.cutting is not None and small.cutting.search_budget == 1000
     # the stored spec alone decides the plan: it round-trips with its budget
-    stored = JobCreate.model_validate(spec.model_dump(mode="json"))
+    stored = CircuitsJob.model_validate(spec.model_dump(mode="json"))
     assert job_layout(stored).plans() == job_layout(spec).plans()
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from api.events import in_order
-from orchestrator.store.results import missing_values
+from api.event_hub import in_order
 from proto.qorch.v1 import jobs_pb2
+from qorchestra.store.results import missing_values
 
 
 def events(*seqs: int) -> list[jobs_pb2.JobEvent]:

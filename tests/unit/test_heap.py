@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qorch.heap import freeze_startup_heap
+from qorchestra.heap import freeze_startup_heap
 
 
 class Node:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from orchestrator.lifecycle import InvalidTransition, JobStatus, check_transition, is_terminal
+from qorchestra.lifecycle import InvalidTransition, JobStatus, check_transition, is_terminal
 
 S = JobStatus
 ALLOWED = {

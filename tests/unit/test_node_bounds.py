@@ -14,7 +14,7 @@ from nodes.bounds import (
 )
 from nodes.program import ProgramError, parse_program
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorch.config import Settings
+from qorchestra.config import Settings
 
 LIMITS = FragmentLimits(
     max_qubits=10,

@@ -14,17 +14,18 @@ from pydantic import BaseModel, TypeAdapter
 from api.app import create_app
 from api.routes.keys import KeyCreate
 from api.routes.tenants import TenantUpdate
-from orchestrator.spec import AnyJob, JobCreate, validate_job
-from orchestrator.training.data import parse_csv
-from orchestrator.training.spec import MinimizeJob, PredictRequest, TrainJob
-from orchestrator.training.trainer import build_setup
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.jobs.circuits import CircuitsJob, validate_job
+from qorchestra.jobs.kinds import AnyJob
+from qorchestra.training.data import parse_csv
+from qorchestra.training.spec import MinimizeJob, PredictRequest, TrainJob
+from qorchestra.training.trainer import build_setup
 
 #: The models behind the component schemas that carry examples (a new one must be added here,
 #: so that its examples are checked).
 EXAMPLE_MODELS: dict[str, type[BaseModel]] = {
     model.__name__: model
-    for model in (JobCreate, TrainJob, MinimizeJob, PredictRequest, KeyCreate, TenantUpdate)
+    for model in (CircuitsJob, TrainJob, MinimizeJob, PredictRequest, KeyCreate, TenantUpdate)
 }
 
 _REF = "#/components/schemas/"
@@ -134,7 +135,7 @@ def test_the_submit_examples_are_working_jobs_of_every_kind(schema: dict[str, An
     for kind, example in examples.items():
         job = TypeAdapter(AnyJob).validate_python(example)
         assert job.kind == kind
-        if isinstance(job, JobCreate):
+        if isinstance(job, CircuitsJob):
             validate_job(job, settings)
         else:
             build_setup(job, settings.max_qubits(job.pool))

@@ -6,16 +6,16 @@ from itertools import pairwise
 
 import pytest
 
-from orchestrator.planning import FragmentPlan, build_fragment, plan_fragments
-from orchestrator.spec import JobCreate
-from orchestrator.streaming import chunks
+from orchestrator.windows import chunks
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.circuits import CircuitsJob
+from qorchestra.planning import FragmentPlan, build_fragment, plan_fragments
 
 PROGRAM = "OPENQASM 3.0; input float a; qubit[1] q; rx(a) q[0];"
 
 
-def job(*binding_counts: int, result: str = "probabilities") -> JobCreate:
-    return JobCreate.model_validate(
+def job(*binding_counts: int, result: str = "probabilities") -> CircuitsJob:
+    return CircuitsJob.model_validate(
         {
             "result": {"type": result},
             "programs": [
@@ -38,7 +38,7 @@ def test_fragments_cover_every_binding_once_in_order(batch: int) -> None:
 
 
 def test_program_without_bindings_runs_once() -> None:
-    spec = JobCreate.model_validate(
+    spec = CircuitsJob.model_validate(
         {"result": {"type": "probabilities"}, "programs": [{"source": "OPENQASM 3.0; qubit q;"}]}
     )
     plans = list(plan_fragments(spec, 8))

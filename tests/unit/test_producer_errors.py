@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from qorch.config import Settings
-from qorch.kafka import Producer, needs_new_client
+from qorchestra.config import Settings
+from qorchestra.kafka import Producer, needs_new_client
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qorch.config import Settings
+from qorchestra.config import Settings
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -37,7 +37,7 @@ def test_every_setting_is_in_the_configuration_table() -> None:
 def test_the_configuration_table_names_only_real_settings() -> None:
     expected = {f"QORCH_{name.upper()}" for name in Settings.model_fields}
     unknown = sorted(_documented() - expected)
-    assert not unknown, f"not settings of qorch/config.py: {', '.join(unknown)}"
+    assert not unknown, f"not settings of qorchestra/config.py: {', '.join(unknown)}"
 
 
 def test_variables_are_spelled_out_in_full() -> None:

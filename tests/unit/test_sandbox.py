@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.qasm import ProgramError
-from orchestrator.sandbox import ProgramSandbox
+from api.sandbox import ProgramSandbox
+from qorchestra.qasm import ProgramError
 
 PROGRAM = "OPENQASM 3.0;\ninput float a;\nqubit[2] q;\nrx(a) q[0];\ncnot q[0], q[1];\n"
 

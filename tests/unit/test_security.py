@@ -9,15 +9,15 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from api.ratelimit import RateLimiter
-from orchestrator.costs import Price, circuits_tasks, estimate_usd
-from orchestrator.spec import JobCreate
-from qorch.apikeys import bearer_token, generate_key, hash_key, key_prefix, redact
-from qorch.config import Settings
-from qorch.kafka import client_config
-from qorch.logs import _Formatter
-from qorch.program_text import nesting_depth
-from qorch.redaction import is_secret_name, mask_url
 from qorch.samples import demo_job
+from qorchestra.apikeys import bearer_token, generate_key, hash_key, key_prefix, redact
+from qorchestra.config import Settings
+from qorchestra.costs import Price, estimate_usd
+from qorchestra.jobs.circuits import CircuitsJob, circuits_tasks
+from qorchestra.kafka import client_config
+from qorchestra.logs import _Formatter
+from qorchestra.program_text import nesting_depth
+from qorchestra.redaction import is_secret_name, mask_url
 
 
 def test_keys_are_random_hashed_and_shown_only_by_prefix() -> None:
@@ -57,10 +57,10 @@ def test_rate_limiter_refills_at_its_rate() -> None:
 def test_cost_estimate_counts_tasks_and_shots() -> None:
     assert estimate_usd(10, 100, Price(0.3, 0.01)) == pytest.approx(13.0)
     assert estimate_usd(1, 0, Price(0.075, 0.0)) == pytest.approx(0.08)  # rounded up to a cent
-    job = JobCreate.model_validate(demo_job(5, shots=10))
+    job = CircuitsJob.model_validate(demo_job(5, shots=10))
     observables = len(job.result.observables)
     assert circuits_tasks(job) == 5 * observables  # sampled: one task per observable at most
-    exact = JobCreate.model_validate(demo_job(5))
+    exact = CircuitsJob.model_validate(demo_job(5))
     assert circuits_tasks(exact) == 5
 
 

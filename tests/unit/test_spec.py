@@ -9,10 +9,13 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.spec import AnyJob, JobCreate, SpecError, validate_job
-from orchestrator.training.spec import MinimizeJob, TrainJob
-from orchestrator.training.trainer import build_setup
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.examples import EXAMPLES_DIR
+from qorchestra.jobs.circuits import CircuitsJob, validate_job
+from qorchestra.jobs.errors import SpecError
+from qorchestra.jobs.kinds import AnyJob, job_kind
+from qorchestra.training.spec import MinimizeJob, TrainJob
+from qorchestra.training.trainer import build_setup
 
 GOOD = """OPENQASM 3.0;
 input float a;
@@ -37,18 +40,18 @@ def body(**changes: Any) -> dict[str, Any]:
 
 def errors(payload: dict[str, Any], settings: Settings | None = None) -> list[tuple[Any, str]]:
     with pytest.raises(SpecError) as info:
-        validate_job(JobCreate.model_validate(payload), settings or Settings())
+        validate_job(CircuitsJob.model_validate(payload), settings or Settings())
     return [(e.loc, e.msg) for e in info.value.errors]
 
 
 def test_a_good_job_passes_and_is_described() -> None:
-    infos = validate_job(JobCreate.model_validate(body()), Settings())
+    infos = validate_job(CircuitsJob.model_validate(body()), Settings())
     assert infos[0].inputs == ("a", "b") and infos[0].qubits == 2
 
 
 def test_the_documented_example_is_valid() -> None:
-    example = JobCreate.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
-    validate_job(JobCreate.model_validate(example), Settings())
+    example = CircuitsJob.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+    validate_job(CircuitsJob.model_validate(example), Settings())
 
 
 @pytest.mark.parametrize(
@@ -110,18 +113,17 @@ def test_binding_count_bound() -> None:
 )
 def test_schema_refusals(payload: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        JobCreate.model_validate(payload)
+        CircuitsJob.model_validate(payload)
 
 
 @pytest.mark.parametrize(
-    "path", sorted((Path(__file__).parents[2] / "examples").glob("*.*")), ids=lambda p: p.name
+    "path",
+    sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix in (".json", ".yaml")),
+    ids=lambda p: p.name,
 )
 def test_the_shipped_examples_are_valid(path: Path) -> None:
     job = TypeAdapter(AnyJob).validate_python(yaml.safe_load(path.read_text()))
-    if isinstance(job, JobCreate):
-        validate_job(job, Settings())
-    else:
-        build_setup(job, Settings().max_qubits(job.pool))
+    job_kind(job.kind).prepare(job, Settings(), lambda dataset_id: None)
 
 
 def test_the_openapi_examples_of_training_jobs_are_valid() -> None:

@@ -13,11 +13,11 @@ import pytest
 
 from nodes.encoding import EncodingError, expand_bindings
 from nodes.executors.local import LocalExecutor
-from orchestrator.spec import SpecError
-from orchestrator.training import data, fragments, gradients, objectives, optimizers, trainer
-from orchestrator.training.hamiltonians import H2, ground_energy
-from orchestrator.training.spec import MinimizeJob, TrainJob, shift_rule_problems
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.jobs.errors import SpecError
+from qorchestra.training import data, fragments, gradients, objectives, optimizers, trainer
+from qorchestra.training.hamiltonians import H2, ground_energy
+from qorchestra.training.spec import MinimizeJob, TrainJob, shift_rule_problems
 
 EXECUTOR = LocalExecutor("braket_sv")
 

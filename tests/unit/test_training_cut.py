@@ -1,5 +1,5 @@
 """Training through circuit cutting, in-process: the trainer, the node's encoding and executor,
-and orchestrator/training/cut.py, without Kafka or a database. In exact mode a model wider than
+and qorchestra/training/cut.py, without Kafka or a database. In exact mode a model wider than
 its pool must give the same step-by-step losses cut as whole."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from nodes.encoding import expand_bindings
-from orchestrator.cutting.experiments import CutExperiment
-from orchestrator.spec import SpecError
-from orchestrator.training import cut, fragments, trainer
-from orchestrator.training.spec import MinimizeJob, TrainJob
-from qorch.config import Settings
+from qorchestra.config import Settings
+from qorchestra.cutting.experiments import CutExperiment
+from qorchestra.jobs.errors import SpecError
+from qorchestra.training import cut, fragments, trainer
+from qorchestra.training.spec import MinimizeJob, TrainJob
 from tests.unit.test_training import EXECUTOR, run_request
 
 NARROW = Settings(pool_max_qubits={"local-sv": 3})

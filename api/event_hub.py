@@ -1,0 +1,171 @@
+"""Live fan-out of job events to gRPC watchers.
+
+A background thread reads the ``events`` topic and hands each message to the watchers of its
+job. The orchestrator publishes an event only after the transaction that recorded it
+committed, so a message is a stored event: a watcher yields it at once when it is the next in
+sequence, without reading Postgres. Postgres stays the source of truth: a gap (a lost, reordered
+or not yet seen message), a wake-up without an event (``notify``) and the fallback timeout make
+the watcher read the events after its last seq from the store, so a Kafka message can delay an
+event but never drop or repeat one. That keeps the store out of the live path: with 20 watchers,
+one event costs 20 store reads otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+from google.protobuf.message import DecodeError
+
+from proto.qorch.v1 import jobs_pb2
+from qorchestra.config import Settings
+from qorchestra.kafka import Consumer, Handled, consume
+
+logger = logging.getLogger(__name__)
+
+#: Events held for one watcher that has not taken them; past this it re-reads the store.
+MAX_PENDING = 1000
+
+
+# ---------------------------------------------------------------- pure
+
+
+def in_order(
+    last: int, pushed: Iterable[jobs_pb2.JobEvent]
+) -> tuple[list[jobs_pb2.JobEvent], bool]:
+    """The pushed events that follow seq ``last`` without a gap, in order, and whether some
+    pushed event lies beyond a gap (then the store has the missing ones).
+
+    Events at or before ``last`` are duplicates and are dropped.
+    """
+    by_seq = {e.seq: e for e in pushed if e.seq > last}
+    ready = []
+    while last + 1 in by_seq:
+        last += 1
+        ready.append(by_seq.pop(last))
+    return ready, bool(by_seq)
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One watcher of one job: events pushed to it, and whether it must read the store."""
+
+    job_id: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: list[jobs_pb2.JobEvent] = field(default_factory=list)
+    stale: bool = False
+
+    def take(self) -> tuple[list[jobs_pb2.JobEvent], bool]:
+        """The pushed events so far, and whether the store must be read; resets both."""
+        pending, stale = self.pending, self.stale
+        self.pending, self.stale = [], False
+        return pending, stale
+
+
+class EventHub:
+    """Hands events to asyncio watchers of their job (all methods but ``notify`` and the
+    follower thread run on the event loop)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscriptions: dict[str, dict[asyncio.Event, Subscription]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start following the events topic; events are handed over on ``loop``."""
+        self._loop = loop
+        self._thread = threading.Thread(target=self._follow, name="event-hub", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def watch(self, job_id: str) -> Subscription:
+        """Start collecting ``job_id``'s events; call ``unwatch`` in a ``finally``."""
+        subscription = Subscription(job_id)
+        self._subscriptions.setdefault(job_id, {})[subscription.wake] = subscription
+        return subscription
+
+    def unwatch(self, subscription: Subscription) -> None:
+        """Forget a watcher."""
+        self.unsubscribe(subscription.job_id, subscription.wake)
+
+    def subscribe(self, job_id: str) -> asyncio.Event:
+        """An event that is set whenever ``job_id`` may have new events."""
+        return self.watch(job_id).wake
+
+    def unsubscribe(self, job_id: str, wake: asyncio.Event) -> None:
+        """Forget a watcher (call from a ``finally``)."""
+        subscriptions = self._subscriptions.get(job_id)
+        if subscriptions is not None:
+            subscriptions.pop(wake, None)
+            if not subscriptions:
+                del self._subscriptions[job_id]
+
+    def watcher_count(self) -> int:
+        return sum(len(s) for s in self._subscriptions.values())
+
+    def notify(self, job_id: str) -> None:
+        """Wake the watchers of ``job_id`` to read the store; call from any thread."""
+        self._call(self._mark_stale, job_id)
+
+    def _call(self, callback: Callable[..., None], *args: object) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _mark_stale(self, job_id: str) -> None:
+        for subscription in self._subscriptions.get(job_id, {}).values():
+            subscription.stale = True
+            subscription.wake.set()
+
+    def _push(self, job_id: str, event: jobs_pb2.JobEvent) -> None:
+        for subscription in self._subscriptions.get(job_id, {}).values():
+            if len(subscription.pending) >= MAX_PENDING:  # a slow watcher: it reads the store
+                subscription.pending.clear()
+                subscription.stale = True
+            else:
+                subscription.pending.append(event)
+            subscription.wake.set()
+
+    def _received(self, key: bytes, value: bytes | None) -> None:
+        """One message of the events topic (follower thread)."""
+        job_id = key.decode()
+        if job_id not in self._subscriptions:  # nobody watches: not worth decoding
+            return
+        try:
+            event = jobs_pb2.JobEvent.FromString(value or b"")
+        except DecodeError:
+            self.notify(job_id)
+            return
+        if event.job_id != job_id:
+            self.notify(job_id)
+            return
+        self._call(self._push, job_id, event)
+
+    def _follow(self) -> None:
+        def handle(msg: Message) -> Handled:
+            if msg.key():
+                self._received(msg.key() or b"", msg.value())
+            return Handled.KEEP  # no group: nothing to commit
+
+        while not self._stop.is_set():
+            try:
+                # Every API process needs every event, so no group: all partitions assigned.
+                consumer = Consumer(self._settings, [self._settings.topic("events")], None)
+                consume(consumer, handle, self._stop.is_set)
+            except Exception as exc:  # broker away: watchers fall back to polling the store
+                logger.warning("event fan-out interrupted: %s", exc)
+                self._stop.wait(1.0)

@@ -1,0 +1,1 @@
+"""Example job specs (data only): loaded by ``qorchestra.examples``, never imported."""

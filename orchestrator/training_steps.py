@@ -1,0 +1,260 @@
+"""Training jobs against the store: start a job, and advance it when a step's fragments are in.
+
+Each function runs inside the caller's transaction with the job row locked, so a step's
+results, the optimizer step, the checkpoint, the metrics and the next step's fragments (with
+their outbox rows) commit together or not at all. A restarted orchestrator therefore finds
+either the old step still out (its fragments are answered or dispatched again) or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from qorchestra.config import Settings
+from qorchestra.cutting.layout import describe_plans, plan_metrics
+from qorchestra.jobs.errors import SpecError
+from qorchestra.lifecycle import JobStatus
+from qorchestra.planning import room
+from qorchestra.store import repository as repo
+from qorchestra.store.models import (
+    Job,
+    JobEventRow,
+    JobMetric,
+    TrainingCheckpoint,
+)
+from qorchestra.store.training import parse_spec, setup_for, step_seconds
+from qorchestra.training import cut as cutting
+from qorchestra.training import fragments as planning
+from qorchestra.training import trainer
+from qorchestra.training.spec import PredictJob
+
+logger = logging.getLogger(__name__)
+
+
+def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
+    """Start a claimed training job: checkpoint its initial state and plan its first step."""
+    spec = parse_spec(job.spec)
+    try:
+        setup = setup_for(session, spec, settings)
+    except SpecError as exc:  # e.g. its dataset was deleted since submission
+        return [repo.set_status(session, job, JobStatus.FAILED, str(exc), now=_now())]
+    if isinstance(spec, PredictJob):
+        state: trainer.State = {"step": 0}
+        request = trainer.StepRequest(
+            "evaluate",
+            tuple(range(len(spec.samples))),
+            (trainer.gradients.FORWARD,),
+            tuple(spec.circuit_parameters),
+        )
+    else:
+        state, request = trainer.start(spec, setup)
+    session.add(TrainingCheckpoint(job_id=job.id, step=0, state=state, request=request.to_json()))
+    _plan(session, job, setup, request, 0, settings)
+    what = {"train": "training", "minimize": "minimisation", "predict": "prediction"}[job.kind]
+    message = f"{what} started: {len(setup.model.weight_inputs)} circuit parameters"
+    plans = cutting.plans(spec, setup, settings)
+    if plans:
+        message += "; " + describe_plans(plans)
+    metrics = plan_metrics(plans) if plans else None
+    return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now(), metrics=metrics)]
+
+
+def _runs(job: Job, setup: trainer.Setup, settings: Settings) -> list[cutting.Run | None]:
+    """The subexperiments each slice runs as (``[None]``: the model runs whole)."""
+    found = cutting.experiment(parse_spec(job.spec), setup, settings)
+    return list(cutting.runs(found)) if found else [None]
+
+
+def _units(
+    request: trainer.StepRequest, runs: list[cutting.Run | None], settings: Settings
+) -> list[tuple[planning.Slice, cutting.Run | None]]:
+    """A step's fragments in planning order: deterministic, so the rows a step already has
+    are the position of its next window."""
+    return [
+        (part, run) for part in planning.slices(request, settings.fragment_bindings) for run in runs
+    ]
+
+
+def _plan(
+    session: Session,
+    job: Job,
+    setup: trainer.Setup,
+    request: trainer.StepRequest,
+    step: int,
+    settings: Settings,
+) -> None:
+    """Plan a step: count all its fragments, write those the in-flight caps allow now.
+
+    Like a circuits job's (orchestrator/windows.py), a step is written in windows of at most
+    ``max_inflight_per_job`` unanswered fragments (and the pool's cap); ``windows.top_up``
+    writes the rest as results come in, so one job's big step cannot flood the pool's topic
+    ahead of other jobs.
+    """
+    runs = _runs(job, setup, settings)
+    units = _units(request, runs, settings)
+    job.fragments_total += len(units)
+    job.bindings_total += request.circuits * len(runs)
+    free = room(
+        repo.in_flight(session, job_id=job.id),
+        repo.in_flight(session, pool=job.pool),
+        settings,
+    )
+    _write(session, job, setup, request, step, settings, units[:free])
+
+
+def write_window(session: Session, job: Job, settings: Settings, count: int) -> int:
+    """Write up to ``count`` more fragments of the job's step in flight; returns how many.
+
+    Called by ``windows.top_up`` with the job locked, within the in-flight caps.
+    """
+    checkpoint = session.get(TrainingCheckpoint, job.id)
+    if checkpoint is None or checkpoint.request is None:
+        return 0
+    try:
+        setup = setup_for(session, parse_spec(job.spec), settings)
+    except SpecError:  # e.g. its dataset was deleted; the step's deadline fails the job
+        return 0
+    request = trainer.StepRequest.from_json(checkpoint.request)
+    units = _units(request, _runs(job, setup, settings), settings)
+    written = repo.count_step_fragments(session, job.id, checkpoint.step)
+    return _write(
+        session, job, setup, request, checkpoint.step, settings, units[written : written + count]
+    )
+
+
+def _write(
+    session: Session,
+    job: Job,
+    setup: trainer.Setup,
+    request: trainer.StepRequest,
+    step: int,
+    settings: Settings,
+    units: list[tuple[planning.Slice, cutting.Run | None]],
+) -> int:
+    """Fragment rows and outbox messages for ``units`` of a step (already counted in the job's
+    ``fragments_total``)."""
+    if not units:
+        return 0
+    fragments = []
+    for part, run in units:
+        fid = str(uuid.uuid4())
+        message = planning.build_fragment(
+            setup,
+            request,
+            part,
+            job_id=job.id,
+            fragment_id=fid,
+            pool=job.pool,
+            shots=int(job.spec.get("shots", 0)),
+            step=step,
+        )
+        if run is not None:  # a cut model: program_index = the subexperiment
+            cutting.retarget(message, run)
+        fragments.append(
+            repo.NewFragment(
+                id=fid,
+                program_index=step if run is None else run.index,
+                binding_offset=part.offset,
+                binding_count=part.bindings,
+                payload=message.SerializeToString(),
+                step=step,
+                keep_payload=True,
+            )
+        )
+    total = job.fragments_total
+    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    job.fragments_total = total  # add_fragments counts what it wrote; _plan counted the step
+    return len(fragments)
+
+
+def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
+    """Every fragment of the current step is in: step the optimizer, record, plan the next.
+
+    Called by the aggregator inside the transaction that counted the step's last fragment.
+    """
+    checkpoint = session.get(TrainingCheckpoint, job.id, with_for_update=True)
+    if checkpoint is None or checkpoint.request is None:
+        return [repo.set_status(session, job, JobStatus.FAILED, "training state lost", now=_now())]
+    spec = parse_spec(job.spec)
+    setup = setup_for(session, spec, settings)
+    request = trainer.StepRequest.from_json(checkpoint.request)
+    elapsed = step_seconds(session, job.id)
+    done = repo.step_fragments(session, job.id, checkpoint.step)
+    found = cutting.experiment(spec, setup, settings)
+    if found is not None:  # knit each readout back from the subexperiments
+        answers = [cutting.Answer(f.program_index, f.binding_offset, f.result or []) for f in done]
+        readouts = cutting.readouts(found, request, answers)
+    else:
+        rows = [value for f in done for value in f.result or []]
+        readouts = np.asarray(rows, dtype=float).reshape(request.circuits, len(setup.observables))
+
+    if isinstance(spec, PredictJob):
+        job.result = {"predictions": trainer.predictions(spec.model, readouts)}
+        checkpoint.request = None
+        return [
+            repo.set_status(
+                session,
+                job,
+                JobStatus.SUCCEEDED,
+                f"{len(spec.samples)} samples classified",
+                now=_now(),
+            )
+        ]
+
+    outcome = trainer.advance(spec, setup, checkpoint.state, request, readouts)
+    if request.kind == "gradient":  # its one metrics row is the step's; never part of the state
+        outcome.metrics[0]["step_time_s"] = elapsed
+    events = [_record(session, job, values) for values in outcome.metrics]
+    checkpoint.state = outcome.state
+    if outcome.request is None:
+        checkpoint.request = None
+        plans = cutting.plans(spec, setup, settings)
+        job.result = {**(outcome.result or {}), **({"cutting": plans} if plans else {})}
+        summary = ", ".join(
+            f"{k} {v:.4g}" for k, v in outcome.metrics[-1].items() if k not in ("step", "epoch")
+        )
+        reason = (outcome.result or {}).get("stop_reason")
+        if reason:
+            summary += f"; early stopping: {reason}"
+        events.append(repo.set_status(session, job, JobStatus.SUCCEEDED, summary, now=_now()))
+        logger.info("training finished", extra={"job_id": job.id, "steps": outcome.state["step"]})
+        return events
+    checkpoint.step += 1
+    checkpoint.request = outcome.request.to_json()
+    _plan(session, job, setup, outcome.request, checkpoint.step, settings)
+    return events
+
+
+def _record(session: Session, job: Job, values: dict[str, float]) -> JobEventRow:
+    """A metrics row and the event that streams it to watchers."""
+    if "val_loss" in values or "train_loss" in values:
+        kind = "epoch"
+        message = f"epoch {int(values['epoch'])}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in values.items() if k not in ("epoch", "step")
+        )
+    elif "final_energy" in values:
+        kind, message = "final", f"final energy {values['final_energy']:.6f}"
+    else:
+        kind = "step"
+        message = f"step {int(values['step'])}: loss {values['loss']:.6f}"
+        if "step_time_s" in values:
+            message += f" in {values['step_time_s']:.2f} s"
+    session.add(
+        JobMetric(
+            job_id=job.id,
+            kind=kind,
+            step=int(values.get("step", 0)),
+            epoch=int(values.get("epoch", 0)),
+            values=values,
+        )
+    )
+    return repo.append_event(session, job, kind, message, metrics=values)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,331 @@
+"""The one configuration object. Every field is read from an env var prefixed ``QORCH_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qorchestra.redaction import SecretMap, mask_url
+
+# Qubit limits of the pools the platform knows out of the box. A pool not named here takes
+# ``default_max_qubits``; ``QORCH_POOL_MAX_QUBITS`` overrides any of them.
+DEFAULT_POOL_MAX_QUBITS: dict[str, int] = {
+    "local-sv": 26,
+    "local-dm": 13,
+    "aws-sv1": 34,
+    "aws-dm1": 17,
+    "aws-tn1": 50,
+}
+
+# Braket device ARNs for the managed simulators; QPU pools are added with QORCH_AWS_DEVICES.
+DEFAULT_AWS_DEVICES: dict[str, str] = {
+    "aws-sv1": "arn:aws:braket:::device/quantum-simulator/amazon/sv1",
+    "aws-dm1": "arn:aws:braket:::device/quantum-simulator/amazon/dm1",
+    "aws-tn1": "arn:aws:braket:::device/quantum-simulator/amazon/tn1",
+}
+
+
+# Price table of the AWS pools (README "Security"): USD per quantum task and per shot. A pool
+# not named here takes "default"; ``QORCH_AWS_PRICES`` overrides any of them. Braket bills the
+# managed simulators per minute: their per-task price here is an estimate of one short task.
+DEFAULT_AWS_PRICES: dict[str, dict[str, float]] = {
+    "aws-sv1": {"per_task": 0.075, "per_shot": 0.0},
+    "aws-dm1": {"per_task": 0.075, "per_shot": 0.0},
+    "aws-tn1": {"per_task": 0.275, "per_shot": 0.0},
+    "default": {"per_task": 0.30, "per_shot": 0.08},
+}
+
+#: Shortest admin key the API accepts (``secrets.token_urlsafe(32)`` gives 43 characters).
+MIN_KEY_CHARS = 32
+
+#: librdkafka settings that print their secret-looking values (sasl.password, ...) as ***.
+KafkaExtra = Annotated[dict[str, str], AfterValidator(SecretMap)]
+
+
+class Settings(BaseSettings):
+    """Settings of every qorchestra process. Empty URLs mean "start the embedded one"."""
+
+    # hide_input_in_errors: a refused value (a short admin key, a malformed
+    # QORCH_KAFKA_EXTRA) is not echoed in the error, which may be logged.
+    model_config = SettingsConfigDict(
+        env_prefix="QORCH_", extra="ignore", hide_input_in_errors=True
+    )
+
+    # Connections
+    database_url: str = Field("", description="SQLAlchemy URL of Postgres; empty = embedded.")
+    kafka_bootstrap: str = Field("", description="Kafka bootstrap servers; empty = embedded.")
+    topic_prefix: str = Field("qorch.", description="Prefix of every Kafka topic.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics the platform creates.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_extra: KafkaExtra = Field(
+        default_factory=SecretMap,
+        description="Extra librdkafka settings for every client (security.protocol, sasl.*, "
+        "...); values of password-, secret- and key-like names never print.",
+    )
+    kafka_session_timeout_ms: int = Field(6000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1000, ge=100)
+    kafka_fetch_wait_max_ms: int = Field(10, ge=1)
+    kafka_background_fetch_wait_max_ms: int = Field(
+        500,
+        ge=1,
+        description="fetch.wait.max.ms of consumers off the latency path (the orchestrator's "
+        "heartbeats): an idle consumer at 10 ms costs the embedded broker about 4% of a core.",
+    )
+    kafka_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=10_000,
+        description="Longest time a consumer may spend on one message (a node agent on one "
+        "fragment) before the group hands its partitions to another member; raise it for "
+        "pools whose devices queue tasks for long.",
+    )
+    kafka_message_timeout_ms: int = Field(30000, ge=1000)
+    kafka_linger_ms: int = Field(
+        0,
+        ge=0,
+        description="linger.ms of every producer: how long a message waits for others to share "
+        "its request. A progress event or a result travels alone and waited all of it (2 ms "
+        "on every event before); messages produced while a request is in flight are batched "
+        "either way.",
+    )
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    api_url: str = Field(
+        "", description="Where clients reach the REST API; empty = from host/port."
+    )
+    grpc_target: str = Field("", description="Where clients reach gRPC; empty = from host/port.")
+
+    # Security (README "Security")
+    admin_key: SecretStr = Field(
+        SecretStr(""),
+        description="An admin API key the API registers at start (only its hash is stored); "
+        "`qorch up` and `qorch demo` generate one when it is empty.",
+    )
+    api_key: SecretStr = Field(
+        SecretStr(""), description="The key `qorch` client commands send (Bearer)."
+    )
+    kafka_security_protocol: str = Field(
+        "", description="librdkafka security.protocol: PLAINTEXT, SSL, SASL_SSL, SASL_PLAINTEXT."
+    )
+    kafka_sasl_mechanism: str = Field("", description="e.g. SCRAM-SHA-512.")
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = Field("", description="CA bundle that signed the brokers.")
+    kafka_ssl_certificate_location: str = Field("", description="Client certificate (mTLS).")
+    kafka_ssl_key_location: str = Field("", description="Client private key (mTLS).")
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body; larger ones get 413."
+    )
+    max_program_nesting: int = Field(
+        32, ge=1, description="Deepest nesting of braces, brackets and parentheses in a program."
+    )
+    max_program_operations: int = Field(
+        100_000,
+        ge=1,
+        description="Operations a node agent runs for one program once its loops and gate "
+        "definitions are unrolled (estimated before running); beyond: the fragment fails.",
+    )
+    parse_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time bound of parsing one submitted program (in a worker process that is "
+        "killed at the bound); beyond: 422. The longest valid programs take about 15 s.",
+    )
+    parse_workers: int = Field(2, ge=1, description="Processes that parse submitted programs.")
+    parse_memory_mb: int = Field(
+        2048, ge=256, description="Address-space limit of a parsing process, in MiB."
+    )
+    max_fragment_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest fragment message a node agent runs; larger ones go to fragments.dlq.",
+    )
+    tenant_max_concurrent_jobs: int = Field(
+        20, ge=1, description="Unfinished jobs of one tenant, at most (429 beyond)."
+    )
+    tenant_max_circuits_per_job: int = Field(
+        100_000, ge=1, description="Circuit runs (programs x bindings) of one job of a tenant."
+    )
+    tenant_max_shots_per_job: int = Field(
+        10_000_000, ge=1, description="Shots of one job of a tenant (shots x circuit runs)."
+    )
+    tenant_submit_rate_per_s: float = Field(
+        2.0, gt=0, description="Sustained submissions per second of one tenant (429 beyond)."
+    )
+    tenant_submit_burst: int = Field(20, ge=1, description="Submissions a tenant may burst.")
+    tenant_budget_usd: float = Field(
+        0.0, ge=0, description="What a tenant may spend on aws-* pools unless an admin sets it."
+    )
+    aws_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="pool -> {per_task, per_shot} in USD, over defaults."
+    )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _safe_admin_key(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and len(secret) < MIN_KEY_CHARS:
+            raise ValueError(f"QORCH_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters")
+        return value
+
+    # Planning and dispatch
+    fragment_bindings: int = Field(
+        64,
+        ge=1,
+        description="Bindings carried by one fragment (64 measured best: README, Performance).",
+    )
+    fragment_timeout_s: float = Field(60.0, gt=0, description="Re-dispatch after this long.")
+    max_attempts: int = Field(3, ge=1, description="Dispatches of a fragment before it fails.")
+    relay_batch: int = Field(500, ge=1, description="Outbox rows the relay publishes per pass.")
+    poll_interval_s: float = Field(0.2, gt=0, description="Idle wait of the orchestrator loops.")
+
+    # Backpressure and recovery (see README "Guarantees")
+    max_inflight_per_job: int = Field(
+        256, ge=1, description="Planned but unanswered fragments of one job, at most."
+    )
+    max_inflight_per_pool: int = Field(
+        2048, ge=1, description="Planned but unanswered fragments of one pool, at most."
+    )
+    topic_check_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the orchestrator checks that its topics exist; a missing one "
+        "means the broker lost its state: topics are created again and every unanswered "
+        "fragment is sent again.",
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus /metrics port of orchestrator/agent; 0 = off."
+    )
+
+    # Training
+    predict_timeout_s: float = Field(
+        60.0, gt=0, description="How long `POST /v1/jobs/{id}/predict` waits for the nodes."
+    )
+    max_training_samples: int = Field(100_000, ge=1, description="Samples per training job.")
+
+    # Validation bounds
+    max_programs: int = Field(1000, ge=1)
+    max_bindings: int = Field(100_000, ge=1, description="Bindings per job, all programs.")
+    max_shots: int = Field(100_000, ge=1)
+    max_program_chars: int = Field(100_000, ge=1)
+    max_observables: int = Field(256, ge=1)
+    default_max_qubits: int = Field(20, ge=1)
+    pool_max_qubits: dict[str, int] = Field(default_factory=dict)
+
+    # Circuit cutting (README "Cutting circuits across nodes")
+    max_cut_overhead: float = Field(
+        1e4, ge=1, description="Largest sampling overhead (gamma^2) of a cut plan; beyond: 422."
+    )
+    max_cut_subexperiments: int = Field(
+        2000, ge=1, description="Most subexperiment programs one cut program may need."
+    )
+    cut_search_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="About how long the search for where to cut one program may take (it runs "
+        "inside the submit request). Turned into a work budget at submission and stored with "
+        "the job, so every orchestrator recomputes the same plan; past it the search narrows "
+        "to a greedy one and the plan says `search_truncated`.",
+    )
+
+    # Node agent
+    node_pool: str = "local-sv"
+    node_id: str = Field("", description="Node id; empty = hostname-pid.")
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    node_offline_after_s: float = Field(10.0, gt=0, description="Heartbeat age of an offline node.")
+    simulator_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads of Braket's simulator kernels (numba) in a local agent; 0 = numba's "
+        "default (every core). One agent runs one simulation at a time and a pool scales by "
+        "agents, so 1 avoids oversubscribing cores; results do not depend on it.",
+    )
+    node_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much an agent process lowers its own CPU priority (Unix nice). On a "
+        "machine it shares with the API, orchestrator, Postgres and broker, simulations then "
+        "yield the CPU to them, so events and dispatch stay prompt; alone on a machine it "
+        "changes nothing. 0 keeps the priority it was started with.",
+    )
+    node_idle_priority: bool = Field(
+        True,
+        description="Run an agent (its simulations and its Kafka clients) under Linux's "
+        "SCHED_IDLE scheduling policy: it uses only CPU that nothing else wants, and a "
+        "control-plane thread that wakes up takes the core at once, where under a nice value "
+        "alone it waits for the simulation's time slice to end. Alone on a machine an agent "
+        "loses nothing. Off: only QORCH_NODE_NICE applies. Ignored where the platform has no "
+        "SCHED_IDLE.",
+    )
+    simulator_threading_layer: Literal["omp", "tbb", "workqueue", "default"] = Field(
+        "omp",
+        description="numba threading layer of Braket's kernels in a local agent. Braket selects "
+        "`workqueue`, which hands every kernel launch to another thread (about 0.2 ms a gate on "
+        "a small VM); `omp` runs a one-thread launch in place. Falls back to `workqueue` where "
+        "the OpenMP runtime is missing; results do not depend on it.",
+    )
+
+    # AWS (aws-* pools)
+    aws_devices: dict[str, str] = Field(default_factory=dict, description="pool -> device ARN")
+    aws_s3_bucket: str = Field("", description="Bucket for Braket task results.")
+    aws_s3_prefix: str = "qorchestra"
+    aws_region: str = ""
+    aws_poll_timeout_s: float = Field(3600.0, gt=0)
+
+    # Embedded stack
+    data_dir: str = Field(".qorch", description="Where the embedded Postgres keeps its data.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(False, description="One JSON object per log line.")
+
+    def __repr_args__(self) -> Any:
+        """As pydantic's, with URL passwords masked (``database_url``); secrets are SecretStr
+        and ``kafka_extra`` masks its own."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
+
+    def client_api_url(self) -> str:
+        """Base URL of the REST API for clients."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    def client_grpc_target(self) -> str:
+        """host:port of the gRPC server for clients."""
+        return self.grpc_target or f"{self.grpc_host}:{self.grpc_port}"
+
+    def max_qubits(self, pool: str) -> int:
+        """Qubit limit of ``pool``."""
+        if pool in self.pool_max_qubits:
+            return self.pool_max_qubits[pool]
+        return DEFAULT_POOL_MAX_QUBITS.get(pool, self.default_max_qubits)
+
+    def aws_device_arn(self, pool: str) -> str | None:
+        """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
+        return {**DEFAULT_AWS_DEVICES, **self.aws_devices}.get(pool)
+
+    def aws_price(self, pool: str) -> dict[str, float]:
+        """USD per task and per shot on ``pool`` (``per_task``, ``per_shot``)."""
+        table = {**DEFAULT_AWS_PRICES, **self.aws_prices}
+        price = table.get(pool, table["default"])
+        return {"per_task": price.get("per_task", 0.0), "per_shot": price.get("per_shot", 0.0)}
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("results") == "qorch.results"``."""
+        return f"{self.topic_prefix}{name}"
+
+    def fragments_topic(self, pool: str) -> str:
+        """Topic that carries work for ``pool``."""
+        return self.topic(f"fragments.{pool}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

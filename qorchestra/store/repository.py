@@ -1,0 +1,619 @@
+"""Repository functions. Each takes a session, flushes, and never commits: callers own the
+transaction (``with session_scope(factory) as session: ...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from qorchestra.jobs.kinds import KINDS
+from qorchestra.lifecycle import JobStatus, check_transition
+from qorchestra.store.models import (
+    ApiKey,
+    DatasetRow,
+    Fragment,
+    Job,
+    JobEventRow,
+    Node,
+    OutboxMessage,
+    Tenant,
+)
+from qorchestra.store.notify import announce_job
+
+
+class NotFound(LookupError):
+    """The job (or other object) does not exist. Mapped to 404 / NOT_FOUND in one place each."""
+
+
+class FragmentStatus:
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def create_job(
+    session: Session,
+    *,
+    job_id: str,
+    name: str,
+    kind: str,
+    pool: str,
+    spec: dict[str, Any],
+    result_type: str,
+    observables: int,
+    bindings_total: int,
+    tenant: str = "default",
+    cost_usd: float = 0.0,
+) -> Job:
+    """Insert a QUEUED job of ``tenant`` and its first event."""
+    job = Job(
+        id=job_id,
+        tenant=tenant,
+        cost_usd=cost_usd,
+        name=name,
+        kind=kind,
+        pool=pool,
+        status=JobStatus.QUEUED.value,
+        spec=spec,
+        result_type=result_type,
+        observables=observables,
+        bindings_total=bindings_total,
+        last_seq=0,
+        fragments_total=0,
+        fragments_done=0,
+        bindings_done=0,
+        redispatches=0,
+    )
+    session.add(job)
+    session.flush()
+    append_event(session, job, "submitted", f"{bindings_total} bindings on pool {pool}")
+    announce_job(session)
+    return job
+
+
+def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
+    """The job, or NotFound; with ``tenant``, another tenant's job is NotFound too."""
+    job = session.get(Job, job_id)
+    if job is None or (tenant is not None and job.tenant != tenant):
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def cut_plans(session: Session, job_id: str) -> dict[str, Any] | None:
+    """The cut plan kept under the job's ``result.cutting`` (without loading the result)."""
+    value = session.execute(select(Job.result["cutting"]).where(Job.id == job_id)).scalar()
+    return value if isinstance(value, dict) and value else None
+
+
+def fragment_runs(session: Session, job_id: str) -> dict[int, tuple[int, int]]:
+    """Per fragment ``program_index`` of the job: circuit runs (bindings) in its fragments
+    written so far, and in those done. One aggregate query; no result is loaded."""
+    done = func.coalesce(
+        func.sum(Fragment.binding_count).filter(Fragment.status == FragmentStatus.DONE), 0
+    )
+    rows = session.execute(
+        select(Fragment.program_index, func.sum(Fragment.binding_count), done)
+        .where(Fragment.job_id == job_id)
+        .group_by(Fragment.program_index)
+    )
+    return {int(index): (int(written), int(finished)) for index, written, finished in rows}
+
+
+def program_bindings(session: Session, job_id: str, indices: Sequence[int]) -> dict[int, int]:
+    """Bindings of the job's programs at ``indices``, read inside the stored spec (the spec
+    itself is not loaded)."""
+    if not indices:
+        return {}
+    counts = [
+        func.coalesce(func.jsonb_array_length(Job.spec["programs"][i]["bindings"]), 0)
+        for i in indices
+    ]
+    row = session.execute(select(*counts).where(Job.id == job_id)).one()
+    return {i: int(count) for i, count in zip(indices, row, strict=True)}
+
+
+def lock_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
+    """The job, locked for update until the transaction ends; NotFound if missing (or, with
+    ``tenant``, another tenant's)."""
+    job = session.execute(
+        select(Job).where(Job.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if job is None or (tenant is not None and job.tenant != tenant):
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    tenant: str | None = None,
+) -> tuple[Sequence[Job], int]:
+    """A page of jobs (of ``tenant``, or all), newest first, and the count of all that match."""
+    query = select(Job)
+    count = select(func.count()).select_from(Job)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+        count = count.where(Job.tenant == tenant)
+    if status:
+        query = query.where(Job.status == status)
+        count = count.where(Job.status == status)
+    rows = session.execute(
+        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    ).scalars()
+    return list(rows), int(session.execute(count).scalar_one())
+
+
+def set_status(
+    session: Session,
+    job: Job,
+    status: JobStatus,
+    message: str = "",
+    *,
+    now: datetime,
+    metrics: dict[str, float] | None = None,
+) -> JobEventRow:
+    """Move a locked job to ``status`` (checked against the lifecycle) and record the event
+    (with ``metrics``, e.g. the cut plan's numbers on ``running``)."""
+    check_transition(job.status, status.value)
+    job.status = status.value
+    if status == JobStatus.RUNNING:
+        job.started_at = now
+    if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
+        job.finished_at = now
+        if status != JobStatus.SUCCEEDED:
+            job.error = message or None
+            drop_outbox(session, job.id)
+    return append_event(session, job, status.value.lower(), message, metrics)
+
+
+def active_pools(session: Session) -> set[str]:
+    """Pools of the jobs that are not finished."""
+    return set(
+        session.execute(
+            select(Job.pool).distinct().where(Job.status.in_(["QUEUED", "RUNNING"]))
+        ).scalars()
+    )
+
+
+def claim_queued_job(session: Session) -> Job | None:
+    """The oldest QUEUED job, locked; other planners skip it."""
+    return session.execute(
+        select(Job)
+        .where(Job.status == JobStatus.QUEUED.value)
+        .order_by(Job.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------- events
+
+
+def append_event(
+    session: Session,
+    job: Job,
+    type_: str,
+    message: str = "",
+    metrics: dict[str, float] | None = None,
+) -> JobEventRow:
+    """Record the next event of a (locked or new) job; seq grows by one per event.
+
+    The event's time is now, when it is recorded (Postgres ``now()`` would be the start of
+    the transaction, which may have begun well before).
+    """
+    job.last_seq += 1
+    row = JobEventRow(
+        created_at=datetime.now(UTC),
+        job_id=job.id,
+        seq=job.last_seq,
+        type=type_,
+        status=job.status,
+        message=message,
+        fragments_done=job.fragments_done,
+        fragments_total=job.fragments_total,
+        bindings_done=job.bindings_done,
+        bindings_total=job.bindings_total,
+        metrics=metrics or {},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def events_after(
+    session: Session, job_id: str, after_seq: int, limit: int = 500
+) -> Sequence[JobEventRow]:
+    """Stored events of a job with seq > ``after_seq``, in order."""
+    return list(
+        session.execute(
+            select(JobEventRow)
+            .where(JobEventRow.job_id == job_id, JobEventRow.seq > after_seq)
+            .order_by(JobEventRow.seq)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------- fragments and outbox
+
+#: ``Session.info`` key set by the functions that add outbox messages (see ``wrote_outbox``).
+OUTBOX_WRITTEN = "qorch.outbox_written"
+
+
+@dataclass(frozen=True)
+class NewFragment:
+    """A planned fragment and its serialized Kafka message."""
+
+    id: str
+    program_index: int
+    binding_offset: int
+    binding_count: int
+    payload: bytes
+    #: Training step (0 for circuits jobs).
+    step: int = 0
+    #: Keep the payload on the fragment row, for fragments not rebuilt from the job's spec.
+    keep_payload: bool = False
+
+
+def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], topic: str) -> None:
+    """Insert fragments and, in the same transaction, their outbox messages."""
+    session.add_all(
+        Fragment(
+            id=f.id,
+            job_id=job.id,
+            program_index=f.program_index,
+            binding_offset=f.binding_offset,
+            binding_count=f.binding_count,
+            status=FragmentStatus.PENDING,
+            attempt=1,
+            step=f.step,
+            payload=f.payload if f.keep_payload else None,
+        )
+        for f in fragments
+    )
+    session.add_all(
+        OutboxMessage(topic=topic, key=f.id, payload=f.payload, job_id=job.id, fragment_id=f.id)
+        for f in fragments
+    )
+    job.fragments_total += len(fragments)
+    job.fragments_written += len(fragments)
+    session.info[OUTBOX_WRITTEN] = True
+    session.flush()
+
+
+def enqueue(
+    session: Session,
+    *,
+    topic: str,
+    key: str,
+    payload: bytes,
+    job_id: str | None = None,
+    fragment_id: str | None = None,
+) -> None:
+    """Add one message to the outbox."""
+    session.add(
+        OutboxMessage(topic=topic, key=key, payload=payload, job_id=job_id, fragment_id=fragment_id)
+    )
+    session.info[OUTBOX_WRITTEN] = True
+    session.flush()
+
+
+def wrote_outbox(session: Session) -> bool:
+    """Whether this session added outbox messages: once it commits, the relay has work."""
+    return bool(session.info.get(OUTBOX_WRITTEN))
+
+
+def pending_outbox(session: Session, limit: int) -> Sequence[OutboxMessage]:
+    """The oldest unpublished messages, locked; concurrent relays skip them."""
+    return list(
+        session.execute(
+            select(OutboxMessage)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def mark_published(
+    session: Session, rows: Sequence[OutboxMessage], *, now: datetime, timeout_s: float
+) -> None:
+    """Delete published outbox rows; their fragments are now dispatched, with a deadline."""
+    if not rows:
+        return
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])))
+    fragment_ids = [r.fragment_id for r in rows if r.fragment_id]
+    if fragment_ids:
+        session.execute(
+            update(Fragment)
+            .where(
+                Fragment.id.in_(fragment_ids),
+                Fragment.status.in_([FragmentStatus.PENDING, FragmentStatus.DISPATCHED]),
+            )
+            .values(
+                status=FragmentStatus.DISPATCHED,
+                dispatched_at=now,
+                deadline_at=now + timedelta(seconds=timeout_s),
+            )
+        )
+    session.flush()
+
+
+def drop_outbox(session: Session, job_id: str) -> None:
+    """Forget the job's unpublished fragment messages (the job ended).
+
+    Rows a relay holds at this moment are left to it: it is publishing them, and their results
+    will be ignored as late. Waiting for the relay instead closed a lock cycle: the relay, once
+    the broker acknowledged, updates the fragment a fast agent's result already locked, and
+    that result waits for the job this transaction holds (a cancel right after planning got
+    DeadlockDetected).
+    """
+    unlocked = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.job_id == job_id, OutboxMessage.fragment_id.is_not(None))
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(unlocked.scalar_subquery())))
+
+
+def lock_fragment(session: Session, fragment_id: str) -> Fragment | None:
+    """The fragment, locked for update; None when unknown."""
+    return session.execute(
+        select(Fragment).where(Fragment.id == fragment_id).with_for_update()
+    ).scalar_one_or_none()
+
+
+def overdue_fragments(session: Session, *, now: datetime, limit: int) -> Sequence[Fragment]:
+    """Dispatched fragments past their deadline, locked; other sweepers skip them."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.status == FragmentStatus.DISPATCHED, Fragment.deadline_at < now)
+            .order_by(Fragment.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def unanswered_fragments(session: Session, limit: int) -> Sequence[Fragment]:
+    """Dispatched, unanswered fragments of running jobs, locked; other callers skip them."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .join(Job, Job.id == Fragment.job_id)
+            .where(Fragment.status == FragmentStatus.DISPATCHED, Job.status == "RUNNING")
+            .order_by(Fragment.dispatched_at)
+            .limit(limit)
+            .with_for_update(of=Fragment, skip_locked=True)
+        ).scalars()
+    )
+
+
+def count_step_fragments(session: Session, job_id: str, step: int) -> int:
+    """How many fragments of a training step are written (the position of its next window)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Fragment)
+            .where(Fragment.job_id == job_id, Fragment.step == step)
+        ).scalar_one()
+    )
+
+
+def step_fragments(session: Session, job_id: str, step: int) -> Sequence[Fragment]:
+    """One training step's fragments in binding order."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.job_id == job_id, Fragment.step == step)
+            .order_by(Fragment.binding_offset)
+        ).scalars()
+    )
+
+
+def finished_fragments(session: Session, job_id: str) -> Sequence[Fragment]:
+    """The job's done fragments in program and binding order."""
+    return list(
+        session.execute(
+            select(Fragment)
+            .where(Fragment.job_id == job_id, Fragment.status == FragmentStatus.DONE)
+            .order_by(Fragment.program_index, Fragment.binding_offset)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------- windows
+
+#: Unanswered fragment states: planned (in the outbox) or dispatched.
+IN_FLIGHT = (FragmentStatus.PENDING, FragmentStatus.DISPATCHED)
+
+#: Job kinds planned in windows: circuits jobs, and each step of the training kinds
+#: (``orchestrator/training_steps.py``).
+WINDOWED_KINDS = tuple(KINDS)
+
+
+def in_flight(session: Session, *, job_id: str | None = None, pool: str | None = None) -> int:
+    """Unanswered fragments of one job, or of the running jobs of one pool."""
+    query = select(func.count()).select_from(Fragment).where(Fragment.status.in_(IN_FLIGHT))
+    if job_id is not None:
+        query = query.where(Fragment.job_id == job_id)
+    if pool is not None:
+        query = query.join(Job, Job.id == Fragment.job_id).where(
+            Job.pool == pool, Job.status == "RUNNING"
+        )
+    return int(session.execute(query).scalar_one())
+
+
+def jobs_to_top_up(session: Session, limit: int) -> Sequence[Job]:
+    """Running jobs that still have fragments to write, oldest first, locked."""
+    return list(
+        session.execute(
+            select(Job)
+            .where(
+                Job.status == "RUNNING",
+                Job.kind.in_(WINDOWED_KINDS),
+                Job.fragments_total > Job.fragments_written,
+            )
+            .order_by(Job.started_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def cuts_circuits(session: Session, job_id: str) -> bool:
+    """Whether a circuits job cuts its circuits, read without loading its (possibly huge) spec."""
+    return bool(session.execute(select(Job.spec["cutting"]).where(Job.id == job_id)).scalar())
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def upsert_node(session: Session, values: dict[str, Any]) -> None:
+    """Insert or refresh a node from its heartbeat (``values`` has the Node columns)."""
+    stmt = insert(Node).values(**values)
+    changed = {k: stmt.excluded[k] for k in values if k != "id"}
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Node.id],
+            set_=changed,
+            where=Node.last_heartbeat_at <= stmt.excluded.last_heartbeat_at,
+        )
+    )
+
+
+def list_nodes(session: Session, pool: str | None = None) -> Sequence[Node]:
+    """Known node agents, by pool then id."""
+    query = select(Node).order_by(Node.pool, Node.id)
+    if pool:
+        query = query.where(Node.pool == pool)
+    return list(session.execute(query).scalars())
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def get_dataset(session: Session, dataset_id: str, tenant: str | None = None) -> DatasetRow:
+    """The dataset, or NotFound; with ``tenant``, another tenant's dataset is NotFound too."""
+    row = session.get(DatasetRow, dataset_id)
+    if row is None or (tenant is not None and row.tenant != tenant):
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def list_datasets(
+    session: Session, *, limit: int, offset: int, tenant: str | None = None
+) -> tuple[Sequence[DatasetRow], int]:
+    """A page of datasets (of ``tenant``, or all), newest first, and the count of all."""
+    query = select(DatasetRow)
+    count = select(func.count()).select_from(DatasetRow)
+    if tenant is not None:
+        query = query.where(DatasetRow.tenant == tenant)
+        count = count.where(DatasetRow.tenant == tenant)
+    rows = session.execute(
+        query.order_by(DatasetRow.created_at.desc(), DatasetRow.id).limit(limit).offset(offset)
+    ).scalars()
+    return list(rows), int(session.execute(count).scalar_one())
+
+
+# ---------------------------------------------------------------- API keys and tenants
+
+
+def add_api_key(
+    session: Session,
+    *,
+    key_id: str,
+    key_hash: str,
+    prefix: str,
+    tenant: str,
+    scopes: list[str],
+    name: str = "",
+) -> ApiKey | None:
+    """Insert a key (and its tenant, if new); None when a key with that hash exists already."""
+    ensure_tenant(session, tenant)
+    inserted = session.execute(
+        insert(ApiKey)
+        .values(
+            id=key_id, key_hash=key_hash, prefix=prefix, tenant=tenant, scopes=scopes, name=name
+        )
+        .on_conflict_do_nothing(index_elements=[ApiKey.key_hash])
+        .returning(ApiKey.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
+    return session.get(ApiKey, inserted)
+
+
+def key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    """The unrevoked key with this hash, or None."""
+    return session.execute(
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def list_api_keys(session: Session, tenant: str | None = None) -> Sequence[ApiKey]:
+    """Keys, revoked ones included, newest first."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    if tenant is not None:
+        query = query.where(ApiKey.tenant == tenant)
+    return list(session.execute(query).scalars())
+
+
+def revoke_api_key(session: Session, key_id: str, *, now: datetime) -> ApiKey:
+    """Mark a key revoked (idempotent); NotFound when unknown."""
+    key = session.get(ApiKey, key_id, with_for_update=True)
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.flush()
+    return key
+
+
+def ensure_tenant(session: Session, tenant: str) -> None:
+    """Create the tenant's row with default quotas, if it has none."""
+    session.execute(insert(Tenant).values(id=tenant).on_conflict_do_nothing())
+
+
+def lock_tenant(session: Session, tenant: str) -> Tenant:
+    """The tenant's row (created if missing), locked until the transaction ends: submissions
+    of one tenant check quotas and charge its budget one after another."""
+    ensure_tenant(session, tenant)
+    return session.execute(select(Tenant).where(Tenant.id == tenant).with_for_update()).scalar_one()
+
+
+def get_tenant(session: Session, tenant: str) -> Tenant:
+    """The tenant, or NotFound."""
+    row = session.get(Tenant, tenant)
+    if row is None:
+        raise NotFound(f"tenant {tenant} not found")
+    return row
+
+
+def active_jobs(session: Session, tenant: str) -> int:
+    """Unfinished jobs of the tenant (predictions made by the API excluded)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.tenant == tenant,
+                Job.kind != "predict",
+                Job.status.in_(["QUEUED", "RUNNING", "CANCELLING"]),
+            )
+        ).scalar_one()
+    )
