@@ -13,6 +13,7 @@ from api.auth import Principal, authenticate
 from api.event_hub import EventHub
 from api.ratelimit import RateLimiter
 from api.sandbox import ProgramSandbox
+from api.use_cases import Announcer
 from qorchestra.apikeys import bearer_token, key_prefix
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer
@@ -54,8 +55,14 @@ def _limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def _announcer(request: Request) -> Announcer:
+    state = request.app.state
+    return Announcer(state.producer, state.settings, state.hub)
+
+
 SandboxDep = Annotated[ProgramSandbox, Depends(_sandbox)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+AnnouncerDep = Annotated[Announcer, Depends(_announcer)]
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

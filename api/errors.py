@@ -14,7 +14,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError
 
 from api.admission import CostError, TooManyRequests
+from api.use_cases import Conflict
 from qorchestra.jobs.errors import SpecError
+from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import InvalidTransition
 from qorchestra.metrics import API_UNAVAILABLE
 from qorchestra.store.repository import NotFound
@@ -28,7 +30,7 @@ def spec_error_detail(exc: SpecError) -> list[dict[str, object]]:
 
 
 #: Tags of the job-kind union; pydantic puts them in error locations, users never wrote them.
-_KIND_TAGS = frozenset({"circuits", "train", "minimize"})
+_KIND_TAGS = frozenset(KINDS)
 
 
 def _without_kind_tag(loc: Sequence[Any]) -> list[Any]:
@@ -141,7 +143,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(InvalidTransition)
-    async def conflict(_: Request, exc: InvalidTransition) -> JSONResponse:
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: InvalidTransition | Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(DataError)

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from api import use_cases
 from api.auth import Principal, authenticate
 from api.event_hub import EventHub, in_order
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
@@ -59,7 +60,8 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    """Translates between protobuf and the store; no logic of its own."""
+    """Translates between protobuf and the use cases (``api/use_cases.py``); no logic of its
+    own."""
 
     def __init__(self, sessions: SessionFactory, hub: EventHub) -> None:
         self._sessions = sessions
@@ -102,7 +104,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
         def load() -> Job:
             with self._sessions() as session:
-                return repo.get_job(session, job_id, principal.tenant_filter)
+                return use_cases.read_job(session, principal, job_id)
 
         try:
             return await asyncio.to_thread(load)
@@ -126,9 +128,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
         def read(after: int) -> list[jobs_pb2.JobEvent]:
             with self._sessions() as session:
-                return [
-                    event_to_proto(e) for e in repo.events_after(session, job.id, after, READ_PAGE)
-                ]
+                rows = use_cases.events_after(session, job.id, after, READ_PAGE)
+                return [event_to_proto(row) for row in rows]
 
         try:
             read_store = True  # replay the history first

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api import admission
-from api.auth import Principal
-from api.deps import HubDep, LimiterDep, ProducerDep, Reader, SessionDep, SettingsDep, Submitter
-from qorchestra.jobs.errors import FieldError, SpecError
+from api import admission, use_cases
+from api.deps import (
+    AnnouncerDep,
+    HubDep,
+    LimiterDep,
+    Reader,
+    SessionDep,
+    SettingsDep,
+    Submitter,
+)
 from qorchestra.lifecycle import JobStatus, is_terminal
-from qorchestra.store import repository as repo
-from qorchestra.store import training
-from qorchestra.store.events import publish_events
-from qorchestra.training.spec import PredictJob, PredictRequest
+from qorchestra.training.spec import PredictRequest
 
 router = APIRouter(prefix="/v1/jobs", tags=["training"])
 
@@ -67,8 +69,7 @@ class PredictionsPublic(BaseModel):
 @router.get("/{job_id}/metrics", response_model=MetricsPublic, summary="Training metrics")
 def get_metrics(job_id: JobId, principal: Reader, session: SessionDep) -> MetricsPublic:
     """Every step and epoch metric recorded so far (also while the job runs)."""
-    job = repo.get_job(session, job_id, principal.tenant_filter)
-    rows = training.metrics_history(session, job_id)
+    job, rows = use_cases.metrics_history(session, principal, job_id)
     return MetricsPublic(
         id=job.id,
         kind=job.kind,
@@ -89,7 +90,7 @@ async def predict(
     principal: Submitter,
     session: SessionDep,
     settings: SettingsDep,
-    producer: ProducerDep,
+    announcer: AnnouncerDep,
     hub: HubDep,
     limiter: LimiterDep,
 ) -> PredictionsPublic:
@@ -97,37 +98,17 @@ async def predict(
     `predict` job) and answers with classes and probabilities. 409 unless the job is a
     SUCCEEDED `train` job; 504 if the nodes do not answer within `QORCH_PREDICT_TIMEOUT_S`."""
     await run_in_threadpool(admission.rate_limit, principal, session, settings, limiter)
-    spec, tenant = await run_in_threadpool(_prediction_job, session, job_id, body, principal)
-    predict_id = str(uuid.uuid4())
-
-    def create() -> None:
-        with session.begin():
-            circuits = len(spec.samples) * max(1, len(spec.model["observables"]))
-            cost = admission.charge_prediction(
-                session, tenant, spec.pool, spec.shots, circuits, settings
-            )
-            job = repo.create_job(
-                session,
-                job_id=predict_id,
-                name=f"predict with {job_id}",
-                kind="predict",
-                pool=spec.pool,
-                spec=spec.model_dump(mode="json"),
-                result_type="expectation",
-                observables=len(spec.model["observables"]),
-                bindings_total=len(spec.samples),
-                tenant=tenant,  # the model's tenant: the prediction is the model's child
-                cost_usd=cost,
-            )
-            events = list(repo.events_after(session, job.id, 0))
-        publish_events(producer, settings, events)
-
-    await run_in_threadpool(create)
+    spec, tenant = await run_in_threadpool(
+        use_cases.prediction_spec, session, principal, job_id, body
+    )
+    predict_id = await run_in_threadpool(
+        use_cases.store_prediction, session, spec, job_id, tenant, settings, announcer
+    )
     wake = hub.subscribe(predict_id)
     try:
         deadline = time.monotonic() + settings.predict_timeout_s
         while True:
-            job = await run_in_threadpool(_fresh_job, session, predict_id)
+            job = await run_in_threadpool(use_cases.job_outcome, session, predict_id)
             if is_terminal(job["status"]):
                 break
             remaining = deadline - time.monotonic()
@@ -144,48 +125,9 @@ async def predict(
     finally:
         hub.unsubscribe(predict_id, wake)
     if job["status"] != JobStatus.SUCCEEDED.value:
-        raise HTTPException(409, f"prediction job {predict_id} {job['status']}: {job['error']}")
+        raise use_cases.Conflict(f"prediction job {predict_id} {job['status']}: {job['error']}")
     predictions = [Prediction.model_validate(p) for p in job["result"]["predictions"]]
     return PredictionsPublic(job_id=predict_id, predictions=predictions)
-
-
-def _prediction_job(
-    session: Any, job_id: str, body: PredictRequest, principal: Principal
-) -> tuple[PredictJob, str]:
-    with session.begin():
-        job = repo.get_job(session, job_id, principal.tenant_filter)
-        tenant = job.tenant
-        if job.kind != "train":
-            raise HTTPException(409, f"job {job_id} is a {job.kind} job; only train jobs predict")
-        if job.status != JobStatus.SUCCEEDED.value or job.result is None:
-            raise HTTPException(409, f"job {job_id} is {job.status}; it has no trained model yet")
-        result: dict[str, Any] = job.result
-        pool = job.pool
-        shots = int(job.spec.get("shots", 0))
-    width = len(result["model"]["feature_names"])
-    errors = [
-        FieldError(("samples", i), f"{len(row)} features; the model was trained on {width}")
-        for i, row in enumerate(body.samples)
-        if len(row) != width
-    ]
-    if errors:
-        raise SpecError(errors)
-    spec = PredictJob(
-        kind="predict",
-        pool=pool,
-        shots=shots,
-        model_job_id=job_id,
-        model=result["model"],
-        circuit_parameters=result["circuit_parameters"],
-        samples=body.samples,
-    )
-    return spec, tenant
-
-
-def _fresh_job(session: Any, job_id: str) -> dict[str, Any]:
-    with session.begin():
-        job = repo.get_job(session, job_id)
-        return {"status": job.status, "error": job.error, "result": job.result}
 
 
 class CheckpointPublic(BaseModel):
@@ -202,8 +144,5 @@ class CheckpointPublic(BaseModel):
 @router.get("/{job_id}/checkpoint", response_model=CheckpointPublic, summary="Latest checkpoint")
 def get_checkpoint(job_id: JobId, principal: Reader, session: SessionDep) -> CheckpointPublic:
     """What a restarted orchestrator resumes from; 404 for jobs without one."""
-    repo.get_job(session, job_id, principal.tenant_filter)
-    row = training.checkpoint(session, job_id)
-    if row is None:
-        raise repo.NotFound(f"job {job_id} has no checkpoint (not a training job, or not started)")
+    row = use_cases.latest_checkpoint(session, principal, job_id)
     return CheckpointPublic(id=job_id, step=row.step, state=row.state, request=row.request)
