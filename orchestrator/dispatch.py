@@ -4,29 +4,21 @@ fragments that were not answered in time. Each function is one database transact
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy.orm import Session
-
-from orchestrator import training_steps as training
-from orchestrator import windows
-from proto.qorch.v1 import fragments_pb2 as pb
+from orchestrator.fragments import fail_fragment, redispatch, utcnow
+from orchestrator.runners import runner_for
 from qorchestra.config import Settings
-from qorchestra.cutting.layout import cut_plans, describe_plans, plan_metrics
-from qorchestra.jobs.kinds import job_kind
 from qorchestra.kafka import Producer
-from qorchestra.lifecycle import JobStatus, is_terminal
-from qorchestra.planning import FragmentPlan, build_fragment, room
+from qorchestra.lifecycle import is_terminal
+from qorchestra.planning import room
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
-from qorchestra.store.models import Fragment, Job, JobEventRow
+from qorchestra.store.models import JobEventRow
 
 logger = logging.getLogger(__name__)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+#: Running jobs looked at per top-up pass.
+TOP_UP_JOBS = 50
 
 
 def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventRow] | None:
@@ -35,37 +27,36 @@ def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventR
     Returns the events recorded, or None when no job was queued. Running jobs that still have
     fragments to write are topped up first, within the in-flight caps.
     """
-    windows.top_up(factory, settings)
+    top_up(factory, settings)
     with session_scope(factory) as session:
         job = repo.claim_queued_job(session)
         if job is None:
             return None
-        if job_kind(job.kind).stepwise:
-            return training.begin(session, job, settings)
-        head = windows.cached_head(session, job)  # the spec without its bindings
-        spec = head.spec
-        # Backpressure: only a first window is written now; top_up writes the rest as
-        # results come in (orchestrator/windows.py). fragments_total is the full count.
-        job.fragments_total = windows.count_fragments(spec, settings.fragment_bindings, head.sizes)
-        free = room(0, repo.in_flight(session, pool=job.pool), settings)
-        written = windows.write_window(session, job, head, settings, 0, free)
-        message = (
-            f"{job.fragments_total} fragments of up to {settings.fragment_bindings} bindings "
-            f"for pool {job.pool}; {written} dispatched now, at most "
-            f"{settings.max_inflight_per_job} in flight"
-        )
-        plans = cut_plans(spec)
-        if plans:  # the plan's numbers travel with the event (README "Cutting circuits")
-            message += "; " + describe_plans(plans)
-        metrics = plan_metrics(plans) if plans else None
-        event = repo.set_status(
-            session, job, JobStatus.RUNNING, message, now=utcnow(), metrics=metrics
-        )
-        logger.info(
-            "job planned",
-            extra={"job_id": job.id, "fragments": job.fragments_total, "dispatched": written},
-        )
-        return [event]
+        return runner_for(job).begin(session, job, settings)
+
+
+def top_up(factory: SessionFactory, settings: Settings) -> int:
+    """Write the next windows of running jobs, within the in-flight caps; one transaction.
+
+    Returns how many fragments were written.
+    """
+    written = 0
+    with session_scope(factory) as session:
+        pool_room: dict[str, int] = {}
+        for job in repo.jobs_to_top_up(session, TOP_UP_JOBS):
+            if job.pool not in pool_room:
+                pool_room[job.pool] = repo.in_flight(session, pool=job.pool)
+            free = room(repo.in_flight(session, job_id=job.id), pool_room[job.pool], settings)
+            if free == 0:
+                continue
+            start = job.fragments_written
+            count = runner_for(job).write_window(session, job, settings, free)
+            pool_room[job.pool] += count
+            written += count
+            logger.debug(
+                "job topped up", extra={"job_id": job.id, "fragments": count, "from": start}
+            )
+    return written
 
 
 def relay_outbox(factory: SessionFactory, producer: Producer, settings: Settings) -> int:
@@ -103,92 +94,3 @@ def sweep_overdue(factory: SessionFactory, settings: Settings) -> list[JobEventR
             else:
                 events.append(redispatch(session, job, fragment, reason, settings))
     return events
-
-
-def fragment_key(fragment_id: str, attempt: int) -> str:
-    """Kafka key of a fragment message: its id for the first attempt, ``<id>/<attempt>`` after.
-
-    A re-dispatch must be able to land on another partition than the attempt it replaces: a
-    slow but live agent keeps the partitions it holds (it heartbeats), so a message keyed like
-    the first attempt would wait in line behind the very fragment it is meant to overtake, as
-    would every retry after it, until the job fails. A fresh key per attempt draws a partition
-    again; a broker loss resends an attempt under the key it had.
-    """
-    return fragment_id if attempt <= 1 else f"{fragment_id}/{attempt}"
-
-
-def describe(fragment: Fragment) -> str:
-    """'program 0, bindings 16-31' for messages a person reads."""
-    last = fragment.binding_offset + fragment.binding_count - 1
-    return f"program {fragment.program_index}, bindings {fragment.binding_offset}-{last}"
-
-
-def _payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
-    if fragment.payload is not None:  # stored at planning (training steps)
-        message = pb.Fragment.FromString(fragment.payload)
-        message.attempt = fragment.attempt
-        message.dispatched_at.GetCurrentTime()
-        return message
-    head = windows.cached_head(session, job)
-    plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
-    [bindings] = windows.read_bindings(session, job.id, head, [plan])
-    return build_fragment(
-        head.spec,
-        plan,
-        job_id=job.id,
-        fragment_id=fragment.id,
-        attempt=fragment.attempt,
-        bindings=bindings,
-    )
-
-
-def redispatch(
-    session: Session, job: Job, fragment: Fragment, reason: str, settings: Settings
-) -> JobEventRow:
-    """Send a fragment again as its next attempt (through the outbox)."""
-    fragment.attempt += 1
-    fragment.status = repo.FragmentStatus.PENDING
-    fragment.deadline_at = None
-    job.redispatches += 1
-    repo.enqueue(
-        session,
-        topic=settings.fragments_topic(job.pool),
-        key=fragment_key(fragment.id, fragment.attempt),
-        payload=_payload(session, job, fragment).SerializeToString(),
-        job_id=job.id,
-        fragment_id=fragment.id,
-    )
-    logger.warning(
-        "fragment dispatched again: %s",
-        reason,
-        extra={"job_id": job.id, "fragment_id": fragment.id, "attempt": fragment.attempt},
-    )
-    return repo.append_event(
-        session,
-        job,
-        "redispatched",
-        f"{describe(fragment)} dispatched again (attempt {fragment.attempt} of "
-        f"{settings.max_attempts}): {reason}",
-    )
-
-
-def fail_fragment(
-    session: Session, job: Job, fragment: Fragment, reason: str, settings: Settings
-) -> JobEventRow:
-    """Give up on a fragment: dead-letter it and fail its job with a readable reason."""
-    fragment.status = repo.FragmentStatus.FAILED
-    fragment.error = reason
-    at = Timestamp()
-    at.GetCurrentTime()
-    letter = pb.DeadLetter(fragment=_payload(session, job, fragment), reason=reason, at=at)
-    message = f"{describe(fragment)} failed after {fragment.attempt} attempt(s): {reason}"
-    event = repo.set_status(session, job, JobStatus.FAILED, message, now=utcnow())
-    repo.enqueue(
-        session,
-        topic=settings.topic("fragments.dlq"),
-        key=fragment.id,
-        payload=letter.SerializeToString(),
-        job_id=job.id,
-    )
-    logger.error("job failed: %s", message, extra={"job_id": job.id, "fragment_id": fragment.id})
-    return event

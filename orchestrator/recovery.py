@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from orchestrator.dispatch import _payload, fragment_key
+from orchestrator.fragments import fragment_key, payload
 from qorchestra.config import Settings
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
@@ -45,7 +45,7 @@ def resend_unanswered(factory: SessionFactory, settings: Settings) -> int:
         for fragment in fragments:
             job = repo.get_job(session, fragment.job_id)
             # the same message the dispatcher would build (same attempt)
-            message = _payload(session, job, fragment)
+            message = payload(session, job, fragment)
             fragment.status = repo.FragmentStatus.PENDING
             fragment.deadline_at = None
             repo.enqueue(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy.orm import Session
 
+from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.config import Settings
 from qorchestra.cutting.layout import describe_plans, plan_metrics
 from qorchestra.jobs.errors import SpecError
@@ -22,6 +23,7 @@ from qorchestra.lifecycle import JobStatus
 from qorchestra.planning import room
 from qorchestra.store import repository as repo
 from qorchestra.store.models import (
+    Fragment,
     Job,
     JobEventRow,
     JobMetric,
@@ -91,7 +93,7 @@ def _plan(
     """Plan a step: count all its fragments, write those the in-flight caps allow now.
 
     Like a circuits job's (orchestrator/windows.py), a step is written in windows of at most
-    ``max_inflight_per_job`` unanswered fragments (and the pool's cap); ``windows.top_up``
+    ``max_inflight_per_job`` unanswered fragments (and the pool's cap); ``dispatch.top_up``
     writes the rest as results come in, so one job's big step cannot flood the pool's topic
     ahead of other jobs.
     """
@@ -110,7 +112,7 @@ def _plan(
 def write_window(session: Session, job: Job, settings: Settings, count: int) -> int:
     """Write up to ``count`` more fragments of the job's step in flight; returns how many.
 
-    Called by ``windows.top_up`` with the job locked, within the in-flight caps.
+    Called by ``dispatch.top_up`` with the job locked, within the in-flight caps.
     """
     checkpoint = session.get(TrainingCheckpoint, job.id)
     if checkpoint is None or checkpoint.request is None:
@@ -258,3 +260,36 @@ def _record(session: Session, job: Job, values: dict[str, float]) -> JobEventRow
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class StepRunner:
+    """A training kind's job in the orchestrator: one optimizer step at a time (see
+    :class:`orchestrator.runners.JobRunner`)."""
+
+    def begin(self, session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
+        """Checkpoint the initial state and plan the first step."""
+        return begin(session, job, settings)
+
+    def write_window(self, session: Session, job: Job, settings: Settings, count: int) -> int:
+        """Write more of the step in flight."""
+        return write_window(session, job, settings, count)
+
+    def observables(self, session: Session, job: Job, fragment: Fragment) -> int:
+        """A cut model's fragments ask for their own observables."""
+        if fragment.payload is None:
+            return job.observables
+        return cutting.observable_count(fragment.payload)
+
+    def fragment_done(
+        self,
+        session: Session,
+        job: Job,
+        fragment: Fragment,
+        result: pb.FragmentResult,
+        settings: Settings,
+    ) -> list[JobEventRow]:
+        """Nothing until the step's last fragment; then the optimizer steps (training jobs
+        report per step and per epoch, not per fragment)."""
+        if job.fragments_done < job.fragments_total:
+            return []
+        return advance(session, job, settings)

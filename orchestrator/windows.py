@@ -26,23 +26,18 @@ from itertools import groupby, islice
 from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
-from orchestrator import training_steps
 from qorchestra.config import Settings
 from qorchestra.cutting.layout import run_programs
 from qorchestra.jobs.circuits import CircuitsJob
-from qorchestra.jobs.kinds import job_kind
-from qorchestra.planning import FragmentPlan, build_fragment, plan_fragments, room
+from qorchestra.planning import FragmentPlan, build_fragment, plan_fragments
 from qorchestra.store import repository as repo
 from qorchestra.store import spec_slices
-from qorchestra.store.db import SessionFactory, session_scope
 from qorchestra.store.models import Job
 
 logger = logging.getLogger(__name__)
 
 #: Spec heads kept between top-ups (a spec is immutable; a head holds no bindings).
 SPEC_CACHE_SIZE = 64
-#: Running jobs looked at per top-up pass.
-TOP_UP_JOBS = 50
 
 #: Jobs whose cutting flag is kept (a bool each).
 CUT_CACHE_SIZE = 4096
@@ -237,30 +232,3 @@ def write_window(
         repo.add_fragments(session, job, fragments, topic)
     job.fragments_total = total  # add_fragments counts what it wrote; the total is fixed
     return len(plans)
-
-
-def top_up(factory: SessionFactory, settings: Settings) -> int:
-    """Write the next windows of running jobs, within the in-flight caps; one transaction.
-
-    Returns how many fragments were written.
-    """
-    written = 0
-    with session_scope(factory) as session:
-        pool_room: dict[str, int] = {}
-        for job in repo.jobs_to_top_up(session, TOP_UP_JOBS):
-            if job.pool not in pool_room:
-                pool_room[job.pool] = repo.in_flight(session, pool=job.pool)
-            free = room(repo.in_flight(session, job_id=job.id), pool_room[job.pool], settings)
-            if free == 0:
-                continue
-            start = job.fragments_written
-            if not job_kind(job.kind).stepwise:
-                count = write_window(session, job, cached_head(session, job), settings, start, free)
-            else:  # a training step in flight (written in windows the same way)
-                count = training_steps.write_window(session, job, settings, free)
-            pool_room[job.pool] += count
-            written += count
-            logger.debug(
-                "job topped up", extra={"job_id": job.id, "fragments": count, "from": start}
-            )
-    return written

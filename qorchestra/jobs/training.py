@@ -55,13 +55,41 @@ def _prepared(job: TrainJob | MinimizeJob, settings: Settings, setup: Setup) -> 
     )
 
 
-class TrainKind:
+class _OptimisationKind:
+    """What train and minimize share: a model built from the spec, cut when it is wider than
+    the pool, and an optimizer loop run to its last step."""
+
+    stepwise = True
+    circuits_quota = False
+
+    def dataset_id(self, job: TrainJob | MinimizeJob) -> str | None:
+        """No dataset unless the kind says otherwise."""
+        return None
+
+    def setup(
+        self, job: TrainJob | MinimizeJob, settings: Settings, datasets: DatasetLookup
+    ) -> Setup:
+        """Model, data and readout; a model wider than the pool is cut
+        (``qorchestra/training/cut.py``) and its plan checked."""
+        dataset_id = self.dataset_id(job)
+        uploaded = datasets(dataset_id) if dataset_id is not None else None
+        setup = build_setup(job, cutting.width_limit(job, settings), uploaded)
+        cutting.settle(job, setup, settings)
+        return setup
+
+    def prepare(
+        self, job: TrainJob | MinimizeJob, settings: Settings, datasets: DatasetLookup
+    ) -> Prepared:
+        """Settle the cut search's budget, build the setup and count its tasks."""
+        cutting.settle_budget(job, settings)  # stored with the spec
+        return _prepared(job, settings, self.setup(job, settings, datasets))
+
+
+class TrainKind(_OptimisationKind):
     """A classifier trained on a built-in or uploaded dataset."""
 
     name = "train"
     spec = TrainJob
-    stepwise = True
-    circuits_quota = False
 
     def programs(self, job: TrainJob) -> list[tuple[Location, str]]:
         """The model's template, if it has one."""
@@ -69,52 +97,22 @@ class TrainKind:
             return []
         return [(("model", "template", "source"), job.model.template.source)]
 
-    def dataset_id(self, job: TrainJob) -> str | None:
+    def dataset_id(self, job: TrainJob | MinimizeJob) -> str | None:
         """The uploaded dataset it trains on, if any."""
-        return job.data.dataset_id
-
-    def setup(self, job: TrainJob, settings: Settings, datasets: DatasetLookup) -> Setup:
-        """Model, data split and readout; a model wider than the pool is cut
-        (``qorchestra/training/cut.py``) and its plan checked."""
-        uploaded = datasets(job.data.dataset_id) if job.data.dataset_id is not None else None
-        setup = build_setup(job, cutting.width_limit(job, settings), uploaded)
-        cutting.settle(job, setup, settings)
-        return setup
-
-    def prepare(self, job: TrainJob, settings: Settings, datasets: DatasetLookup) -> Prepared:
-        """Settle the cut search's budget, build the setup and count its tasks."""
-        cutting.settle_budget(job, settings)  # stored with the spec
-        return _prepared(job, settings, self.setup(job, settings, datasets))
+        return job.data.dataset_id if isinstance(job, TrainJob) else None
 
 
-class MinimizeKind:
+class MinimizeKind(_OptimisationKind):
     """The lowest energy of a Hamiltonian over an ansatz (VQE)."""
 
     name = "minimize"
     spec = MinimizeJob
-    stepwise = True
-    circuits_quota = False
 
     def programs(self, job: MinimizeJob) -> list[tuple[Location, str]]:
         """The ansatz's template, if it has one."""
         if job.ansatz.template is None:
             return []
         return [(("ansatz", "template", "source"), job.ansatz.template.source)]
-
-    def dataset_id(self, job: MinimizeJob) -> str | None:
-        """Minimisations read no dataset."""
-        return None
-
-    def setup(self, job: MinimizeJob, settings: Settings, datasets: DatasetLookup) -> Setup:
-        """Ansatz and Hamiltonian; a model wider than the pool is cut and its plan checked."""
-        setup = build_setup(job, cutting.width_limit(job, settings), None)
-        cutting.settle(job, setup, settings)
-        return setup
-
-    def prepare(self, job: MinimizeJob, settings: Settings, datasets: DatasetLookup) -> Prepared:
-        """Settle the cut search's budget, build the setup and count its tasks."""
-        cutting.settle_budget(job, settings)  # stored with the spec
-        return _prepared(job, settings, self.setup(job, settings, datasets))
 
 
 class PredictKind:
