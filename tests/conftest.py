@@ -14,6 +14,7 @@ import pytest
 
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres
 from qorchestra.config import Settings
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +43,26 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
 
 
-def make_settings(**overrides: object) -> Settings:
-    """Settings for a test: a fresh topic prefix, so no test sees another's messages."""
-    base: dict[str, object] = {
-        "topic_prefix": f"t{uuid.uuid4().hex[:10]}.",
-        "kafka_session_timeout_ms": 2000,
-        "kafka_heartbeat_interval_ms": 500,
-        "heartbeat_interval_s": 0.5,
-        "poll_interval_s": 0.05,
-    }
-    base.update(overrides)
-    return Settings(**base)  # type: ignore[arg-type]
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A migrated database of its own in the session's Postgres server, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from qorchestra.store.migrate import upgrade
+
+    url = make_url(database_url)
+    name = f"qorch_test_{uuid.uuid4().hex[:10]}"
+    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
+    if url.password:
+        admin += f" password={url.password}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    fresh = url.set(database=name).render_as_string(hide_password=False)
+    upgrade(fresh)
+    yield fresh
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

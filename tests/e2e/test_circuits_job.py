@@ -13,20 +13,17 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from braket.devices import LocalSimulator
-from braket.ir.openqasm import Program
 
 from api.app import create_app
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.client import QorchClient
 from qorch.samples import demo_job, ring_observables, variational_program
 from qorch.stack import Stack
-from tests.e2e.support import running_stack
-from tests.waiting import wait_until
+from tests.support.circuits import direct_expectations, direct_probabilities
+from tests.support.stack import running_stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-SIM = LocalSimulator("braket_sv")
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +40,6 @@ def run_to_end(client: QorchClient, spec: dict[str, Any]) -> tuple[str, list[job
     job = client.submit(spec)
     assert job["status"] == "QUEUED"
     return job["id"], list(client.watch(job["id"]))
-
-
-def direct_expectations(
-    source: str, binding: dict[str, float], observables: list[str]
-) -> list[float]:
-    """What LocalSimulator gives for the same program, run directly."""
-    pragmas = []
-    for obs in observables:
-        factors = [f"{p.lower()}(q[{i}])" for i, p in enumerate(obs) if p != "I"]
-        pragmas.append("#pragma braket result expectation " + " @ ".join(factors))
-    program = Program(source=source + "\n".join(pragmas) + "\n", inputs=binding)
-    return [float(v) for v in SIM.run(program, shots=0).result().values]
-
-
-def direct_probabilities(source: str, binding: dict[str, float]) -> list[float]:
-    program = Program(source=source + "#pragma braket result probability\n", inputs=binding)
-    return [float(p) for p in SIM.run(program, shots=0).result().values[0]]
 
 
 def test_exact_job_matches_local_simulator_and_is_watchable(

@@ -15,10 +15,9 @@ import pytest
 from proto.qorch.v1 import jobs_pb2
 from qorch.client import ApiError, QorchClient
 from qorch.stack import Stack
-from tests.e2e.support import running_stack
-from tests.e2e.test_circuits_job import direct_expectations
-from tests.unit.test_cutting import ladder
-from tests.unit.test_training_cut import losses, minimize_template
+from tests.support.circuits import direct_expectations, ladder
+from tests.support.stack import running_stack
+from tests.support.training import losses, minimize_template
 
 pytestmark = pytest.mark.e2e
 

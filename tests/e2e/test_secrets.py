@@ -17,8 +17,8 @@ from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.samples import demo_job
 from qorch.stack import Stack
 from qorchestra.apikeys import generate_key
-from tests.e2e.support import running_stack
-from tests.waiting import wait_until
+from tests.support.stack import running_stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

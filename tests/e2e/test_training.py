@@ -24,8 +24,8 @@ from qorch.stack import Stack
 from qorchestra.training import objectives, trainer
 from qorchestra.training.hamiltonians import H2, ground_energy
 from qorchestra.training.spec import MinimizeJob, TrainJob
-from tests.e2e.support import running_stack
-from tests.waiting import wait_until
+from tests.support.stack import running_stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

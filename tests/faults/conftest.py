@@ -9,48 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from qorch.client import QorchClient
 from qorch.stack import Stack, StackOptions
-from qorchestra.store.migrate import upgrade
-from tests.conftest import make_settings
-
-#: Settings every fault test runs under: small fragments, short deadlines and message timeouts.
-FAULT_SETTINGS: dict[str, Any] = {
-    "fragment_bindings": 2,
-    "fragment_timeout_s": 6.0,
-    "max_attempts": 4,
-    "kafka_message_timeout_ms": 5000,
-    "topic_check_interval_s": 1.0,
-}
-
-
-@pytest.fixture
-def fresh_database(database_url: str) -> Iterator[str]:
-    """A migrated database of its own in the session's Postgres server, dropped afterwards."""
-    url = make_url(database_url)
-    name = f"qorch_fault_{uuid.uuid4().hex[:10]}"
-    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    if url.password:
-        admin += f" password={url.password}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    fresh = url.set(database=name).render_as_string(hide_password=False)
-    upgrade(fresh)
-    yield fresh
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-StackFactory = Callable[..., AbstractContextManager[Stack]]
-FaultRun = Callable[..., AbstractContextManager[tuple[Stack, QorchClient]]]
+from tests.support.faults import FAULT_SETTINGS, FaultRun, StackFactory
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.samples import demo_job
-from tests.faults.conftest import FaultRun
-from tests.faults.support import (
+from tests.support.faults import (
+    FaultRun,
     expected_values,
     forged_failures,
     forged_successes,
@@ -23,7 +23,7 @@ from tests.faults.support import (
     wait_for_progress,
     wait_for_status,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

@@ -6,15 +6,15 @@ import httpx
 import pytest
 
 from qorch.samples import demo_job
-from tests.faults.conftest import FaultRun
-from tests.faults.support import (
+from tests.support.faults import (
+    FaultRun,
     expected_values,
     metric,
     values,
     wait_for_progress,
     wait_for_status,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

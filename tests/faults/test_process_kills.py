@@ -11,8 +11,8 @@ import signal
 import pytest
 
 from qorch.samples import demo_job
-from tests.faults.conftest import FaultRun
-from tests.faults.support import (
+from tests.support.faults import (
+    FaultRun,
     check_results,
     end,
     expected_values,
@@ -26,7 +26,7 @@ from tests.faults.support import (
     wait_for_progress,
     wait_for_status,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

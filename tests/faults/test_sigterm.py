@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import FaultRun
-from tests.faults.support import api_ready, check_results, end, submit_pair, wait_for_progress
-from tests.waiting import wait_until
+from tests.support.faults import (
+    FaultRun,
+    api_ready,
+    check_results,
+    end,
+    submit_pair,
+    wait_for_progress,
+)
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

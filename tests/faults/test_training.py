@@ -18,9 +18,9 @@ import pytest
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.client import QorchClient
 from qorch.stack import Stack
-from tests.conftest import make_settings
-from tests.faults.conftest import FAULT_SETTINGS, FaultRun
-from tests.faults.support import (
+from tests.support.faults import (
+    FAULT_SETTINGS,
+    FaultRun,
     Trained,
     api_ready,
     end,
@@ -35,7 +35,8 @@ from tests.faults.support import (
     wait_for_status,
     wait_for_steps,
 )
-from tests.waiting import wait_until
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 

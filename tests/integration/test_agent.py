@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import pytest
 from google.protobuf.message import Message as ProtoMessage
@@ -22,53 +20,13 @@ from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Producer, ensure_topics
-from tests.waiting import wait_until
+from tests.support.agents import DEADLINE_S, POOL, PROGRAM, TopicReader, fragment, running
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-POOL = "local-sv"
-PROGRAM = """OPENQASM 3.0;
-input float theta;
-qubit[3] q;
-ry(theta) q[0];
-cnot q[0], q[1];
-rx(theta) q[2];
-"""
-#: Group joins take about 1 s with the test session timeout; leave room for a slow machine.
-DEADLINE_S = 20.0
 #: A fresh ``python -m nodes`` imports Braket first: tens of seconds on a loaded machine.
 STARTUP_DEADLINE_S = 180.0
-
-M = TypeVar("M", bound=ProtoMessage)
-
-
-class TopicReader(Generic[M]):
-    """Reads one topic from the beginning on assigned partitions (no group join delay)."""
-
-    def __init__(self, settings: Settings, topic: str, message_type: type[M]) -> None:
-        self._consumer = Consumer(settings, [topic], group=None)
-        self._type = message_type
-        self.items: list[tuple[str, M]] = []
-
-    def read(self) -> list[tuple[str, M]]:
-        """Everything that has arrived so far, as (key, message)."""
-        while (msg := self._consumer.poll(0.05)) is not None:
-            key = (msg.key() or b"").decode()
-            self.items.append((key, self._type.FromString(msg.value() or b"")))
-        return self.items
-
-    def wait_for(
-        self,
-        condition: Callable[[list[tuple[str, M]]], bool],
-        what: str,
-        timeout: float = DEADLINE_S,
-    ) -> list[tuple[str, M]]:
-        return wait_until(
-            lambda: self.read() if condition(self.read()) else None, timeout, what=what
-        )
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 @pytest.fixture
@@ -89,42 +47,6 @@ def producer(topics: Settings) -> Iterator[Producer]:
     p = Producer(topics)
     yield p
     p.close()
-
-
-@contextmanager
-def running(agent: NodeAgent) -> Iterator[threading.Thread]:
-    """Run the agent in a thread; on exit, shut it down and check that run() returned."""
-    thread = threading.Thread(target=agent.run, name="agent", daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        agent.shutdown()
-        thread.join(DEADLINE_S)
-        assert not thread.is_alive(), "run() did not return after shutdown()"
-
-
-def fragment(
-    fragment_id: str,
-    job_id: str,
-    kind: int,
-    *,
-    shots: int = 0,
-    observables: list[str] | None = None,
-    thetas: tuple[float, ...] = (0.1, 0.8, 2.5),
-) -> pb.Fragment:
-    return pb.Fragment(
-        fragment_id=fragment_id,
-        job_id=job_id,
-        attempt=1,
-        pool=POOL,
-        program=PROGRAM,
-        bindings=[pb.Binding(values={"theta": t}) for t in thetas],
-        shots=shots,
-        result_kind=kind,  # type: ignore[arg-type]
-        observables=observables or [],
-        qubits=3,
-    )
 
 
 def publish(producer: Producer, settings: Settings, *fragments: pb.Fragment) -> None:

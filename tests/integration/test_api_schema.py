@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration.api_support import RunningApi, running_api
+from tests.support.api import RunningApi, running_api
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from qorch.samples import demo_job
 from qorchestra.apikeys import generate_key
 from qorchestra.store.db import make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Job, JobMetric, TrainingCheckpoint
-from tests.integration.api_support import RunningApi, running_api
+from tests.support.api import RunningApi, running_api
 
 pytestmark = pytest.mark.integration
 

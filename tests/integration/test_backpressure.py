@@ -15,8 +15,8 @@ from qorchestra.lifecycle import JobStatus
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Fragment, OutboxMessage
-from tests.conftest import make_settings
-from tests.integration.stored_jobs import count_success, store_circuits_job
+from tests.support.settings import make_settings
+from tests.support.stored_jobs import count_success, store_circuits_job
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from qorchestra.qasm import ProgramError, analyze
 from qorchestra.training import cut as cutting
 from qorchestra.training import trainer
 from qorchestra.training.spec import TrainJob
-from tests.integration.api_support import RunningApi, running_api
+from tests.support.api import RunningApi, running_api
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from qorch.samples import demo_job
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.notify import JobListener, announce_job, libpq_url
-from tests.integration.stored_jobs import store_circuits_job
-from tests.waiting import wait_until
+from tests.support.stored_jobs import store_circuits_job
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,9 @@ from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
 from qorchestra.store.models import Job
 from qorchestra.store.results import store_result
-from tests.integration.test_store import (  # noqa: F401 - fixtures
+from tests.support.stored_jobs import (
     PROGRAM,
     apply,
-    engine,
-    factory,
     fragments_of,
     plan_until,
     submit,
@@ -27,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_result_assembled_in_the_store_equals_the_python_one(
-    factory: SessionFactory,  # noqa: F811
+    factory: SessionFactory,
     settings: Settings,
 ) -> None:
     settings = settings.model_copy(update={"fragment_bindings": 3})
@@ -54,7 +52,7 @@ def test_result_assembled_in_the_store_equals_the_python_one(
 
 
 def test_missing_values_are_refused(
-    factory: SessionFactory,  # noqa: F811
+    factory: SessionFactory,
     settings: Settings,
 ) -> None:
     settings = settings.model_copy(update={"fragment_bindings": 3})

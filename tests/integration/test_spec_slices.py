@@ -10,15 +10,15 @@ import pytest
 from sqlalchemy import Engine, select
 
 from orchestrator import windows
-from orchestrator.dispatch import _payload
+from orchestrator.fragments import payload as fragment_payload
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.planning import build_fragment, plan_fragments
 from qorchestra.store import spec_slices
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Fragment, Job, OutboxMessage
-from tests.conftest import make_settings
-from tests.integration.stored_jobs import store_circuits_job
+from tests.support.settings import make_settings
+from tests.support.stored_jobs import store_circuits_job
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ def test_windowed_planning_writes_the_whole_spec_plan(
         assert job is not None
         for (fragment, _), plan, want in zip(rows, plans, expected, strict=True):
             fragment.attempt = 2
-            again = _payload(session, job, fragment)
+            again = fragment_payload(session, job, fragment)
             assert again.attempt == 2
             whole = build_fragment(spec, plan, job_id=job_id, fragment_id="x", attempt=2)
             assert comparable(again) == comparable(whole)

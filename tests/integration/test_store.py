@@ -6,103 +6,32 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import select, text
 
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
 from orchestrator.results import apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.embedded import EmbeddedPostgres
 from qorchestra.config import Settings
-from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.kafka import Consumer, Producer, ensure_topics
 from qorchestra.lifecycle import JobStatus
 from qorchestra.store import repository as repo
-from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.db import SessionFactory, make_engine, session_scope
 from qorchestra.store.migrate import SchemaNotReady, check_schema
 from qorchestra.store.models import OutboxMessage
-from tests.integration.stored_jobs import store_circuits_job
-from tests.waiting import wait_until
+from tests.support.stored_jobs import (
+    apply,
+    fragments_of,
+    plan_until,
+    submit,
+    success_for,
+)
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-PROGRAM = "OPENQASM 3.0; input float a; qubit[2] q; rx(a) q[0];"
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def factory(engine: Engine) -> SessionFactory:
-    """Sessions on the shared test database, with an empty outbox: the relay publishes every
-    pending row, and rows other tests left for their (now gone) topics are not this test's."""
-    factory = make_session_factory(engine)
-    with session_scope(factory) as session:
-        session.execute(delete(OutboxMessage))
-    return factory
-
-
-def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> str:
-    payload: dict[str, Any] = {
-        "result": {"type": "expectation", "observables": ["ZI", "IZ"]},
-        "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
-    }
-    payload.update(spec_changes)
-    return store_circuits_job(factory, CircuitsJob.model_validate(payload))
-
-
-def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
-    """Plan queued jobs (other tests' included) until ``job_id`` is planned."""
-    while True:
-        with factory() as session:
-            if repo.get_job(session, job_id).status != "QUEUED":
-                return
-        assert plan_next_job(factory, settings) is not None
-
-
-def fragments_of(factory: SessionFactory, job_id: str) -> list[Any]:
-    with factory() as session:
-        from sqlalchemy import select
-
-        from qorchestra.store.models import Fragment
-
-        return list(
-            session.execute(
-                select(Fragment)
-                .where(Fragment.job_id == job_id)
-                .order_by(Fragment.program_index, Fragment.binding_offset)
-            ).scalars()
-        )
-
-
-def success_for(
-    fragment: Any, job_id: str, value: float = 0.5, attempt: int = 1
-) -> pb.FragmentResult:
-    return pb.FragmentResult(
-        fragment_id=fragment.id,
-        job_id=job_id,
-        attempt=attempt,
-        node_id="test-node",
-        success=pb.FragmentSuccess(
-            results=[
-                pb.BindingResult(expectations=pb.Expectations(values=[value, float(i)]))
-                for i in range(fragment.binding_count)
-            ]
-        ),
-    )
-
-
-def apply(factory: SessionFactory, settings: Settings, result: pb.FragmentResult) -> str:
-    with session_scope(factory) as session:
-        return apply_result(session, result, settings).kind
 
 
 def test_unmigrated_database_is_refused(kafka_bootstrap: str) -> None:

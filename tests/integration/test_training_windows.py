@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from nodes.encoding import expand_bindings
 from nodes.executors.local import LocalExecutor
-from orchestrator import training_steps, windows
+from orchestrator import dispatch, training_steps
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.config import Settings
 from qorchestra.store import repository as repo
@@ -23,9 +23,9 @@ from qorchestra.store import training as stored_training
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Fragment
 from qorchestra.training.spec import TrainJob
-from tests.conftest import make_settings
-from tests.integration.stored_jobs import count_success
-from tests.unit.test_training import run_job
+from tests.support.settings import make_settings
+from tests.support.stored_jobs import count_success
+from tests.support.training import run_job
 
 pytestmark = pytest.mark.integration
 
@@ -123,14 +123,14 @@ def test_a_big_training_step_is_written_in_windows_and_trains_the_same(
     assert first == {"status": "RUNNING", "open": CAP, "written": CAP, "total": 27, "step": 0}
     assert progress(factory, small)["open"] == CAP
 
-    windows.top_up(factory, settings)  # nothing answered: nothing more is written
+    dispatch.top_up(factory, settings)  # nothing answered: nothing more is written
     assert progress(factory, big)["written"] == CAP
 
     rounds = 0
     while any(progress(factory, j)["status"] == "RUNNING" for j in (big, small)):
         for job_id in (big, small):
             answer_open(factory, job_id, settings)
-        windows.top_up(factory, settings)
+        dispatch.top_up(factory, settings)
         for job_id in (big, small):
             assert progress(factory, job_id)["open"] <= CAP
         rounds += 1

@@ -25,10 +25,10 @@ from qorchestra.lifecycle import JobStatus
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Fragment
-from tests.integration.stored_jobs import store_circuits_job
-from tests.integration.test_agent import POOL, TopicReader, fragment, running
+from tests.support.agents import POOL, TopicReader, fragment, running
 from tests.support.metrics import CounterReading
-from tests.waiting import wait_until
+from tests.support.stored_jobs import store_circuits_job
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

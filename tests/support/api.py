@@ -18,8 +18,8 @@ from qorch.embedded import free_port
 from qorchestra.apikeys import generate_key
 from qorchestra.config import Settings
 from qorchestra.kafka import ensure_topics
-from tests.conftest import make_settings
-from tests.waiting import wait_until
+from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Helpers of the fault tests: waiting on a job through the API, signalling services, reading
-topics and metrics, and what a fault-free run gives (circuits and training)."""
+"""Helpers of the fault tests: their settings, waiting on a job through the API, signalling
+services, reading topics and metrics, and what a fault-free run gives (circuits and training)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 import signal
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,21 @@ from qorchestra.store.training import parse_spec
 from qorchestra.training import fragments as training_fragments
 from qorchestra.training import trainer
 from qorchestra.training.spec import PredictJob
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
+
+#: Settings every fault test runs under: small fragments, short deadlines and message timeouts.
+FAULT_SETTINGS: dict[str, Any] = {
+    "fragment_bindings": 2,
+    "fragment_timeout_s": 6.0,
+    "max_attempts": 4,
+    "kafka_message_timeout_ms": 5000,
+    "topic_check_interval_s": 1.0,
+}
+
+#: ``fault_stack``: ``with fault_stack(**settings) as stack:`` a started stack.
+StackFactory = Callable[..., AbstractContextManager[Stack]]
+#: ``fault_run``: ``with fault_run(**settings) as (stack, client):`` a started stack and a client.
+FaultRun = Callable[..., AbstractContextManager[tuple[Stack, QorchClient]]]
 
 
 def job_state(client: QorchClient, job_id: str) -> dict[str, Any]:

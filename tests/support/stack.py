@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qorch.stack import Stack, StackOptions
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """Jobs and results straight in the store: queueing a circuits job as the API's submit route
-does, and counting a fragment's success as the orchestrator's results loop does."""
+does, planning it, and applying a fragment's result as the orchestrator's results loop does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator.dispatch import plan_next_job
 from orchestrator.results import apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
@@ -49,3 +51,67 @@ def count_success(
     )
     with session_scope(factory) as session:
         assert apply_result(session, result, settings).kind == "counted"
+
+
+#: Two qubits, one input ``a``: the program of the jobs ``submit`` stores.
+PROGRAM = "OPENQASM 3.0; input float a; qubit[2] q; rx(a) q[0];"
+
+
+def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> str:
+    """Store a QUEUED job of ``PROGRAM`` with ``bindings`` bindings and two observables
+    (``spec_changes`` replace top-level fields of its spec); returns its id."""
+    payload: dict[str, Any] = {
+        "result": {"type": "expectation", "observables": ["ZI", "IZ"]},
+        "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
+    }
+    payload.update(spec_changes)
+    return store_circuits_job(factory, CircuitsJob.model_validate(payload))
+
+
+def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
+    """Plan queued jobs (other tests' included) until ``job_id`` is planned."""
+    while True:
+        with factory() as session:
+            if repo.get_job(session, job_id).status != "QUEUED":
+                return
+        assert plan_next_job(factory, settings) is not None
+
+
+def fragments_of(factory: SessionFactory, job_id: str) -> list[Any]:
+    """The job's fragment rows in program and binding order."""
+    with factory() as session:
+        from sqlalchemy import select
+
+        from qorchestra.store.models import Fragment
+
+        return list(
+            session.execute(
+                select(Fragment)
+                .where(Fragment.job_id == job_id)
+                .order_by(Fragment.program_index, Fragment.binding_offset)
+            ).scalars()
+        )
+
+
+def success_for(
+    fragment: Any, job_id: str, value: float = 0.5, attempt: int = 1
+) -> pb.FragmentResult:
+    """A success of ``fragment``: per binding the expectations ``[value, binding index]``."""
+    return pb.FragmentResult(
+        fragment_id=fragment.id,
+        job_id=job_id,
+        attempt=attempt,
+        node_id="test-node",
+        success=pb.FragmentSuccess(
+            results=[
+                pb.BindingResult(expectations=pb.Expectations(values=[value, float(i)]))
+                for i in range(fragment.binding_count)
+            ]
+        ),
+    )
+
+
+def apply(factory: SessionFactory, settings: Settings, result: pb.FragmentResult) -> str:
+    """Apply ``result`` in its own transaction; returns what became of it (``counted``, ...)."""
+    with session_scope(factory) as session:
+        return apply_result(session, result, settings).kind

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from nodes.executors.local import LocalExecutor
-from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.cutting import CutExperiment, CuttingError, cut_program, plan_cuts
 from qorchestra.cutting.finder import Event, NoCutPlan, find_cuts
 from qorchestra.cutting.plan import search_budget
@@ -27,35 +26,12 @@ from qorchestra.cutting.qpd import (
     gate_coefficients,
 )
 from qorchestra.training.model import hardware_efficient
+from tests.support.circuits import expectations, ladder
 
 
 @pytest.fixture(scope="module")
 def executor() -> LocalExecutor:
     return LocalExecutor("braket_sv")
-
-
-def expectations(
-    executor: LocalExecutor,
-    source: str,
-    qubits: int,
-    observables: Sequence[str],
-    bindings: Sequence[Mapping[str, float]],
-    shots: int = 0,
-) -> list[list[float]]:
-    """``[binding][observable]`` from one expectation fragment run by the node's executor."""
-    fragment = pb.Fragment(
-        fragment_id="f",
-        job_id="j",
-        attempt=1,
-        pool="local-sv",
-        program=source,
-        bindings=[pb.Binding(values=b) for b in bindings] or [pb.Binding()],
-        shots=shots,
-        result_kind=pb.RESULT_KIND_EXPECTATION,
-        observables=list(observables),
-        qubits=qubits,
-    )
-    return [list(r.expectations.values) for r in executor.execute(fragment)]
 
 
 def run_cut(
@@ -143,14 +119,6 @@ def test_wire_decomposition_is_the_identity_channel() -> None:
 
 
 # ---- where to cut ----
-
-
-def ladder(n: int) -> str:
-    lines = ["OPENQASM 3.0;", "input float t;", f"qubit[{n}] q;"]
-    lines += [f"ry(t * {i + 1}) q[{i}];" for i in range(n)]
-    lines += [f"cnot q[{i}], q[{i + 1}];" for i in range(n - 1)]
-    lines += [f"rx(t) q[{i}];" for i in range(n)]
-    return "\n".join(lines) + "\n"
 
 
 def test_a_cnot_ladder_of_12_qubits_cut_for_6_qubit_nodes() -> None:

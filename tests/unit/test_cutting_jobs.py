@@ -15,7 +15,7 @@ from qorchestra.cutting.plan import search_budget
 from qorchestra.jobs.circuits import CircuitsJob, validate_job
 from qorchestra.jobs.errors import SpecError
 from qorchestra.planning import build_fragment, plan_fragments
-from tests.unit.test_cutting import expectations, ladder
+from tests.support.circuits import expectations, ladder
 
 OBSERVABLES = ["Z" * 12, "ZZ" + "I" * 10, "I" * 5 + "XX" + "I" * 5, "I" * 11 + "Y"]
 BINDINGS = [{"t": 0.3}, {"t": -1.1}, {"t": 2.0}]

@@ -4,7 +4,6 @@ fragment slicing, and the optimisation loop run in-process on the node's own exe
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from typing import Any
 
@@ -12,49 +11,12 @@ import numpy as np
 import pytest
 
 from nodes.encoding import EncodingError, expand_bindings
-from nodes.executors.local import LocalExecutor
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.jobs.errors import SpecError
 from qorchestra.training import data, fragments, gradients, objectives, optimizers, trainer
 from qorchestra.training.hamiltonians import H2, ground_energy
 from qorchestra.training.spec import MinimizeJob, TrainJob, shift_rule_problems
-
-EXECUTOR = LocalExecutor("braket_sv")
-
-
-def run_request(
-    setup: trainer.Setup, request: trainer.StepRequest, per_fragment: int = 16
-) -> np.ndarray:
-    """Run a step's fragments as a node would (encode, execute); readouts in binding order."""
-    rows: list[list[float]] = []
-    for part in fragments.slices(request, per_fragment):
-        fragment = fragments.build_fragment(
-            setup, request, part, job_id="j", fragment_id="f", pool="local-sv", shots=0
-        )
-        fragment.bindings.extend(expand_bindings(fragment.encoding))
-        rows += [list(r.expectations.values) for r in EXECUTOR.execute(fragment)]
-    return np.asarray(rows)
-
-
-def run_job(
-    job: TrainJob | MinimizeJob,
-    stop_after: int | None = None,
-    state: Any = None,
-    request: Any = None,
-) -> tuple[dict[str, Any] | None, Any, Any]:
-    """The whole loop in-process; with ``stop_after`` it returns the JSON checkpoint instead."""
-    setup = trainer.build_setup(job, 20)
-    if state is None:
-        state, request = trainer.start(job, setup)
-    done = 0
-    while True:
-        outcome = trainer.advance(job, setup, state, request, run_request(setup, request))
-        state, request, done = outcome.state, outcome.request, done + 1
-        if request is None:
-            return outcome.result, state, None
-        if stop_after is not None and done == stop_after:
-            # what the store keeps: JSON
-            return None, json.loads(json.dumps(state)), request.to_json()
+from tests.support.training import run_job, run_request
 
 
 def tiny_classifier(**changes: Any) -> TrainJob:
