@@ -8,16 +8,24 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
 
 from qorchestra.apikeys import hash_key, key_prefix
 from qorchestra.config import Settings
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory
+from qorchestra.store.models import ApiKey
 
 logger = logging.getLogger(__name__)
 
-#: Tenant of the admin key the API registers from ``QORCH_ADMIN_KEY``.
+#: Tenant, scopes and name of the configured admin key (``QORCH_ADMIN_KEY``): the API
+#: registers it at start, and ``POST /v1/keys/rotate-admin`` replaces it. One at a time is
+#: valid; admin keys made through ``POST /v1/keys`` are other keys, never revoked by either.
 ADMIN_TENANT = "admin"
+ADMIN_SCOPES = ("admin", "read", "submit")
+CONFIGURED_KEY_NAME = "QORCH_ADMIN_KEY"
 
 
 @dataclass(frozen=True)
@@ -52,21 +60,67 @@ def authenticate(sessions: SessionFactory, key: str) -> Principal | None:
         return Principal(row.id, row.prefix, row.tenant, frozenset(row.scopes))
 
 
+def replace_configured_admin_key(
+    session: Session, key: str, *, name: str = CONFIGURED_KEY_NAME
+) -> tuple[ApiKey, list[ApiKey]]:
+    """Make ``key`` the configured admin key: store its hash and revoke every other valid
+    configured admin key (keys made through ``POST /v1/keys`` stay). Returns the new key's row
+    and the rows revoked. The caller owns the transaction; ``key`` must be new."""
+    repo.lock_configured_admin_key(session)
+    revoked = repo.revoke_configured_admin_keys(session, now=datetime.now(UTC))
+    row = repo.add_api_key(
+        session,
+        key_id=str(uuid.uuid4()),
+        key_hash=hash_key(key),
+        prefix=key_prefix(key),
+        tenant=ADMIN_TENANT,
+        scopes=list(ADMIN_SCOPES),
+        name=name,
+        configured=True,
+    )
+    if row is None:
+        raise ValueError("the new admin key exists already")
+    logger.info(
+        "configured admin key %s... registered; revoked: %s",
+        row.prefix,
+        ", ".join(f"{old.prefix}..." for old in revoked) or "none",
+    )
+    return row, revoked
+
+
 def register_admin_key(sessions: SessionFactory, settings: Settings) -> None:
-    """Store the hash of ``QORCH_ADMIN_KEY`` as an admin key, once (idempotent, race-free)."""
+    """Make ``QORCH_ADMIN_KEY`` the configured admin key (only its hash is stored).
+
+    A new key replaces the configured admin key of the previous start (or of a rotation),
+    which is revoked; admin keys made through the API stay. The key of the previous start, or
+    one any replica registered already, is left as it is: replicas starting with the same key
+    change nothing, and a replica starting with a key revoked meanwhile (rotated, or replaced
+    by a newer start) neither revives it nor revokes the newer one (it logs an error). Starts
+    and rotations take turns under a lock, so at most one configured admin key is valid: after
+    a start with a new or the current key, that one."""
     key = settings.admin_key.get_secret_value()
     if not key:
         logger.warning("QORCH_ADMIN_KEY is not set: create keys with an existing admin key")
         return
+    shown = key_prefix(key)
     with sessions() as session, session.begin():
-        added = repo.add_api_key(
-            session,
-            key_id=str(uuid.uuid4()),
-            key_hash=hash_key(key),
-            prefix=key_prefix(key),
-            tenant=ADMIN_TENANT,
-            scopes=["admin", "read", "submit"],
-            name="QORCH_ADMIN_KEY",
-        )
-    if added is not None:
-        logger.info("admin key %s... registered", key_prefix(key))
+        repo.lock_configured_admin_key(session)
+        row = repo.api_key_with_hash(session, hash_key(key))
+        if row is None:
+            replace_configured_admin_key(session, key)
+        elif row.revoked_at is not None:
+            logger.error(
+                "QORCH_ADMIN_KEY (%s...) was revoked, by a rotation or a start with a newer key: "
+                "it is refused; put the current admin key in QORCH_ADMIN_KEY",
+                shown,
+            )
+        elif not row.configured:
+            logger.warning(
+                "QORCH_ADMIN_KEY (%s...) is a key made through the API: it keeps its tenant and "
+                "scopes and does not replace the configured admin key",
+                shown,
+            )
+        else:  # registered before (by another replica, or the start before): others go
+            now = datetime.now(UTC)
+            for old in repo.revoke_configured_admin_keys(session, now=now, keep=row.id):
+                logger.info("configured admin key %s... revoked: replaced", old.prefix)

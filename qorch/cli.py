@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import httpx
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -129,6 +130,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if generated:
             console.print(f"  admin key     {stack.admin_key}")
             console.print(f"                (export QORCH_API_KEY={stack.admin_key})")
+            console.print(
+                "                (new at each start: it revokes the one of an earlier start; "
+                "set QORCH_ADMIN_KEY to keep one)"
+            )
         else:
             console.print(f"  admin key     {key_prefix(stack.admin_key)}... (QORCH_ADMIN_KEY)")
         console.print(f"  REST API      {stack.api_url}")
@@ -429,7 +434,7 @@ def cmd_nodes(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    """``qorch keys create|list|revoke`` (needs an admin key in QORCH_API_KEY)."""
+    """``qorch keys create|list|revoke|rotate-admin`` (needs an admin key in QORCH_API_KEY)."""
     with _client(settings) as client:
         if args.keys_command == "create":
             key = client.create_key(args.tenant, args.scope or ["read", "submit"], args.name)
@@ -440,7 +445,8 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
             print(key["key"])
         elif args.keys_command == "list":
             table = Table(title="API keys")
-            for col in ("id", "prefix", "tenant", "scopes", "name", "created", "revoked"):
+            columns = ("id", "prefix", "tenant", "scopes", "name", "created", "revoked")
+            for col in (*columns, "configured"):
                 table.add_column(col)
             for key in client.keys()["data"]:
                 table.add_row(
@@ -451,8 +457,19 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
                     key["name"],
                     key["created_at"],
                     key["revoked_at"] or "",
+                    "yes" if key.get("configured") else "",
                 )
             console.print(table)
+        elif args.keys_command == "rotate-admin":
+            key = client.rotate_admin_key()
+            old = ", ".join(f"{k['prefix']}..." for k in key["revoked"]) or "none"
+            console.print(f"new admin key {key['id']}; revoked configured admin key(s): {old}")
+            console.print("It is shown only this once; keep it secret:")
+            print(key["key"], flush=True)
+            console.print(
+                "Put it in QORCH_ADMIN_KEY (the deployment's secret) before the API starts "
+                "next, and in QORCH_API_KEY for these commands: the old key is refused from now on."
+            )
         else:
             key = client.revoke_key(args.key_id)
             console.print(f"revoked {key['id']} ({key['prefix']}...)")
@@ -548,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys by prefix")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    keys_sub.add_parser(
+        "rotate-admin",
+        help="replace the configured admin key (QORCH_ADMIN_KEY): make a new one, print it "
+        "once, revoke the old one",
+    )
     keys.set_defaults(func=cmd_keys)
     tenant = sub.add_parser("tenant", help="show or (admin) set a tenant's quotas and budget")
     tenant.add_argument("tenant")
@@ -576,7 +598,16 @@ def _with_client(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qorch`` console script."""
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # the messages never hold the values (hide_input_in_errors)
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "QORCH_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            if not message.startswith(name):
+                message = f"{name}: {message}"
+            print(f"qorch: invalid setting {message}", file=sys.stderr)
+        return EXIT_NOT_READY
     if getattr(args, "pool", "x") is None:
         args.pool = settings.node_pool
     try:

@@ -140,6 +140,12 @@ class QorchClient:
         result: dict[str, Any] = self._call("POST", "/v1/keys", json=body)
         return result
 
+    def rotate_admin_key(self) -> dict[str, Any]:
+        """POST /v1/keys/rotate-admin (admin): a new configured admin key, shown only this
+        once; the one it replaces is revoked."""
+        result: dict[str, Any] = self._call("POST", "/v1/keys/rotate-admin")
+        return result
+
     def keys(self) -> dict[str, Any]:
         """GET /v1/keys (admin): every key, by prefix."""
         result: dict[str, Any] = self._call("GET", "/v1/keys")

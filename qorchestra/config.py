@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qorchestra.apikeys import MAKE_A_KEY, key_weakness
 from qorchestra.redaction import SecretMap, mask_url
 
 # Qubit limits of the pools the platform knows out of the box. A pool not named here takes
@@ -28,7 +29,7 @@ DEFAULT_AWS_DEVICES: dict[str, str] = {
 }
 
 
-# Price table of the AWS pools (README "Security"): USD per quantum task and per shot. A pool
+# Price table of the AWS pools (docs/security.md): USD per quantum task and per shot. A pool
 # not named here takes "default"; ``QORCH_AWS_PRICES`` overrides any of them. Braket bills the
 # managed simulators per minute: their per-task price here is an estimate of one short task.
 DEFAULT_AWS_PRICES: dict[str, dict[str, float]] = {
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
     )
     grpc_target: str = Field("", description="Where clients reach gRPC; empty = from host/port.")
 
-    # Security (README "Security")
+    # Security (docs/security.md)
     admin_key: SecretStr = Field(
         SecretStr(""),
         description="An admin API key the API registers at start (only its hash is stored); "
@@ -170,23 +171,33 @@ class Settings(BaseSettings):
     @field_validator("admin_key")
     @classmethod
     def _safe_admin_key(cls, value: SecretStr) -> SecretStr:
+        """Refuse a short, placeholder or low-entropy admin key; the message never shows it."""
         secret = value.get_secret_value()
-        if secret and len(secret) < MIN_KEY_CHARS:
-            raise ValueError(f"QORCH_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters")
+        if not secret:
+            return value
+        if len(secret) < MIN_KEY_CHARS:
+            weakness: str | None = f"is shorter than {MIN_KEY_CHARS} characters"
+        else:
+            weakness = key_weakness(secret)
+        if weakness:
+            raise ValueError(
+                f"QORCH_ADMIN_KEY {weakness}; make a random key with `{MAKE_A_KEY}` "
+                "(or leave it empty for `qorch up` to make one)"
+            )
         return value
 
     # Planning and dispatch
     fragment_bindings: int = Field(
         64,
         ge=1,
-        description="Bindings carried by one fragment (64 measured best: README, Performance).",
+        description="Bindings carried by one fragment (64 measured best: docs/performance.md).",
     )
     fragment_timeout_s: float = Field(60.0, gt=0, description="Re-dispatch after this long.")
     max_attempts: int = Field(3, ge=1, description="Dispatches of a fragment before it fails.")
     relay_batch: int = Field(500, ge=1, description="Outbox rows the relay publishes per pass.")
     poll_interval_s: float = Field(0.2, gt=0, description="Idle wait of the orchestrator loops.")
 
-    # Backpressure and recovery (see README "Guarantees")
+    # Backpressure and recovery (docs/guarantees.md)
     max_inflight_per_job: int = Field(
         256, ge=1, description="Planned but unanswered fragments of one job, at most."
     )
@@ -219,7 +230,7 @@ class Settings(BaseSettings):
     default_max_qubits: int = Field(20, ge=1)
     pool_max_qubits: dict[str, int] = Field(default_factory=dict)
 
-    # Circuit cutting (README "Cutting circuits across nodes")
+    # Circuit cutting (docs/cutting.md)
     max_cut_overhead: float = Field(
         1e4, ge=1, description="Largest sampling overhead (gamma^2) of a cut plan; beyond: 422."
     )

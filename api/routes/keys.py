@@ -1,4 +1,5 @@
-"""/v1/keys: API keys, created and revoked by an admin. A key is shown once, at creation."""
+"""/v1/keys: API keys, created and revoked by an admin, and the configured admin key rotated.
+A key is shown once, at creation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auth import replace_configured_admin_key
 from api.deps import Admin, SessionDep
 from qorchestra.apikeys import generate_key, hash_key, key_prefix
 from qorchestra.store import repository as repo
@@ -58,6 +60,11 @@ class KeyPublic(BaseModel):
     revoked_at: datetime | None = Field(
         description="When it was revoked (UTC); null while it is valid."
     )
+    configured: bool = Field(
+        description="Whether it is a configured admin key (`QORCH_ADMIN_KEY`, registered by the "
+        "API at start, or made by `POST /v1/keys/rotate-admin`): one at a time is valid, and a "
+        "new one revokes the one before. Keys made by `POST /v1/keys` are not.",
+    )
 
     @classmethod
     def of(cls, row: ApiKey) -> KeyPublic:
@@ -69,6 +76,7 @@ class KeyPublic(BaseModel):
             name=row.name,
             created_at=row.created_at,
             revoked_at=row.revoked_at,
+            configured=row.configured,
         )
 
 
@@ -76,6 +84,42 @@ class KeyCreated(KeyPublic):
     """A new key, with the secret: shown this once, stored only as a hash."""
 
     key: str = Field(description="The key to send as `Authorization: Bearer <key>`.")
+
+
+class AdminKeyRotated(KeyCreated):
+    """The new configured admin key, with the secret (shown this once), and the configured
+    admin keys it replaced, now revoked."""
+
+    revoked: list[KeyPublic] = Field(
+        description="The configured admin keys revoked (the caller's, when it called with "
+        "`QORCH_ADMIN_KEY`); admin keys made by `POST /v1/keys` are not among them."
+    )
+
+
+#: What ``POST /v1/keys/rotate-admin`` answers (an example for the docs; the keys are made up).
+_ROTATED_EXAMPLE = {
+    "id": "3f0c8a52-7d1e-4b8e-9a41-2c6f0e5d9b17",
+    "prefix": "qk_Vb3kQ9x",
+    "tenant": "admin",
+    "scopes": ["admin", "read", "submit"],
+    "name": "QORCH_ADMIN_KEY (rotate-admin by qk_h7R2mWp...)",
+    "created_at": "2026-12-02T10:15:00Z",
+    "revoked_at": None,
+    "configured": True,
+    "key": "qk_Vb3kQ9x<...the rest of the new key, shown only here...>",
+    "revoked": [
+        {
+            "id": "b81d4f0e-2a6c-4f3d-8e57-91c0a7d26e43",
+            "prefix": "qk_h7R2mWp",
+            "tenant": "admin",
+            "scopes": ["admin", "read", "submit"],
+            "name": "QORCH_ADMIN_KEY",
+            "created_at": "2026-11-30T08:00:00Z",
+            "revoked_at": "2026-12-02T10:15:00Z",
+            "configured": True,
+        }
+    ],
+}
 
 
 class KeysPublic(BaseModel):
@@ -102,6 +146,34 @@ def create_key(body: KeyCreate, _admin: Admin, session: SessionDep) -> KeyCreate
         assert row is not None  # 256 random bits do not collide
         public = KeyPublic.of(row)
     return KeyCreated(**public.model_dump(), key=key)
+
+
+@router.post(
+    "/rotate-admin",
+    status_code=201,
+    response_model=AdminKeyRotated,
+    summary="Rotate the configured admin key",
+    responses={
+        201: {
+            "description": "The new admin key (shown this once) and the keys it replaced.",
+            "content": {"application/json": {"example": _ROTATED_EXAMPLE}},
+        }
+    },
+)
+def rotate_admin_key(admin: Admin, session: SessionDep) -> AdminKeyRotated:
+    """Make a new configured admin key and revoke the configured one in use (`QORCH_ADMIN_KEY`,
+    usually the caller's): every later call with the old key gets 401. The answer holds the new
+    key, which is not shown again: put it in `QORCH_ADMIN_KEY` (the deployment's secret) before
+    the API starts next. A start with the old key keeps it revoked, and says so in its log.
+    Admin keys made by `POST /v1/keys` stay valid. No request body."""
+    key = generate_key()
+    with session.begin():
+        row, revoked = replace_configured_admin_key(
+            session, key, name=f"QORCH_ADMIN_KEY (rotate-admin by {admin.prefix}...)"
+        )
+        public = KeyPublic.of(row)
+        replaced = [KeyPublic.of(r) for r in revoked]
+    return AdminKeyRotated(**public.model_dump(), key=key, revoked=replaced)
 
 
 @router.get("", response_model=KeysPublic, summary="List API keys")

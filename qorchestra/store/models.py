@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -210,6 +212,9 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: The configured admin key (``QORCH_ADMIN_KEY``, or one made by ``rotate-admin``): one
+    #: at a time is valid. Keys made through ``POST /v1/keys`` are not.
+    configured: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Tenant(Base):

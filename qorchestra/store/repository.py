@@ -542,13 +542,22 @@ def add_api_key(
     tenant: str,
     scopes: list[str],
     name: str = "",
+    configured: bool = False,
 ) -> ApiKey | None:
-    """Insert a key (and its tenant, if new); None when a key with that hash exists already."""
+    """Insert a key (and its tenant, if new); None when a key with that hash exists already.
+
+    ``configured`` marks the configured admin key (see ``lock_configured_admin_key``)."""
     ensure_tenant(session, tenant)
     inserted = session.execute(
         insert(ApiKey)
         .values(
-            id=key_id, key_hash=key_hash, prefix=prefix, tenant=tenant, scopes=scopes, name=name
+            id=key_id,
+            key_hash=key_hash,
+            prefix=prefix,
+            tenant=tenant,
+            scopes=scopes,
+            name=name,
+            configured=configured,
         )
         .on_conflict_do_nothing(index_elements=[ApiKey.key_hash])
         .returning(ApiKey.id)
@@ -563,6 +572,39 @@ def key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
     return session.execute(
         select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     ).scalar_one_or_none()
+
+
+def api_key_with_hash(session: Session, key_hash: str) -> ApiKey | None:
+    """The key with this hash, revoked or not, or None."""
+    return session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash)).scalar_one_or_none()
+
+
+#: Key of the Postgres advisory lock under which the configured admin key changes ("qorckey1").
+CONFIGURED_KEY_LOCK = 0x716F72636B657931
+
+
+def lock_configured_admin_key(session: Session) -> None:
+    """Hold, until the transaction ends, the lock under which the configured admin key changes.
+
+    The configured admin key is the one ``QORCH_ADMIN_KEY`` holds: the API registers it at
+    start, ``rotate-admin`` replaces it, and one at a time is valid. API replicas starting at
+    once, and a rotation meanwhile, take turns under this lock, so each sees what the one
+    before wrote and no two new configured keys stay valid side by side."""
+    session.execute(select(func.pg_advisory_xact_lock(CONFIGURED_KEY_LOCK)))
+
+
+def revoke_configured_admin_keys(
+    session: Session, *, now: datetime, keep: str | None = None
+) -> list[ApiKey]:
+    """Revoke every valid configured admin key but the one with id ``keep``; the keys revoked.
+
+    Keys made through the API (``configured`` false) are never touched. Call it under
+    ``lock_configured_admin_key``."""
+    query = update(ApiKey).where(ApiKey.configured.is_(True), ApiKey.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(ApiKey.id != keep)
+    revoked = session.execute(query.values(revoked_at=now).returning(ApiKey)).scalars()
+    return list(revoked)
 
 
 def list_api_keys(session: Session, tenant: str | None = None) -> Sequence[ApiKey]:
