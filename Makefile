@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit proto up clean bench
+.PHONY: demo test lint typecheck imports unit proto up clean bench docs
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
@@ -39,10 +39,15 @@ proto: $(STAMP)
 		--mypy_grpc_out=. proto/qorch/v1/*.proto
 	rm -f proto/qorch/v1/fragments_pb2_grpc.py* proto/qorch/v1/nodes_pb2_grpc.py*  # no services there
 
-# Figures only (issue 6): the executor, the pipeline vs run_batch, overhead, scale, event latency.
+# Figures only: the executor, the pipeline vs run_batch, overhead, scale, event latency.
+# docs/performance.md has the latest figures.
 bench: $(STAMP)
 	$(PY) bench/throughput.py
 	$(PY) bench/latency.py
+
+# Regenerates docs/configuration.md from qorchestra/config.py (tests/unit/test_docs.py checks it).
+docs: $(STAMP)
+	$(PY) -m qorchestra.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

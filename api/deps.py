@@ -70,7 +70,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
-    description='An API key: `Authorization: Bearer <key>` (README "Security").',
+    description="An API key: `Authorization: Bearer <key>` (docs/security.md).",
 )
 
 

@@ -52,7 +52,7 @@ class SubcircuitPublic(BaseModel):
 
 
 class CutPlanPublic(BaseModel):
-    """How one program is cut (README "Cutting circuits across nodes")."""
+    """How one program is cut (docs/cutting.md)."""
 
     cuts: int = Field(description="Cuts in the plan: gate_cuts + wire_cuts.")
     gate_cuts: int = Field(description="Cut two-qubit gates (six terms each).")

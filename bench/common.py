@@ -127,7 +127,7 @@ def run_job(client: QorchClient, spec: dict[str, Any]) -> tuple[float, str, int]
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
-    """A Markdown table, ready for the README."""
+    """A Markdown table, ready for docs/performance.md."""
     out = [f"\n### {title}", "", "| " + " | ".join(header) + " |"]
     out.append("|" + "---|" * len(header))
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -204,7 +204,7 @@ class NodeAgent:
 
         Only this process's own history: Kafka keeps no delivery count, so a fragment another
         agent had received (and was killed holding) arrives here as a first delivery. That
-        case is traced on the orchestrator side (README, Guarantees).
+        case is traced on the orchestrator side (docs/guarantees.md).
         """
         key = (fragment.fragment_id, fragment.attempt)
         if key in self._seen:

@@ -1,1 +1,3 @@
-"""Job specs, planning, dispatch, aggregation, and the Postgres store."""
+"""The orchestrator process: dispatch through the outbox, backpressure windows, applying
+results, the training step engine and recovery. It shares work with other orchestrators
+through ``SKIP LOCKED``; everything it knows is in Postgres."""

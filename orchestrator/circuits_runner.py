@@ -48,7 +48,7 @@ class CircuitsRunner:
             f"{settings.max_inflight_per_job} in flight"
         )
         plans = cut_plans(spec)
-        if plans:  # the plan's numbers travel with the event (README "Cutting circuits")
+        if plans:  # the plan's numbers travel with the event (docs/cutting.md)
             message += "; " + describe_plans(plans)
         metrics = plan_metrics(plans) if plans else None
         event = repo.set_status(

@@ -1,1 +1,3 @@
-"""qorchestra's command line and the runtime every service shares (settings, Kafka, logs)."""
+"""What users hold: the ``qorch`` command, the embedded dev stack behind ``qorch up`` and
+``qorch demo``, and the Python client (``qorch.client``, which imports only ``proto``,
+``httpx`` and ``grpcio``)."""

@@ -61,8 +61,7 @@ def ladder_program(qubits: int = CUT_QUBITS) -> str:
 
 
 def cut_demo_job(settings: tuple[float, ...] = (0.3, -1.1, 2.0)) -> dict[str, Any]:
-    """A 12-qubit expectation job, for nodes of 6 qubits: it runs cut (README "Cutting
-    circuits across nodes")."""
+    """A 12-qubit expectation job, for nodes of 6 qubits: it runs cut (docs/cutting.md)."""
     n = CUT_QUBITS
     observables = [
         "Z" * n,

@@ -1,2 +1,3 @@
-"""Training and minimisation jobs: pure model, data, gradient and optimizer logic, plus the
-store-facing runner that turns each optimisation step into fragments and back."""
+"""Training and minimisation maths: pure model, data, gradient, optimizer and cutting logic.
+The step engine that turns each optimisation step into fragments and back is the
+orchestrator's (``orchestrator/training_steps.py``)."""

@@ -180,7 +180,7 @@ def test_failures_retry_then_fail_the_job_with_a_reason(
     with factory() as session:
         keys = [r.key for r in repo.pending_outbox(session, 10_000) if r.job_id == job_id]
         # keyed by attempt: it may land on another partition than a straggler still holding
-        # attempt 1 (README "Guarantees")
+        # attempt 1 (docs/guarantees.md)
         assert keys == [fragment.id, f"{fragment.id}/2"]
     assert apply(factory, settings, first) == "stale"  # attempt 2 is out; attempt 1 news is old
     second = pb.FragmentResult(fragment_id=fragment.id, job_id=job_id, attempt=2, failure=failure)

@@ -160,7 +160,7 @@ def test_beam_search_keeps_plans_valid_and_says_it_is_heuristic() -> None:
 
 def test_a_work_budget_bounds_the_search_deterministically() -> None:
     # a 16-qubit, 3-layer hardware-efficient ansatz for 6-qubit nodes: seconds of search
-    # without a budget (README "Cutting circuits across nodes")
+    # without a budget (docs/cutting.md)
     source = hardware_efficient(16, 3).source
     budget = search_budget(0.5)
     first = plan_cuts(source, 6, max_work=budget)
