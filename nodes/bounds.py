@@ -12,8 +12,13 @@ such a fragment from its message and its parsed program alone, without interpret
 - then the program is parsed (ANTLR, linear in its length, which is already bounded) and its
   qubits are counted and its *operations* estimated: every statement once, loop bodies times
   their iteration count, a user gate or subroutine call its body's cost, a gate applied to a
-  whole register once per qubit. Loops must run over a constant range or set; ``while`` loops
-  and recursive subroutines cannot be bounded before running and are refused.
+  whole register (or slice) once per qubit. Loops must run over a constant range or set;
+  ``while`` loops and recursive subroutines cannot be bounded before running and are refused.
+
+Names are resolved by scope, as Braket's interpreter resolves them (see :class:`_Names`): a loop
+variable, a gate's or subroutine's parameter or an inner declaration named like a top-level
+``const`` is that name, not the constant, so shadowing cannot make work look cheap. A name whose
+value is not a compile-time constant is unknown, and a loop whose range needs it is refused.
 
 Pure functions, no I/O. The program checks are cached by source, so a job's many fragments of
 one program pay for the parse once.
@@ -22,7 +27,9 @@ one program pay for the parse once.
 from __future__ import annotations
 
 import dataclasses
+from collections import ChainMap, Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -141,17 +148,13 @@ def program_problem(
 
 def program_qubits(tree: ast.Program) -> int:
     """Qubits the program uses: its declared registers, or its highest physical qubit + 1."""
-    constants = _constants(tree)
+    names = _Names(tree)
     declared = 0
     for statement in tree.statements:
         if isinstance(statement, ast.QubitDeclaration):
-            size = 1 if statement.size is None else _value(statement.size, constants)
-            if size is None or size < 0:
-                raise LimitExceeded(
-                    f"the size of qubit register {statement.qubit.name!r} must be a "
-                    "non-negative constant"
-                )
-            declared += size
+            declared += names.register(statement)
+        else:
+            names.declare_in(statement)
     physical = [
         int(node.name[1:])
         for node in _nodes(tree)
@@ -169,33 +172,191 @@ def program_operations(tree: ast.Program, limit: int) -> int:
     return _Cost(tree, limit).block(tree.statements)
 
 
-class _Cost:
+class _Names:
+    """The names in scope where the walk stands, resolved the way Braket's interpreter does.
+
+    ``_values`` maps each visible name to its integer value, or to None where that is not a
+    compile-time constant (a loop variable, a parameter, an input, a variable the program assigns
+    anywhere); ``_widths`` maps qubit names to how many qubits they stand for. Both are chains of
+    scopes, innermost first, so the innermost declaration of a name wins over a top-level
+    ``const`` of the same name. Braket's scopes, which the walk follows:
+
+    - the global scope, declarations applying from where they stand (a later redeclaration
+      replaces the value from there on);
+    - a ``for`` loop's body is a scope of its own, holding the loop variable;
+    - ``if``/``else`` blocks and ``box`` bodies are not: what they declare stays visible after
+      them, so afterwards those names count as unknown (the branch taken is not known);
+    - a gate's or subroutine's body sees its parameters, and otherwise the names of the caller:
+      Braket resolves a subroutine's free names where it is *called*. A body therefore sees only
+      the top-level names declared nowhere else in the program, which every caller agrees on.
+    """
+
+    def __init__(self, tree: ast.Program) -> None:
+        self._assigned = _assigned(tree)
+        self._declarations = _declarations(tree)
+        self._values: ChainMap[str, int | None] = ChainMap()
+        self._widths: ChainMap[str, int] = ChainMap()
+        self._global_values = self._values.maps[0]
+        self._global_widths = self._widths.maps[0]
+        #: The width of a qubit name whose size is unknown: every qubit of the program.
+        self._all_qubits = 1
+
+    def value(self, node: Any) -> int | None:
+        """The integer value of expression ``node`` here, or None when unknown."""
+        return _value(node, self._values)
+
+    def width(self, operand: Any) -> int:
+        """How many qubits a gate operand (or an alias's value) stands for here."""
+        if isinstance(operand, ast.Identifier):
+            name, whole = operand.name, True
+        elif isinstance(operand, ast.IndexedIdentifier):
+            name, whole = operand.name.name, any(_selects_many(i) for i in operand.indices)
+        elif isinstance(operand, ast.IndexExpression) and isinstance(
+            operand.collection, ast.Identifier
+        ):
+            name, whole = operand.collection.name, _selects_many(operand.index)
+        else:
+            return self._all_qubits
+        if not whole:
+            return 1
+        if name in self._widths:
+            return self._widths[name]
+        # declared, but not visible from here (a subroutine's caller's name): any register
+        return self._all_qubits if name in self._declarations else 1
+
+    def register(self, statement: ast.QubitDeclaration) -> int:
+        """Declare a qubit register here; its size, which must be a constant."""
+        size = 1 if statement.size is None else self.value(statement.size)
+        if size is None or size < 0:
+            raise LimitExceeded(
+                f"the size of qubit register {statement.qubit.name!r} must be a "
+                "non-negative constant"
+            )
+        self._values[statement.qubit.name] = None
+        self._widths[statement.qubit.name] = max(size, 1)
+        return size
+
+    def declare(self, statement: Any, *, known: bool = True) -> None:
+        """Declare the name ``statement`` declares in the innermost scope (a no-op for other
+        statements); with ``known`` False its value and width count as unknown."""
+        if isinstance(statement, ast.QubitDeclaration) and known:
+            self.register(statement)
+        elif isinstance(statement, ast.QubitDeclaration | ast.AliasStatement):
+            name = (
+                statement.qubit.name
+                if isinstance(statement, ast.QubitDeclaration)
+                else statement.target.name
+            )
+            self._values[name] = None
+            known_width = known and isinstance(statement, ast.AliasStatement)
+            self._widths[name] = self.width(statement.value) if known_width else self._all_qubits
+        elif isinstance(statement, ast.ConstantDeclaration | ast.ClassicalDeclaration):
+            self._values[statement.identifier.name] = self._initial(statement) if known else None
+        elif isinstance(statement, ast.IODeclaration):
+            self._values[statement.identifier.name] = None
+
+    def declare_in(self, statement: Any) -> None:
+        """Declare what ``statement`` declares, when it is not one the walk costs: a declaration
+        itself, or what ``if``/``else`` blocks and ``box`` bodies leave behind (as unknown)."""
+        if isinstance(statement, ast.BranchingStatement | ast.Box):
+            self._forget(statement)
+        else:
+            self.declare(statement)
+
+    def _forget(self, statement: ast.BranchingStatement | ast.Box) -> None:
+        """Make unknown what ``statement``'s blocks declare in the enclosing scope."""
+        blocks = (
+            [statement.body]
+            if isinstance(statement, ast.Box)
+            else [statement.if_block, statement.else_block]
+        )
+        for block in blocks:
+            for inner in block:
+                if isinstance(inner, ast.BranchingStatement | ast.Box):
+                    self._forget(inner)
+                else:
+                    self.declare(inner, known=False)
+
+    def _initial(self, statement: ast.ConstantDeclaration | ast.ClassicalDeclaration) -> int | None:
+        init = statement.init_expression
+        if (
+            statement.identifier.name in self._assigned
+            or init is None
+            or isinstance(init, ast.QuantumMeasurement)
+        ):
+            return None
+        return _cast(statement.type, self.value(init), self._values)
+
+    @contextmanager
+    def _scope(self, values: Mapping[str, int | None]) -> Iterator[None]:
+        """A block scope inside the current one, holding ``values`` (a loop variable)."""
+        saved = self._values, self._widths
+        self._values = self._values.new_child(dict(values))
+        self._widths = self._widths.new_child()
+        try:
+            yield
+        finally:
+            self._values, self._widths = saved
+
+    @contextmanager
+    def _body(
+        self, definition: ast.QuantumGateDefinition | ast.SubroutineDefinition
+    ) -> Iterator[None]:
+        """The scope of a gate's or subroutine's body: its parameters, then the top-level names
+        that every caller sees alike (declared only once in the whole program)."""
+        saved = self._values, self._widths
+        shared = {k: v for k, v in self._global_values.items() if self._declarations[k] == 1}
+        widths = {k: v for k, v in self._global_widths.items() if self._declarations[k] == 1}
+        self._values = ChainMap({}, shared)
+        self._widths = ChainMap({}, widths)
+        try:
+            if isinstance(definition, ast.QuantumGateDefinition):
+                for parameter in definition.arguments:
+                    self._values[parameter.name] = None
+                for qubit in definition.qubits:
+                    self._values[qubit.name] = None
+                    self._widths[qubit.name] = 1
+            else:
+                for argument in definition.arguments:
+                    self._values[argument.name.name] = None
+                    if isinstance(argument, ast.QuantumArgument):
+                        size = 1 if argument.size is None else self.value(argument.size)
+                        self._widths[argument.name.name] = (
+                            self._all_qubits if size is None else max(size, 1)
+                        )
+            yield
+        finally:
+            self._values, self._widths = saved
+
+
+class _Cost(_Names):
     """The walker behind :func:`program_operations`."""
 
     def __init__(self, tree: ast.Program, limit: int) -> None:
+        super().__init__(tree)
+        self._all_qubits = max(program_qubits(tree), 1)
         self._limit = limit
-        self._constants = _constants(tree)
-        self._registers: dict[str, int] = {}
-        self._gates: dict[str, ast.QuantumGateDefinition] = {}
-        self._subroutines: dict[str, ast.SubroutineDefinition] = {}
-        self._costs: dict[str, int] = {}
-        self._in_progress: set[str] = set()
+        # A name defined twice is costed at its dearest definition: which one a call meets
+        # depends on where it runs (a subroutine calls whatever its caller sees).
+        self._gates: dict[str, list[ast.QuantumGateDefinition]] = {}
+        self._subroutines: dict[str, list[ast.SubroutineDefinition]] = {}
+        self._costs: dict[tuple[str, str], int] = {}
+        self._in_progress: set[tuple[str, str]] = set()
         for statement in tree.statements:
             if isinstance(statement, ast.QuantumGateDefinition):
-                self._gates[statement.name.name] = statement
+                self._gates.setdefault(statement.name.name, []).append(statement)
             elif isinstance(statement, ast.SubroutineDefinition):
-                self._subroutines[statement.name.name] = statement
-            elif isinstance(statement, ast.QubitDeclaration):
-                size = _value(statement.size, self._constants) if statement.size else 1
-                self._registers[statement.qubit.name] = size or 1
+                self._subroutines.setdefault(statement.name.name, []).append(statement)
 
     def block(self, statements: Sequence[Any]) -> int:
+        """The cost of ``statements``, run in order in the current scope."""
         total = 0
         for statement in statements:
             total = self._cap(total + self.statement(statement))
         return total
 
     def statement(self, node: Any) -> int:
+        """The cost of one statement; declares what it declares."""
         if isinstance(node, ast.QuantumGateDefinition | ast.SubroutineDefinition):
             return 1  # costed where called
         calls = self._calls(node)
@@ -204,45 +365,63 @@ class _Cost:
                 "while loops cannot be bounded before running; use a for loop over a constant range"
             )
         if isinstance(node, ast.ForInLoop):
-            return self._cap(calls + self._iterations(node) * max(self.block(node.block), 1))
+            iterations = self._iterations(node)  # evaluated outside the loop variable's scope
+            with self._scope({node.identifier.name: None}):
+                body = self.block(node.block)
+            return self._cap(calls + iterations * max(body, 1))
         if isinstance(node, ast.BranchingStatement):
-            return self._cap(
-                1 + calls + max(self.block(node.if_block), self.block(node.else_block))
-            )
+            with self._scope({}):
+                if_block = self.block(node.if_block)
+            with self._scope({}):
+                else_block = self.block(node.else_block)
+            self.declare_in(node)
+            return self._cap(1 + calls + max(if_block, else_block))
         if isinstance(node, ast.Box):
-            return self._cap(1 + calls + self.block(node.body))
+            with self._scope({}):
+                body = self.block(node.body)
+            self.declare_in(node)
+            return self._cap(1 + calls + body)
         if isinstance(node, ast.QuantumGate):
             return self._cap(calls + self._gate(node))
+        self.declare(node)
         return self._cap(1 + calls)
 
     def _gate(self, gate: ast.QuantumGate) -> int:
         """A gate application: its definition's cost (user gates, times an integer ``pow``),
-        once per qubit when applied to whole registers (broadcast)."""
+        once per qubit when applied to whole registers or slices (broadcast)."""
         name = gate.name.name
         cost = 1
         if name in self._gates:
-            cost = self._definition(name, self._gates[name].body)
+            cost = self._definition("gate", name, self._gates[name])
             for modifier in gate.modifiers:
                 if modifier.modifier == ast.GateModifierName.pow and modifier.argument is not None:
-                    power = _value(modifier.argument, self._constants)
+                    power = self.value(modifier.argument)
                     cost = self._cap(cost * max(abs(power), 1) if power is not None else cost)
-        width = max(
-            (self._registers.get(q.name, 1) for q in gate.qubits if isinstance(q, ast.Identifier)),
-            default=1,
-        )
+        width = max((self.width(qubit) for qubit in gate.qubits), default=1)
         return self._cap(cost * width)
 
-    def _definition(self, name: str, body: Sequence[Any]) -> int:
-        if name in self._costs:
-            return self._costs[name]
-        if name in self._in_progress:
+    def _definition(
+        self,
+        kind: str,
+        name: str,
+        definitions: Sequence[ast.QuantumGateDefinition | ast.SubroutineDefinition],
+    ) -> int:
+        """The cost of calling gate or subroutine ``name``: its dearest definition's body,
+        each costed in the scope of that body."""
+        key = (kind, name)
+        if key in self._costs:
+            return self._costs[key]
+        if key in self._in_progress:
             raise LimitExceeded(
                 f"{name!r} calls itself; recursion cannot be bounded before running"
             )
-        self._in_progress.add(name)
-        cost = max(self.block(body), 1)
-        self._in_progress.discard(name)
-        self._costs[name] = cost
+        self._in_progress.add(key)
+        cost = 1
+        for definition in definitions:
+            with self._body(definition):
+                cost = max(cost, self.block(definition.body))
+        self._in_progress.discard(key)
+        self._costs[key] = cost
         return cost
 
     def _calls(self, node: Any) -> int:
@@ -251,7 +430,8 @@ class _Cost:
         for child in _nodes(node, skip=_BLOCK_FIELDS):
             if isinstance(child, ast.FunctionCall) and child.name.name in self._subroutines:
                 name = child.name.name
-                total = self._cap(total + self._definition(name, self._subroutines[name].body))
+                cost = self._definition("subroutine", name, self._subroutines[name])
+                total = self._cap(total + cost)
         return total
 
     def _iterations(self, loop: ast.ForInLoop) -> int:
@@ -259,9 +439,9 @@ class _Cost:
         if isinstance(values, ast.DiscreteSet):
             return len(values.values)
         if isinstance(values, ast.RangeDefinition):
-            start = _value(values.start, self._constants) if values.start else 0
-            end = _value(values.end, self._constants) if values.end else None
-            step = _value(values.step, self._constants) if values.step else 1
+            start = self.value(values.start) if values.start else 0
+            end = self.value(values.end) if values.end else None
+            step = self.value(values.step) if values.step else 1
             if start is not None and end is not None and step:
                 return max((end - start) // step + 1, 0)
         raise LimitExceeded(
@@ -274,29 +454,73 @@ class _Cost:
         return min(value, self._limit + 1)
 
 
-def _constants(tree: ast.Program) -> dict[str, int]:
-    """Integer values of constants and of integer variables the program never assigns."""
-    assigned = {
-        node.lvalue.name.name
-        if isinstance(node.lvalue, ast.IndexedIdentifier)
-        else node.lvalue.name
-        for node in _nodes(tree)
-        if isinstance(node, ast.ClassicalAssignment)
-    }
-    constants: dict[str, int] = {}
-    for statement in tree.statements:
-        if isinstance(statement, ast.ConstantDeclaration | ast.ClassicalDeclaration):
-            name = statement.identifier.name
-            init = statement.init_expression
-            if name in assigned or init is None or isinstance(init, ast.QuantumMeasurement):
-                continue
-            value = _value(init, constants)
-            if value is not None:
-                constants[name] = value
-    return constants
+def _assigned(tree: ast.Program) -> set[str]:
+    """Names the program assigns anywhere (in any scope: such a name is never a constant)."""
+    names: set[str] = set()
+    for node in _nodes(tree):
+        target = None
+        if isinstance(node, ast.ClassicalAssignment):
+            target = node.lvalue
+        elif isinstance(node, ast.QuantumMeasurementStatement):
+            target = node.target
+        if isinstance(target, ast.IndexedIdentifier):
+            names.add(target.name.name)
+        elif isinstance(target, ast.Identifier):
+            names.add(target.name)
+    return names
 
 
-def _value(node: Any, constants: Mapping[str, int]) -> int | None:
+def _declarations(tree: ast.Program) -> Counter[str]:
+    """How many times each name is declared in the program, in any scope and in any way."""
+    names: Counter[str] = Counter()
+    declarations = ast.ConstantDeclaration | ast.ClassicalDeclaration | ast.IODeclaration
+    for node in _nodes(tree):
+        if isinstance(node, declarations | ast.ForInLoop):
+            names[node.identifier.name] += 1
+        elif isinstance(node, ast.QubitDeclaration):
+            names[node.qubit.name] += 1
+        elif isinstance(node, ast.AliasStatement):
+            names[node.target.name] += 1
+        elif isinstance(node, ast.ClassicalArgument | ast.QuantumArgument):
+            names[node.name.name] += 1
+        elif isinstance(node, ast.QuantumGateDefinition):
+            names.update(identifier.name for identifier in node.arguments + node.qubits)
+    return names
+
+
+def _selects_many(index: Any) -> bool:
+    """Whether a qubit index (``[0:2]``, ``{0, 1}``) selects a slice rather than one qubit."""
+    if isinstance(index, list):
+        return any(_selects_many(element) for element in index)
+    return isinstance(index, ast.RangeDefinition | ast.DiscreteSet)
+
+
+def _cast(kind: Any, value: int | None, constants: Mapping[str, int | None]) -> int | None:
+    """``value`` as a declaration or cast of type ``kind`` leaves it, as Braket casts; None when
+    the cast could change it (a sized integer overflows and wraps, a negative ``uint``) or for
+    types whose values are not integers to fold."""
+    if value is None:
+        return None
+    if isinstance(kind, ast.IntType | ast.UintType):
+        unsigned = isinstance(kind, ast.UintType)
+        if unsigned and value < 0:
+            return None
+        if kind.size is None:
+            return value
+        bits = _value(kind.size, constants)
+        if bits is None or bits <= 0:
+            return None
+        bits = min(bits, 64)  # folded values stay below 2**60
+        low, high = (0, 1 << bits) if unsigned else (-(1 << (bits - 1)), 1 << (bits - 1))
+        return value if low <= value < high else None
+    if isinstance(kind, ast.FloatType):
+        bits = 64 if kind.size is None else _value(kind.size, constants)
+        exact = {16: 1 << 11, 32: 1 << 24, 64: 1 << 53}.get(bits or 0)
+        return value if exact is not None and abs(value) <= exact else None
+    return None
+
+
+def _value(node: Any, constants: Mapping[str, int | None]) -> int | None:
     """The integer value of a constant expression, or None when unknown or too large."""
     value: int | None = None
     if isinstance(node, ast.IntegerLiteral):
@@ -306,7 +530,7 @@ def _value(node: Any, constants: Mapping[str, int]) -> int | None:
     elif isinstance(node, ast.Identifier):
         value = constants.get(node.name)
     elif isinstance(node, ast.Cast):
-        value = _value(node.argument, constants)
+        value = _cast(node.type, _value(node.argument, constants), constants)
     elif isinstance(node, ast.UnaryExpression) and node.op == ast.UnaryOperator["-"]:
         inner = _value(node.expression, constants)
         value = None if inner is None else -inner
@@ -317,7 +541,7 @@ def _value(node: Any, constants: Mapping[str, int]) -> int | None:
     return value
 
 
-def _binary(node: ast.BinaryExpression, constants: Mapping[str, int]) -> int | None:
+def _binary(node: ast.BinaryExpression, constants: Mapping[str, int | None]) -> int | None:
     lhs, rhs = _value(node.lhs, constants), _value(node.rhs, constants)
     if lhs is None or rhs is None:
         return None
