@@ -8,6 +8,14 @@ or not yet seen message), a wake-up without an event (``notify``) and the fallba
 the watcher read the events after its last seq from the store, so a Kafka message can delay an
 event but never drop or repeat one. That keeps the store out of the live path: with 20 watchers,
 one event costs 20 store reads otherwise.
+
+The hub needs only events published from its start on: a watcher subscribes first and then
+replays the history from Postgres. The consumer still starts at the earliest offset (the
+embedded broker's end offsets, ``offsets_for_times`` and ``auto.offset.reset=latest`` are wrong,
+../shared/KAFKA-NOTES.md), but it skips every message stamped more than ``START_MARGIN_S``
+before the consumer was made, by the record's timestamp alone: an old event is neither decoded
+nor handed to a watcher, on any broker. An event skipped wrongly (a publisher's clock more than
+the margin behind) is only late: the watcher finds it in the store at its next fallback read.
 """
 
 from __future__ import annotations
@@ -15,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from google.protobuf.message import DecodeError
 
 from proto.qorch.v1 import jobs_pb2
@@ -29,6 +38,16 @@ logger = logging.getLogger(__name__)
 
 #: Events held for one watcher that has not taken them; past this it re-reads the store.
 MAX_PENDING = 1000
+#: Seconds before the consumer was made that a message may be stamped and still be handed to
+#: watchers: room for the clocks of the publishing hosts to differ from this one's.
+START_MARGIN_S = 60.0
+
+
+def is_old(msg: Message, since_ms: int) -> bool:
+    """Whether ``msg`` was stamped (create or log-append time, in ms) before ``since_ms``;
+    a message without a timestamp is not old."""
+    kind, stamp = msg.timestamp()
+    return kind != TIMESTAMP_NOT_AVAILABLE and stamp < since_ms
 
 
 # ---------------------------------------------------------------- pure
@@ -73,8 +92,9 @@ class EventHub:
     """Hands events to asyncio watchers of their job (all methods but ``notify`` and the
     follower thread run on the event loop)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, start_margin_s: float = START_MARGIN_S) -> None:
         self._settings = settings
+        self._start_margin_s = start_margin_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, dict[asyncio.Event, Subscription]] = {}
         self._stop = threading.Event()
@@ -156,14 +176,18 @@ class EventHub:
         self._call(self._push, job_id, event)
 
     def _follow(self) -> None:
+        since_ms = 0
+
         def handle(msg: Message) -> Handled:
-            if msg.key():
+            if msg.key() and not is_old(msg, since_ms):
                 self._received(msg.key() or b"", msg.value())
             return Handled.KEEP  # no group: nothing to commit
 
         while not self._stop.is_set():
             try:
-                # Every API process needs every event, so no group: all partitions assigned.
+                # Every API process needs every event, so no group: all partitions assigned,
+                # from the earliest offset; what was published before now is skipped (above).
+                since_ms = int((time.time() - self._start_margin_s) * 1000)
                 consumer = Consumer(self._settings, [self._settings.topic("events")], None)
                 consume(consumer, handle, self._stop.is_set)
             except Exception as exc:  # broker away: watchers fall back to polling the store

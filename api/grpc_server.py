@@ -1,20 +1,31 @@
-"""gRPC JobService: GetJob and WatchJob (replay stored events, then follow live ones)."""
+"""gRPC JobService: GetJob and WatchJob (replay stored events, then follow live ones).
+
+Errors are mapped to status codes in one table (``ERRORS``) applied to every handler: the
+caller learns what it did wrong (NOT_FOUND, INVALID_ARGUMENT) or that the service cannot answer
+now (UNAVAILABLE, INTERNAL), never how the service is built (SQL, hosts, ports, tracebacks);
+those go to the log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy.exc import DataError, DBAPIError
 
 from api import use_cases
 from api.auth import Principal, authenticate
 from api.event_hub import EventHub, in_order
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
+from qorchestra import metrics
 from qorchestra.apikeys import bearer_token, key_prefix
 from qorchestra.config import Settings
 from qorchestra.lifecycle import is_terminal
@@ -29,6 +40,87 @@ logger = logging.getLogger(__name__)
 FALLBACK_POLL_S = 1.0
 #: Stored events read at once.
 READ_PAGE = 500
+#: The largest ``from_seq`` the store can compare with (seqs are 32-bit integer columns).
+MAX_SEQ = 2**31 - 1
+
+
+class InvalidArgument(ValueError):
+    """The request is malformed (INVALID_ARGUMENT); the message names the field at fault."""
+
+
+#: Exceptions a handler may raise, in the order they are tried, with the status each gives
+#: and what the caller is told: the exception's own message only where it is written for the
+#: caller (NotFound, InvalidArgument), a fixed one otherwise. A DataError is a value the
+#: database refused; our own checks run first (``from_seq``, ``job_id``), so it is not
+#: expected, but it is still the request's fault, not the service's. Anything else is
+#: INTERNAL, with the details in the log only.
+ERRORS: tuple[tuple[type[Exception], grpc.StatusCode, str | None], ...] = (
+    (repo.NotFound, grpc.StatusCode.NOT_FOUND, None),
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, None),
+    (DataError, grpc.StatusCode.INVALID_ARGUMENT, "a value of the request is invalid"),
+    (DBAPIError, grpc.StatusCode.UNAVAILABLE, "database unavailable"),
+)
+INTERNAL_MESSAGE = "internal error"
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+
+
+async def abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> NoReturn:
+    """End the call with the status ``ERRORS`` gives ``exc``, and log what the caller is not
+    told. An abort the handler chose itself (``context.abort``) passes unchanged."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    for kind, code, message in ERRORS:
+        if isinstance(exc, kind):
+            if message is None:  # written for the caller
+                logger.debug("gRPC %s answered %s: %s", method, code.name, exc)
+                await context.abort(code, str(exc))
+            if code is grpc.StatusCode.UNAVAILABLE:
+                metrics.API_UNAVAILABLE.labels("postgres").inc()
+            # the driver's own error (a DBAPIError's str() also holds the SQL and parameters)
+            logger.warning(
+                "gRPC %s answered %s: %s", method, code.name, getattr(exc, "orig", None) or exc
+            )
+            await context.abort(code, message)
+    logger.error("gRPC %s failed", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    raise AssertionError("unreachable: abort raises")
+
+
+def unary_errors(
+    method: Callable[[Any, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Reply]],
+) -> Callable[[Any, Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Reply]]:
+    """Apply ``ERRORS`` to a unary handler."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Reply:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            await abort_for(exc, context, method.__name__)
+
+    return handler
+
+
+def stream_errors(
+    method: Callable[[Any, Request, grpc.aio.ServicerContext], AsyncGenerator[Reply, None]],
+) -> Callable[[Any, Request, grpc.aio.ServicerContext], AsyncGenerator[Reply, None]]:
+    """Apply ``ERRORS`` to a server-streaming handler. The handler's generator is closed when
+    the call ends early (the client went away), so its ``finally`` runs at once."""
+
+    @functools.wraps(method)
+    async def handler(
+        self: Any, request: Request, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[Reply, None]:
+        try:
+            async with aclosing(method(self, request, context)) as replies:
+                async for reply in replies:
+                    yield reply
+        except Exception as exc:
+            await abort_for(exc, context, method.__name__)
+
+    return handler
 
 
 def job_to_proto(job: Job) -> jobs_pb2.Job:
@@ -98,32 +190,33 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         try:
             uuid.UUID(job_id)
         except ValueError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"job_id {job_id!r} is not a UUID"
-            )
+            raise InvalidArgument(f"job_id {job_id[:64]!r} is not a UUID") from None
 
         def load() -> Job:
             with self._sessions() as session:
                 return use_cases.read_job(session, principal, job_id)
 
-        try:
-            return await asyncio.to_thread(load)
-        except repo.NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        raise AssertionError("unreachable")
+        return await asyncio.to_thread(load)
 
+    @unary_errors
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
         return job_to_proto(await self._job(request.job_id, context))
 
+    @stream_errors
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[jobs_pb2.JobEvent]:
+    ) -> AsyncGenerator[jobs_pb2.JobEvent, None]:
         job = await self._job(request.job_id, context)
-        last = request.from_seq
-        if is_terminal(job.status) and last >= job.last_seq:
-            return
+        if request.from_seq > MAX_SEQ:
+            raise InvalidArgument(f"from_seq must be at most {MAX_SEQ}")
+        if is_terminal(job.status) and request.from_seq >= job.last_seq:
+            return  # nothing after from_seq, and nothing will come
+        # A from_seq past the job's last event asks for what comes next: follow from the
+        # last event, so the stream yields the events still to come and ends with the final
+        # one (waiting for events after from_seq itself would skip that one and never end).
+        last = min(request.from_seq, job.last_seq)
         subscription = self._hub.watch(job.id)  # before the first read: nothing is missed
 
         def read(after: int) -> list[jobs_pb2.JobEvent]:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TypeVar
 
@@ -301,8 +301,16 @@ class Orchestrator:
         )
 
 
-def _heartbeat_row(beat: nodes_pb2.Heartbeat) -> dict[str, object]:
-    """The nodes row of a heartbeat; ValueError when it cannot be one (untrusted input)."""
+#: How far in the future a heartbeat's times may lie (clocks of agents and orchestrator drift).
+HEARTBEAT_MAX_SKEW = timedelta(minutes=5)
+
+
+def _heartbeat_row(beat: nodes_pb2.Heartbeat, now: datetime | None = None) -> dict[str, object]:
+    """The nodes row of a heartbeat; ValueError when it cannot be one (untrusted input).
+
+    A time more than ``HEARTBEAT_MAX_SKEW`` after ``now`` (default: the clock) is refused: a
+    node row keeps only heartbeats at least as new as the one it has, so one dated in year
+    9999 would pin the row, and every true heartbeat after it would be ignored."""
     for name, limit in (("node_id", 200), ("pool", 64), ("backend", 255), ("hostname", 255)):
         if len(getattr(beat, name)) > limit:
             raise ValueError(f"heartbeat {name} longer than {limit} characters")
@@ -312,6 +320,10 @@ def _heartbeat_row(beat: nodes_pb2.Heartbeat) -> dict[str, object]:
         started, sent = beat.started_at.ToDatetime(UTC), beat.sent_at.ToDatetime(UTC)
     except (ValueError, OverflowError, OSError) as exc:
         raise ValueError(f"heartbeat with an impossible time: {exc}") from exc
+    latest = (now or datetime.now(UTC)) + HEARTBEAT_MAX_SKEW
+    for name, value in (("sent_at", sent), ("started_at", started)):
+        if value > latest:
+            raise ValueError(f"heartbeat {name} {value.isoformat()} is in the future")
     if not (0 <= beat.pid < 2**31):
         raise ValueError("heartbeat pid out of range")
     return {

@@ -124,11 +124,15 @@ def program_bindings(session: Session, job_id: str, indices: Sequence[int]) -> d
 
 def lock_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
     """The job, locked for update until the transaction ends; NotFound if missing (or, with
-    ``tenant``, another tenant's)."""
-    job = session.execute(
-        select(Job).where(Job.id == job_id).with_for_update()
-    ).scalar_one_or_none()
-    if job is None or (tenant is not None and job.tenant != tenant):
+    ``tenant``, another tenant's).
+
+    The tenant is part of the locking query: Postgres locks only the rows that match the whole
+    condition, so another tenant's job is never locked (nor waited for) by this call."""
+    query = select(Job).where(Job.id == job_id)
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+    job = session.execute(query.with_for_update()).scalar_one_or_none()
+    if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
 

@@ -89,7 +89,9 @@ class DataSpec(_Strict):
     noise: float = Field(0.1, ge=0, le=10, description="Gaussian noise of a generated set.")
     features: list[list[float]] | None = Field(None, description="Inline feature rows.")
     labels: list[int] | None = Field(None, description="Inline labels, class indices 0..k-1.")
-    dataset_id: str | None = Field(None, description="A CSV uploaded to `POST /v1/datasets`.")
+    dataset_id: str | None = Field(
+        None, max_length=64, description="A CSV uploaded to `POST /v1/datasets` (its id)."
+    )
     validation_fraction: float = Field(
         0.25, ge=0, lt=1, description="Share of samples held out for validation (seeded)."
     )

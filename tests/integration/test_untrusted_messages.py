@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -119,12 +120,18 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
         assert producer.send_and_wait(beats, "long", nodes_pb.Heartbeat(node_id="n" * 1000))
         impossible = nodes_pb.Heartbeat(node_id="time-traveller", sent_at=far_future)
         assert producer.send_and_wait(beats, "time", impossible)
+        # a possible time, but years ahead: kept, it would pin node-fine's row (a row keeps
+        # only heartbeats at least as new as its own), and the good one below would be ignored
+        pinning = nodes_pb.Heartbeat(node_id="node-fine", pool=POOL)
+        pinning.sent_at.FromDatetime(datetime(9999, 12, 31, tzinfo=UTC))
+        pinning.started_at.GetCurrentTime()
+        assert producer.send_and_wait(beats, "node-fine", pinning)
         wait_until(
             lambda: (
                 before.grew("qorch_results_total", outcome="malformed") >= 1
                 and before.grew("qorch_results_total", outcome="unknown") >= 1
                 and before.grew("qorch_heartbeats_total", outcome="malformed") >= 1
-                and before.grew("qorch_heartbeats_total", outcome="rejected") >= 2
+                and before.grew("qorch_heartbeats_total", outcome="rejected") >= 3
             ),
             timeout=DEADLINE_S,
             what="every bad message counted",
@@ -135,25 +142,28 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
         good.sent_at.GetCurrentTime()
         good.started_at.GetCurrentTime()
         assert producer.send_and_wait(beats, "node-fine", good)
-        wait_until(
+        stored = wait_until(
             lambda: _known(untrusting),
             timeout=DEADLINE_S,
             what="the good heartbeat stored",
         )
+        assert stored <= datetime.now(UTC) + timedelta(minutes=5)
     finally:
         orchestrator.shutdown()
         thread.join(DEADLINE_S)
     assert not thread.is_alive()
 
 
-def _known(settings: Settings) -> bool:
+def _known(settings: Settings) -> datetime | None:
+    """When node-fine's last heartbeat was sent, as its row says; None without a row."""
     from qorchestra.store import repository as repo
     from qorchestra.store.db import make_engine, make_session_factory, session_scope
 
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return any(n.id == "node-fine" for n in repo.list_nodes(session, POOL))
+            nodes = repo.list_nodes(session, POOL)
+            return next((n.last_heartbeat_at for n in nodes if n.id == "node-fine"), None)
     finally:
         engine.dispose()
 
