@@ -19,7 +19,7 @@ from api.sandbox import ProgramSandbox
 from qorchestra.config import Settings
 from qorchestra.costs import Price, estimate_usd, is_paid
 from qorchestra.jobs.errors import FieldError, SpecError
-from qorchestra.jobs.kind import Prepared
+from qorchestra.jobs.kind import Location, Prepared
 from qorchestra.jobs.kinds import AnyJob, job_kind
 from qorchestra.program_text import nesting_depth
 from qorchestra.qasm import ProgramError
@@ -128,6 +128,30 @@ def screen(
         raise SpecError(errors)
 
 
+def check_size(tenant: str, quotas: Quotas, tasks: int, shots: int, size_field: Location) -> None:
+    """422 when a job of ``tasks`` circuit runs of ``shots`` shots each is over the tenant's
+    circuits-per-job or shots-per-job quota (the same for every kind of job)."""
+    errors: list[FieldError] = []
+    if tasks > quotas.max_circuits_per_job:
+        errors.append(
+            FieldError(
+                size_field,
+                f"{tasks} circuit runs; tenant {tenant} may run {quotas.max_circuits_per_job} "
+                "per job",
+            )
+        )
+    if tasks * shots > quotas.max_shots_per_job:
+        errors.append(
+            FieldError(
+                ("shots",),
+                f"{tasks * shots} shots in all; tenant {tenant} may use "
+                f"{quotas.max_shots_per_job} per job",
+            )
+        )
+    if errors:
+        raise SpecError(errors)
+
+
 def admit(
     session: Session,
     principal: Principal,
@@ -139,30 +163,9 @@ def admit(
     returns the cost charged to the tenant (0 off paid pools)."""
     tenant = repo.lock_tenant(session, principal.tenant)
     quotas = Quotas.of(tenant, settings)
-    kind = job_kind(job.kind)
-    tasks = prepared.tasks if kind.circuits_quota or is_paid(job.pool) else 0
-    shots = tasks * job.shots
-    errors: list[FieldError] = []
+    tasks = prepared.tasks  # every kind: a training job's, to its last step
     if not principal.is_admin:
-        # Training jobs are bounded by their own spec (epochs, samples, steps).
-        if kind.circuits_quota and tasks > quotas.max_circuits_per_job:
-            errors.append(
-                FieldError(
-                    ("programs",),
-                    f"{tasks} circuit runs; tenant {principal.tenant} may run "
-                    f"{quotas.max_circuits_per_job} per job",
-                )
-            )
-        if shots > quotas.max_shots_per_job:
-            errors.append(
-                FieldError(
-                    ("shots",),
-                    f"{shots} shots in all; tenant {principal.tenant} may use "
-                    f"{quotas.max_shots_per_job} per job",
-                )
-            )
-    if errors:
-        raise SpecError(errors)
+        check_size(principal.tenant, quotas, tasks, job.shots, job_kind(job.kind).size_field)
     if not principal.is_admin:
         active = repo.active_jobs(session, principal.tenant)
         if active >= quotas.max_concurrent_jobs:
@@ -203,16 +206,26 @@ def admit(
     return estimate
 
 
-def charge_prediction(
-    session: Session, tenant_id: str, pool: str, shots: int, circuits: int, settings: Settings
+def admit_prediction(
+    session: Session,
+    principal: Principal,
+    tenant_id: str,
+    pool: str,
+    shots: int,
+    circuits: int,
+    settings: Settings,
 ) -> float:
-    """Charge a prediction on a paid pool to the tenant; 422 past its remaining budget."""
+    """Check a prediction against the model's tenant's quotas (for a caller that is not an
+    admin) and charge it on a paid pool; 422 past a quota or the remaining budget."""
+    tenant = repo.lock_tenant(session, tenant_id)
+    quotas = Quotas.of(tenant, settings)
+    if not principal.is_admin:
+        check_size(tenant_id, quotas, circuits, shots, job_kind("predict").size_field)
     if not is_paid(pool):
         return 0.0
-    tenant = repo.lock_tenant(session, tenant_id)
     price = settings.aws_price(pool)
     estimate = estimate_usd(circuits, shots, Price(price["per_task"], price["per_shot"]))
-    remaining = Quotas.of(tenant, settings).budget_usd - tenant.spent_usd
+    remaining = quotas.budget_usd - tenant.spent_usd
     if estimate > remaining:
         raise CostError(
             [

@@ -201,18 +201,20 @@ def prediction_spec(
 
 def store_prediction(
     session: Session,
+    principal: Principal,
     spec: PredictJob,
     model_job_id: str,
     tenant: str,
     settings: Settings,
     announcer: Announcer,
 ) -> str:
-    """Charge and store a ``predict`` job as the model's tenant's, announce it; its id."""
+    """Admit (quotas, cost) and store a ``predict`` job as the model's tenant's, announce
+    it; its id."""
     predict_id = str(uuid.uuid4())
     with session.begin():
         circuits = len(spec.samples) * max(1, len(spec.model["observables"]))
-        cost = admission.charge_prediction(
-            session, tenant, spec.pool, spec.shots, circuits, settings
+        cost = admission.admit_prediction(
+            session, principal, tenant, spec.pool, spec.shots, circuits, settings
         )
         job = repo.create_job(
             session,

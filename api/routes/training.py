@@ -102,7 +102,14 @@ async def predict(
         use_cases.prediction_spec, session, principal, job_id, body
     )
     predict_id = await run_in_threadpool(
-        use_cases.store_prediction, session, spec, job_id, tenant, settings, announcer
+        use_cases.store_prediction,
+        session,
+        principal,
+        spec,
+        job_id,
+        tenant,
+        settings,
+        announcer,
     )
     wake = hub.subscribe(predict_id)
     try:

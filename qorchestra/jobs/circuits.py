@@ -234,7 +234,7 @@ class CircuitsKind:
     name = "circuits"
     spec = CircuitsJob
     stepwise = False
-    circuits_quota = True
+    size_field: Location = ("programs",)
 
     def programs(self, job: CircuitsJob) -> list[tuple[Location, str]]:
         """Each program's source."""

@@ -58,9 +58,9 @@ class JobKind(Protocol):
         ...
 
     @property
-    def circuits_quota(self) -> bool:
-        """Bounded by the tenant's circuits-per-job quota (training kinds are bounded by
-        their own spec: epochs, samples, steps)."""
+    def size_field(self) -> Location:
+        """The request field that sets how many circuits the job runs: a refusal by the
+        tenant's circuits-per-job quota names it."""
         ...
 
     def programs(self, job: Any) -> list[tuple[Location, str]]:

@@ -60,7 +60,6 @@ class _OptimisationKind:
     the pool, and an optimizer loop run to its last step."""
 
     stepwise = True
-    circuits_quota = False
 
     def dataset_id(self, job: TrainJob | MinimizeJob) -> str | None:
         """No dataset unless the kind says otherwise."""
@@ -90,6 +89,7 @@ class TrainKind(_OptimisationKind):
 
     name = "train"
     spec = TrainJob
+    size_field: Location = ("training", "epochs")
 
     def programs(self, job: TrainJob) -> list[tuple[Location, str]]:
         """The model's template, if it has one."""
@@ -107,6 +107,7 @@ class MinimizeKind(_OptimisationKind):
 
     name = "minimize"
     spec = MinimizeJob
+    size_field: Location = ("steps",)
 
     def programs(self, job: MinimizeJob) -> list[tuple[Location, str]]:
         """The ansatz's template, if it has one."""
@@ -121,7 +122,7 @@ class PredictKind:
     name = "predict"
     spec = PredictJob
     stepwise = True
-    circuits_quota = False
+    size_field: Location = ("samples",)
 
     def programs(self, job: PredictJob) -> list[tuple[Location, str]]:
         """None: the model's program was checked when it was trained."""

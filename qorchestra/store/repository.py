@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import JobStatus, check_transition
@@ -192,12 +192,40 @@ def active_pools(session: Session) -> set[str]:
     )
 
 
+#: Queued jobs, oldest first, among which the fairest is claimed (bounds the ordering's work).
+CLAIM_WINDOW = 500
+
+
 def claim_queued_job(session: Session) -> Job | None:
-    """The oldest QUEUED job, locked; other planners skip it."""
-    return session.execute(
-        select(Job)
+    """The next QUEUED job to plan, locked; other planners skip it.
+
+    Fair between tenants: of the oldest ``CLAIM_WINDOW`` queued jobs, the one whose tenant has
+    the fewest jobs RUNNING on its pool, the oldest among equals. A tenant that queues many
+    jobs therefore gets one pool slot in turn with every other tenant, not all of them first.
+    """
+    queued = (
+        select(Job.id)
         .where(Job.status == JobStatus.QUEUED.value)
         .order_by(Job.created_at)
+        .limit(CLAIM_WINDOW)
+        .subquery()
+    )
+    running = aliased(Job)
+    share = (
+        select(func.count())
+        .select_from(running)
+        .where(
+            running.tenant == Job.tenant,
+            running.pool == Job.pool,
+            running.status == JobStatus.RUNNING.value,
+        )
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    return session.execute(
+        select(Job)
+        .where(Job.id.in_(select(queued.c.id)), Job.status == JobStatus.QUEUED.value)
+        .order_by(share, Job.created_at)
         .limit(1)
         .with_for_update(skip_locked=True)
     ).scalar_one_or_none()
