@@ -4,6 +4,9 @@ Errors are mapped to status codes in one table (``ERRORS``) applied to every han
 caller learns what it did wrong (NOT_FOUND, INVALID_ARGUMENT) or that the service cannot answer
 now (UNAVAILABLE, INTERNAL), never how the service is built (SQL, hosts, ports, tracebacks);
 those go to the log.
+
+Access is checked for as long as a stream lasts: a stream whose key is revoked (through any API
+process) ends with UNAUTHENTICATED within about ``KEY_CHECK_S`` (``KeyChecks``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import functools
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -42,10 +47,19 @@ FALLBACK_POLL_S = 1.0
 READ_PAGE = 500
 #: The largest ``from_seq`` the store can compare with (seqs are 32-bit integer columns).
 MAX_SEQ = 2**31 - 1
+#: How often each API process checks that the keys of its open streams are still valid
+#: (``KeyChecks``). A key revoked through any process ends its streams in every process within
+#: this plus two primary-key reads: about 0.5 s, inside the 1 s that revocation promises.
+KEY_CHECK_S = 0.5
 
 
 class InvalidArgument(ValueError):
     """The request is malformed (INVALID_ARGUMENT); the message names the field at fault."""
+
+
+class KeyUnconfirmed(Exception):
+    """The periodic check of a stream's key failed (the store did not answer): the stream
+    ends (UNAVAILABLE) rather than go on unchecked; the client reconnects and is checked."""
 
 
 #: Exceptions a handler may raise, in the order they are tried, with the status each gives
@@ -59,6 +73,7 @@ ERRORS: tuple[tuple[type[Exception], grpc.StatusCode, str | None], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, None),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT, "a value of the request is invalid"),
     (DBAPIError, grpc.StatusCode.UNAVAILABLE, "database unavailable"),
+    (KeyUnconfirmed, grpc.StatusCode.UNAVAILABLE, "database unavailable"),
 )
 INTERNAL_MESSAGE = "internal error"
 
@@ -151,6 +166,92 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
     )
 
 
+@dataclass(eq=False)
+class KeyHold:
+    """One open stream's claim on its key: ``KeyChecks`` marks it and sets ``wake`` (the
+    stream's subscription wake-up) when the key is revoked or cannot be checked."""
+
+    key_id: str
+    wake: asyncio.Event
+    revoked: bool = False
+    error: Exception | None = None
+
+
+class KeyChecks:
+    """Ends the streams of revoked keys: every ``KEY_CHECK_S``, one read asks the store which
+    of the keys held by this process's open streams are still valid, and the streams of the
+    others are woken to end with UNAUTHENTICATED. It runs only while a stream is open.
+
+    Why a periodic check and not Postgres ``LISTEN``/``NOTIFY``: the store (``api_keys.
+    revoked_at``) is the only place every revocation reaches: ``DELETE /v1/keys/{id}``,
+    ``rotate-admin``, a replica starting with a newer ``QORCH_ADMIN_KEY``, an operator's SQL.
+    Notifications would need each of those paths to send one, plus a listening connection
+    per process, and a periodic check anyway for a missed notification (the listener's
+    connection drops) and the paths that send none; the check alone meets the bound. Its cost
+    does not grow with streams: one query per process per interval (2 a second), a primary-key
+    lookup of the distinct keys held (``id = ANY(...)``), on a thread of its own, so a busy
+    shared thread pool cannot delay it. Per stream: a set entry, and one flag test per wake-up
+    and per event. (Checking per stream would cost 2 queries a second per stream: 2000 a
+    second for 1000 streams.) The bound holds while Postgres answers that read promptly; a
+    check that fails ends the streams it covered with UNAVAILABLE (fail closed)."""
+
+    def __init__(self, sessions: SessionFactory, interval_s: float = KEY_CHECK_S) -> None:
+        self._sessions = sessions
+        self._interval_s = interval_s
+        self._holds: dict[str, set[KeyHold]] = {}  # key id -> its open streams' holds
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, key_id: str, wake: asyncio.Event) -> KeyHold:
+        """Check ``key_id`` until ``release``; ``wake`` is set when the holder must look.
+        Call on the event loop, then ``release`` in a ``finally``."""
+        hold = KeyHold(key_id, wake)
+        self._holds.setdefault(key_id, set()).add(hold)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="key-checks")
+        return hold
+
+    def release(self, hold: KeyHold) -> None:
+        """Stop checking for this stream; the checks stop with the last stream."""
+        holds = self._holds.get(hold.key_id)
+        if holds is not None:
+            holds.discard(hold)
+            if not holds:
+                del self._holds[hold.key_id]
+        if not self._holds and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _valid(self, key_ids: list[str]) -> set[str]:
+        with self._sessions() as session:
+            return repo.valid_key_ids(session, key_ids)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="key-checks")
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                key_ids = list(self._holds)
+                try:
+                    valid = await loop.run_in_executor(executor, self._valid, key_ids)
+                except Exception as exc:
+                    logger.warning("API key check of open streams failed: %s", exc)
+                    self._mark([k for k in key_ids if k in self._holds], error=exc)
+                else:
+                    self._mark([k for k in key_ids if k not in valid and k in self._holds])
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _mark(self, key_ids: list[str], error: Exception | None = None) -> None:
+        for key_id in key_ids:
+            for hold in self._holds[key_id]:
+                if error is None:
+                    hold.revoked = True
+                elif not hold.revoked:
+                    hold.error = error
+                hold.wake.set()
+
+
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     """Translates between protobuf and the use cases (``api/use_cases.py``); no logic of its
     own."""
@@ -158,6 +259,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, sessions: SessionFactory, hub: EventHub) -> None:
         self._sessions = sessions
         self._hub = hub
+        self._keys = KeyChecks(sessions)
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
         """The caller, from ``authorization: Bearer <key>`` in the call metadata; the call is
@@ -185,7 +287,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             )
         return principal
 
-    async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> Job:
+    async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> tuple[Principal, Job]:
+        """The caller and the job it asks for (NotFound when it may not see it)."""
         principal = await self._principal(context)
         try:
             uuid.UUID(job_id)
@@ -196,19 +299,34 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             with self._sessions() as session:
                 return use_cases.read_job(session, principal, job_id)
 
-        return await asyncio.to_thread(load)
+        return principal, await asyncio.to_thread(load)
+
+    @staticmethod
+    async def _still_allowed(
+        hold: KeyHold, principal: Principal, context: grpc.aio.ServicerContext
+    ) -> None:
+        """End the stream when its key was revoked (UNAUTHENTICATED, the key by prefix only)
+        or could not be checked (UNAVAILABLE)."""
+        if hold.revoked:
+            logger.info("WatchJob ended: API key %s... was revoked", principal.prefix)
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"API key {principal.prefix}... was revoked"
+            )
+        if hold.error is not None:
+            raise KeyUnconfirmed(f"key {principal.prefix}... unchecked") from hold.error
 
     @unary_errors
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
-        return job_to_proto(await self._job(request.job_id, context))
+        _, job = await self._job(request.job_id, context)
+        return job_to_proto(job)
 
     @stream_errors
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[jobs_pb2.JobEvent, None]:
-        job = await self._job(request.job_id, context)
+        principal, job = await self._job(request.job_id, context)
         if request.from_seq > MAX_SEQ:
             raise InvalidArgument(f"from_seq must be at most {MAX_SEQ}")
         if is_terminal(job.status) and request.from_seq >= job.last_seq:
@@ -218,6 +336,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         # one (waiting for events after from_seq itself would skip that one and never end).
         last = min(request.from_seq, job.last_seq)
         subscription = self._hub.watch(job.id)  # before the first read: nothing is missed
+        # Access is checked for as long as the stream lasts, not only when it opens: a revoked
+        # key's stream ends within about KEY_CHECK_S, events or not (``KeyChecks``). A check
+        # wakes the stream through its subscription, as a pushed event does.
+        hold = self._keys.hold(principal.key_id, subscription.wake)
 
         def read(after: int) -> list[jobs_pb2.JobEvent]:
             with self._sessions() as session:
@@ -228,12 +350,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             read_store = True  # replay the history first
             while True:
                 subscription.wake.clear()  # before taking, so a later push is not lost
+                await self._still_allowed(hold, principal, context)  # after clear: no mark lost
                 pushed, stale = subscription.take()
                 events, gap = in_order(last, pushed)
                 if read_store or stale or gap:
                     events = await asyncio.to_thread(read, last)
                     read_store = len(events) >= READ_PAGE  # more than one page behind
                 for event in events:
+                    await self._still_allowed(hold, principal, context)
                     yield event
                     last = event.seq
                     if event.status in _TERMINAL:
@@ -244,6 +368,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     except TimeoutError:  # no word from the broker: ask the store
                         read_store = True
         finally:
+            self._keys.release(hold)
             self._hub.unwatch(subscription)
 
 

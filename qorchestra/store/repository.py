@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session, aliased
 
 from qorchestra.jobs.kinds import KINDS
@@ -609,6 +609,16 @@ def key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
 def api_key_with_hash(session: Session, key_hash: str) -> ApiKey | None:
     """The key with this hash, revoked or not, or None."""
     return session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash)).scalar_one_or_none()
+
+
+def valid_key_ids(session: Session, key_ids: Sequence[str]) -> set[str]:
+    """Those of ``key_ids`` that name an unrevoked key: one primary-key read (``id = ANY``, a
+    single array parameter however many ids), for the checks of open gRPC streams."""
+    if not key_ids:
+        return set()
+    ids = bindparam("key_ids", list(key_ids), type_=ARRAY(String))
+    query = select(ApiKey.id).where(ApiKey.id == any_(ids), ApiKey.revoked_at.is_(None))
+    return set(session.execute(query).scalars())
 
 
 #: Key of the Postgres advisory lock under which the configured admin key changes ("qorckey1").
