@@ -390,7 +390,16 @@ def create_server(
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(sessions, hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if settings.grpc_tls_cert_file:  # TLS only: the key and chain are read once, at start
+        with (
+            open(settings.grpc_tls_key_file, "rb") as key,
+            open(settings.grpc_tls_cert_file, "rb") as chain,
+        ):
+            credentials = grpc.ssl_server_credentials([(key.read(), chain.read())])
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot bind gRPC to {settings.grpc_host}:{settings.grpc_port}")
     for name in ("", "qorch.v1.JobService"):

@@ -220,10 +220,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _client(settings: Settings) -> QorchClient:
+    tls, roots = settings.client_grpc_tls()
     return QorchClient(
         settings.client_api_url(),
         settings.client_grpc_target(),
         api_key=settings.api_key.get_secret_value(),
+        grpc_credentials=grpc.ssl_channel_credentials(roots) if tls else None,
     )
 
 

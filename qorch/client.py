@@ -36,15 +36,28 @@ def format_detail(detail: Any) -> str:
 
 
 class QorchClient:
-    """REST and gRPC access to one qorchestra API."""
+    """REST and gRPC access to one qorchestra API. ``grpc_credentials`` (e.g.
+    ``grpc.ssl_channel_credentials(ca_pem)``) makes the gRPC calls use TLS."""
 
     def __init__(
-        self, api_url: str, grpc_target: str, timeout: float = 30.0, api_key: str = ""
+        self,
+        api_url: str,
+        grpc_target: str,
+        timeout: float = 30.0,
+        api_key: str = "",
+        grpc_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=api_url, timeout=timeout, headers=headers)
         self._grpc_target = grpc_target
+        self._grpc_credentials = grpc_credentials
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+    def _channel(self) -> grpc.Channel:
+        """A channel to the gRPC server: TLS with ``grpc_credentials``, plaintext without."""
+        if self._grpc_credentials is not None:
+            return grpc.secure_channel(self._grpc_target, self._grpc_credentials)
+        return grpc.insecure_channel(self._grpc_target)
 
     def close(self) -> None:
         self._http.close()
@@ -129,7 +142,7 @@ class QorchClient:
     ) -> Iterator[jobs_pb2.JobEvent]:
         """Stream the job's events after ``from_seq`` until its final event; with ``timeout``
         (seconds) the stream ends with ``grpc.RpcError`` (DEADLINE_EXCEEDED) after that long."""
-        with grpc.insecure_channel(self._grpc_target) as channel:
+        with self._channel() as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             request = jobs_pb2.WatchJobRequest(job_id=job_id, from_seq=from_seq)
             yield from stub.WatchJob(request, metadata=self._metadata, timeout=timeout)

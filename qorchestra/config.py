@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qorchestra.apikeys import MAKE_A_KEY, key_weakness
@@ -101,6 +101,24 @@ class Settings(BaseSettings):
         "", description="Where clients reach the REST API; empty = from host/port."
     )
     grpc_target: str = Field("", description="Where clients reach gRPC; empty = from host/port.")
+    grpc_tls_cert_file: str = Field(
+        "",
+        description="PEM certificate chain of the gRPC server; with QORCH_GRPC_TLS_KEY_FILE the "
+        "server speaks TLS only. Empty = plaintext (put a TLS proxy in front).",
+    )
+    grpc_tls_key_file: str = Field(
+        "", description="PEM private key of the gRPC server (with QORCH_GRPC_TLS_CERT_FILE)."
+    )
+    grpc_tls: bool = Field(
+        False,
+        description="Clients reach gRPC over TLS, verifying the server against the system's "
+        "roots or QORCH_GRPC_TLS_CA_FILE.",
+    )
+    grpc_tls_ca_file: str = Field(
+        "",
+        description="PEM certificates clients trust for the gRPC server (implies "
+        "QORCH_GRPC_TLS), e.g. a private CA or a self-signed server certificate.",
+    )
 
     # Security (docs/security.md)
     admin_key: SecretStr = Field(
@@ -167,6 +185,23 @@ class Settings(BaseSettings):
     aws_prices: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="pool -> {per_task, per_shot} in USD, over defaults."
     )
+
+    @model_validator(mode="after")
+    def _grpc_tls_pair(self) -> Settings:
+        if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
+            raise ValueError(
+                "QORCH_GRPC_TLS_CERT_FILE and QORCH_GRPC_TLS_KEY_FILE go together: set both "
+                "for a TLS gRPC server, or neither"
+            )
+        return self
+
+    def client_grpc_tls(self) -> tuple[bool, bytes | None]:
+        """Whether clients use TLS for gRPC, and the root certificates they trust (None: the
+        system's)."""
+        if self.grpc_tls_ca_file:
+            with open(self.grpc_tls_ca_file, "rb") as ca:
+                return True, ca.read()
+        return self.grpc_tls, None
 
     @field_validator("admin_key")
     @classmethod
