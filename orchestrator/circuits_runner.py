@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from orchestrator import windows
 from orchestrator.fragments import describe, utcnow
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorchestra.aggregation import StoredFragment, assemble_result
+from qorchestra.aggregation import Expected, StoredFragment, assemble_result, bitstring_width
 from qorchestra.config import Settings
 from qorchestra.cutting.layout import (
     cut_plans,
@@ -65,13 +65,29 @@ class CircuitsRunner:
         head = windows.cached_head(session, job)
         return windows.write_window(session, job, head, settings, job.fragments_written, count)
 
-    def observables(self, session: Session, job: Job, fragment: Fragment) -> int:
-        """Values each binding answers: the job's observables, or those of the cut
-        subexperiment the fragment runs."""
-        if not windows.is_cut(session, job):
-            return job.observables
-        runs = run_programs(windows.cached_spec(session, job))
-        return len(runs[fragment.program_index].observables)
+    def expected(self, session: Session, job: Job, fragment: Fragment) -> Expected:
+        """What the fragment's result must hold: a value per binding; for expectations, one
+        per observable of the job (or of the cut subexperiment the fragment runs); for counts
+        and probabilities, bitstrings of the width of the program it runs, and counts summing
+        to the job's shots. Read from the cached spec head, and the width from a per-program
+        cache: no result parses the spec or the program again."""
+        cut = windows.is_cut(session, job)
+        if job.result_type == "expectation" and not cut:
+            return Expected(fragment.binding_count, job.result_type, job.observables)
+        spec = windows.cached_spec(session, job)
+        if cut:
+            run = run_programs(spec)[fragment.program_index]
+            source, observables, qubits = run.source, len(run.observables), run.qubits
+        else:  # the run list is the job's programs: no need to build it for every result
+            source, observables, qubits = spec.programs[fragment.program_index].source, 0, 0
+        if job.result_type == "expectation":
+            return Expected(fragment.binding_count, job.result_type, observables, spec.shots)
+        return Expected(
+            fragment.binding_count,
+            job.result_type,
+            shots=spec.shots,
+            width=bitstring_width(source, job.result_type, qubits),
+        )
 
     def fragment_done(
         self,

@@ -14,11 +14,7 @@ from sqlalchemy.orm import Session
 from orchestrator.fragments import fail_fragment, redispatch, utcnow
 from orchestrator.runners import runner_for
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorchestra.aggregation import (
-    RESULT_FIELD,
-    ResultShapeError,
-    binding_values,
-)
+from qorchestra.aggregation import ResultShapeError, binding_values
 from qorchestra.config import Settings
 from qorchestra.lifecycle import is_terminal
 from qorchestra.store import repository as repo
@@ -69,14 +65,12 @@ def _apply_to_job(
     runner = runner_for(job)
 
     if result.WhichOneof("outcome") == "success":
+        expected = runner.expected(session, job, fragment)
         try:
-            values = binding_values(
-                result.success,
-                fragment.binding_count,
-                RESULT_FIELD[job.result_type],
-                runner.observables(session, job, fragment),
-            )
-        except ResultShapeError as exc:
+            # A result counts only with the shape its fragment asked for and values a run of
+            # it can produce; anything else fails this attempt, and the fragment runs again.
+            values = binding_values(result.success, expected)
+        except ResultShapeError as exc:  # ResultValueError included
             failure = pb.FragmentFailure(
                 error=f"malformed result from node {result.node_id}: {exc}",
                 error_type="ResultShapeError",

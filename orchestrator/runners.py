@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from orchestrator.circuits_runner import CircuitsRunner
 from orchestrator.training_steps import StepRunner
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.aggregation import Expected
 from qorchestra.config import Settings
 from qorchestra.jobs.kinds import job_kind
 from qorchestra.store.models import Fragment, Job, JobEventRow
@@ -30,8 +31,9 @@ class JobRunner(Protocol):
         """Write up to ``count`` more of the job's fragments; returns how many."""
         ...
 
-    def observables(self, session: Session, job: Job, fragment: Fragment) -> int:
-        """How many values each binding of ``fragment`` must answer."""
+    def expected(self, session: Session, job: Job, fragment: Fragment) -> Expected:
+        """What the result of ``fragment`` must hold: how many bindings and values, and
+        what makes each value physically possible (the shots, the bitstrings' width)."""
         ...
 
     def fragment_done(

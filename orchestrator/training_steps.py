@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.aggregation import Expected
 from qorchestra.config import Settings
 from qorchestra.cutting.layout import describe_plans, plan_metrics
 from qorchestra.jobs.errors import SpecError
@@ -274,11 +275,15 @@ class StepRunner:
         """Write more of the step in flight."""
         return write_window(session, job, settings, count)
 
-    def observables(self, session: Session, job: Job, fragment: Fragment) -> int:
-        """A cut model's fragments ask for their own observables."""
+    def expected(self, session: Session, job: Job, fragment: Fragment) -> Expected:
+        """Expectation values in [-1, 1], one per observable the fragment asked for (a cut
+        model's fragments ask for their own, read from the fragment as it was dispatched).
+        Training results are always expectations: neither shots nor widths matter."""
         if fragment.payload is None:
-            return job.observables
-        return cutting.observable_count(fragment.payload)
+            observables = job.observables
+        else:
+            observables = cutting.observable_count(fragment.payload)
+        return Expected(fragment.binding_count, job.result_type, observables)
 
     def fragment_done(
         self,

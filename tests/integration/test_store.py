@@ -101,20 +101,20 @@ def test_aggregation_is_idempotent_and_finishes_the_job(
     job_id = submit(factory, bindings=7)
     plan_until(factory, settings, job_id)
     fragments = fragments_of(factory, job_id)
-    results = [success_for(f, job_id, value=f.binding_offset) for f in fragments]
+    results = [success_for(f, job_id, value=f.binding_offset / 10) for f in fragments]
     # out of order, with duplicates, and a different value in a duplicate: the first one wins
     assert apply(factory, settings, results[2]) == "counted"
     assert apply(factory, settings, results[2]) == "duplicate"
     assert apply(factory, settings, results[0]) == "counted"
-    assert apply(factory, settings, success_for(fragments[0], job_id, value=99.0)) == "duplicate"
+    assert apply(factory, settings, success_for(fragments[0], job_id, value=-0.99)) == "duplicate"
     assert apply(factory, settings, results[1]) == "counted"
     assert apply(factory, settings, results[1]) == "duplicate"
     with factory() as session:
         job = repo.get_job(session, job_id)
         assert job.status == "SUCCEEDED" and job.bindings_done == 7
         values = job.result["programs"][0]["values"]  # type: ignore[index]
-        assert [v[0] for v in values] == [0, 0, 0, 3, 3, 3, 6]
-        assert [v[1] for v in values] == [0, 1, 2, 0, 1, 2, 0]
+        assert [v[0] for v in values] == [0, 0, 0, 0.3, 0.3, 0.3, 0.6]
+        assert [v[1] for v in values] == [0, 0.01, 0.02, 0, 0.01, 0.02, 0]
         events = repo.events_after(session, job_id, 0)
     assert [e.type for e in events] == [
         "submitted", "running", "progress", "progress", "progress", "succeeded"

@@ -96,7 +96,8 @@ def fragments_of(factory: SessionFactory, job_id: str) -> list[Any]:
 def success_for(
     fragment: Any, job_id: str, value: float = 0.5, attempt: int = 1
 ) -> pb.FragmentResult:
-    """A success of ``fragment``: per binding the expectations ``[value, binding index]``."""
+    """A success of ``fragment``: per binding the expectations ``[value, binding index / 100]``
+    (values a run can produce: the aggregator refuses any outside [-1, 1])."""
     return pb.FragmentResult(
         fragment_id=fragment.id,
         job_id=job_id,
@@ -104,7 +105,7 @@ def success_for(
         node_id="test-node",
         success=pb.FragmentSuccess(
             results=[
-                pb.BindingResult(expectations=pb.Expectations(values=[value, float(i)]))
+                pb.BindingResult(expectations=pb.Expectations(values=[value, i / 100]))
                 for i in range(fragment.binding_count)
             ]
         ),

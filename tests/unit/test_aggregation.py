@@ -8,7 +8,9 @@ import pytest
 
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.aggregation import (
+    Expected,
     ResultShapeError,
+    ResultValueError,
     StoredFragment,
     assemble_result,
     binding_values,
@@ -37,15 +39,19 @@ def success(values: list[list[float]]) -> pb.FragmentSuccess:
 
 
 def test_values_are_checked_against_the_fragment() -> None:
-    ok = binding_values(success([[1.0, 0.5], [0.0, 1.0]]), 2, "expectations", 2)
+    asked = Expected(2, "expectation", observables=2)
+    ok = binding_values(success([[1.0, 0.5], [0.0, 1.0]]), asked)
     assert ok == [[1.0, 0.5], [0.0, 1.0]]
     with pytest.raises(ResultShapeError, match="binding results"):
-        binding_values(success([[1.0, 0.5]]), 2, "expectations", 2)
+        binding_values(success([[1.0, 0.5]]), asked)
     with pytest.raises(ResultShapeError, match="observables"):
-        binding_values(success([[1.0]]), 1, "expectations", 2)
+        binding_values(success([[1.0], [1.0, 0.5]]), asked)
     counts = pb.FragmentSuccess(results=[pb.BindingResult(counts=pb.Counts(counts={"00": 5}))])
     with pytest.raises(ResultShapeError, match="counts result"):
-        binding_values(counts, 1, "expectations", 2)
+        binding_values(counts, Expected(1, "expectation", observables=2))
+    # values are checked too (tests/unit/test_result_values.py): a forged one never counts
+    with pytest.raises(ResultValueError, match=r"42\.0"):
+        binding_values(success([[1.0, 0.5], [42.0, 0.0]]), asked)
 
 
 def test_result_does_not_depend_on_arrival_order() -> None:
