@@ -11,6 +11,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import register_admin_key
+from api.authentication import Authentication
 from api.errors import V1_RESPONSES, document_invalid_requests, install_error_handlers
 from api.event_hub import EventHub
 from api.grpc_server import create_server
@@ -82,7 +83,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     document_invalid_requests(app)
+    # Added last, so it runs first (outermost): a route that needs a key checks it before any
+    # of the body is read, and only requests it lets through meet the body limit (413).
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(Authentication)
     for router in (jobs.router, training.router, datasets.router, nodes.router):
         app.include_router(router, responses=V1_RESPONSES)
     app.include_router(keys.router, responses=V1_RESPONSES)

@@ -9,12 +9,12 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auth import Principal, authenticate
+from api.auth import Principal
+from api.authentication import CHALLENGE, Unauthenticated, authenticated, principal_of
 from api.event_hub import EventHub
 from api.ratelimit import RateLimiter
 from api.sandbox import ProgramSandbox
 from api.use_cases import Announcer
-from qorchestra.apikeys import bearer_token, key_prefix
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer
 
@@ -64,9 +64,6 @@ SandboxDep = Annotated[ProgramSandbox, Depends(_sandbox)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
 AnnouncerDep = Annotated[Announcer, Depends(_announcer)]
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
@@ -79,15 +76,18 @@ def _principal(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The one authentication dependency: ``Authorization: Bearer <key>`` -> Principal; 401
-    without a key or with an unknown or revoked one (the answer shows only its prefix)."""
-    key = bearer_token(request.headers.get("authorization"))
-    if key is None:
-        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", _CHALLENGE)
-    principal = authenticate(request.app.state.sessions, key)
-    if principal is None:
-        shown = key_prefix(key).encode("ascii", "replace").decode()
-        raise HTTPException(401, f"invalid or revoked API key {shown}...", _CHALLENGE)
-    return principal
+    without a key or with an unknown or revoked one (the answer shows only its prefix).
+
+    ``Authentication`` (api/authentication.py) checked the key before the body was read and
+    left the principal in the request's state: it is taken from there. The lookup here is a
+    fallback for a request the middleware did not check (it never fails open)."""
+    principal = authenticated(request.scope)
+    if principal is not None:
+        return principal
+    try:
+        return principal_of(request.app.state.sessions, request.headers.get("authorization"))
+    except Unauthenticated as exc:
+        raise HTTPException(401, exc.detail, CHALLENGE) from None
 
 
 def _require(scope: str) -> Callable[[Principal], Principal]:
