@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -37,18 +36,14 @@ from sqlalchemy.engine import make_url
 
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorch.embedded import free_port
-from qorch.samples import demo_job
 from qorch.stack import Stack
 from qorchestra.apikeys import key_prefix
 from qorchestra.config import Settings
-from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import JobStatus
-from qorchestra.store import repository as repo
-from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
-from qorchestra.store.events import publish_events
+from qorchestra.store.db import make_engine, make_session_factory
 from tests.support.api import RunningApi, running_api
-from tests.support.stored_jobs import store_circuits_job
+from tests.support.job_events import OrchestratedJobs
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -68,51 +63,22 @@ def api(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
         yield running
 
 
-class Jobs:
-    """RUNNING jobs, driven as the orchestrator does: store an event, then publish it."""
-
-    def __init__(self, factory: SessionFactory, settings: Settings) -> None:
-        self._factory, self._settings = factory, settings
-        self._producer = Producer(settings)
-
-    def close(self) -> None:
-        self._producer.close()
-
-    def running(self) -> str:
-        """A RUNNING job of ``TENANT``: events 1 (submitted) and 2 (running)."""
-        spec = CircuitsJob.model_validate(demo_job(2))
-        job_id = store_circuits_job(self._factory, spec, "revoked-stream")
-        self.status(job_id, JobStatus.RUNNING)
-        return job_id
-
-    def status(self, job_id: str, status: JobStatus) -> None:
-        with session_scope(self._factory) as session:
-            job = repo.lock_job(session, job_id)
-            row = repo.set_status(session, job, status, now=datetime.now(UTC))
-        publish_events(self._producer, self._settings, [row])
-
-    def progress(self, job_id: str) -> None:
-        with session_scope(self._factory) as session:
-            row = repo.append_event(session, repo.lock_job(session, job_id), "progress")
-        publish_events(self._producer, self._settings, [row])
-
-
 @contextmanager
-def jobs_on(database_url: str, settings: Settings) -> Iterator[Jobs]:
+def jobs_on(database_url: str, settings: Settings) -> Iterator[OrchestratedJobs]:
     engine = make_engine(database_url)
-    jobs = Jobs(make_session_factory(engine), settings)
+    producer = Producer(settings)
     try:
-        yield jobs
+        yield OrchestratedJobs(make_session_factory(engine), producer, settings)
     finally:
-        jobs.close()
+        producer.close()
         engine.dispose()
 
 
 @pytest.fixture
-def jobs(engine: Engine, api: RunningApi) -> Iterator[Jobs]:
-    made = Jobs(make_session_factory(engine), api.settings)
-    yield made
-    made.close()
+def jobs(engine: Engine, api: RunningApi) -> Iterator[OrchestratedJobs]:
+    producer = Producer(api.settings)
+    yield OrchestratedJobs(make_session_factory(engine), producer, api.settings)
+    producer.close()
 
 
 class Watch:
@@ -194,7 +160,7 @@ def _new_key(api: RunningApi, admin_key: str, scopes: list[str]) -> tuple[str, s
 
 
 def test_a_revoked_key_s_quiet_stream_ends_unauthenticated_within_a_second(
-    api: RunningApi, jobs: Jobs
+    api: RunningApi, jobs: OrchestratedJobs
 ) -> None:
     """Revoked through the API that holds the stream; the job produces no events. Several
     rounds, revoked at random moments of the check interval; an unrevoked key's stream on the
@@ -270,7 +236,7 @@ def api_process(api: RunningApi, log: Path) -> Iterator[RunningApi]:
 
 
 def test_a_revocation_through_one_api_process_ends_streams_held_by_another(
-    api: RunningApi, jobs: Jobs, tmp_path: Path
+    api: RunningApi, jobs: OrchestratedJobs, tmp_path: Path
 ) -> None:
     """The streams are held by a second API process; the key is revoked through the first
     (in this test process). Nothing but Postgres joins them."""
@@ -339,7 +305,7 @@ def test_rotating_the_admin_key_ends_the_old_admin_key_s_streams(
         assert [e.seq for e in control.received] == [1, 2, 3]
 
 
-def test_an_unrevoked_key_s_stream_keeps_following(api: RunningApi, jobs: Jobs) -> None:
+def test_an_unrevoked_key_s_stream_keeps_following(api: RunningApi, jobs: OrchestratedJobs) -> None:
     """Control: over many checks, with and without events, a valid key's stream stays open,
     gets every event once and in order, and ends with the job's final event."""
     key, _ = _new_key(api, api.admin_key, ["read"])

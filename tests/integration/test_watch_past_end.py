@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -18,10 +17,9 @@ from qorch.samples import demo_job
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import JobStatus
-from qorchestra.store import repository as repo
-from qorchestra.store.db import SessionFactory, make_session_factory, session_scope
-from qorchestra.store.events import publish_events
+from qorchestra.store.db import SessionFactory, make_session_factory
 from tests.support.api import RunningApi, running_api
+from tests.support.job_events import OrchestratedJobs
 from tests.support.stored_jobs import store_circuits_job
 from tests.support.waiting import wait_until
 
@@ -43,27 +41,9 @@ def producer(api: RunningApi) -> Iterator[Producer]:
     producer.close()
 
 
-class Events:
-    """What the orchestrator does to a job: store an event, then publish it."""
-
-    def __init__(self, factory: SessionFactory, producer: Producer, api: RunningApi) -> None:
-        self._factory, self._producer, self._settings = factory, producer, api.settings
-
-    def status(self, job_id: str, status: JobStatus) -> None:
-        with session_scope(self._factory) as session:
-            job = repo.lock_job(session, job_id)
-            row = repo.set_status(session, job, status, now=datetime.now(UTC))
-        publish_events(self._producer, self._settings, [row])
-
-    def progress(self, job_id: str) -> None:
-        with session_scope(self._factory) as session:
-            row = repo.append_event(session, repo.lock_job(session, job_id), "progress")
-        publish_events(self._producer, self._settings, [row])
-
-
 @pytest.fixture
-def events(engine: Engine, producer: Producer, api: RunningApi) -> Events:
-    return Events(make_session_factory(engine), producer, api)
+def events(engine: Engine, producer: Producer, api: RunningApi) -> OrchestratedJobs:
+    return OrchestratedJobs(make_session_factory(engine), producer, api.settings)
 
 
 class Watch:
@@ -93,7 +73,7 @@ class Watch:
         return not self._thread.is_alive()
 
 
-def _running_job(factory: SessionFactory, events: Events) -> str:
+def _running_job(factory: SessionFactory, events: OrchestratedJobs) -> str:
     """A RUNNING job: events 1 (submitted) and 2 (running)."""
     job_id = store_circuits_job(factory, CircuitsJob.model_validate(demo_job(2)), "watched")
     events.status(job_id, JobStatus.RUNNING)
@@ -102,7 +82,7 @@ def _running_job(factory: SessionFactory, events: Events) -> str:
 
 @pytest.mark.parametrize("from_seq", [3, 1000, 2**31 - 1])
 def test_a_watch_past_the_end_follows_the_job_and_ends_with_it(
-    api: RunningApi, engine: Engine, events: Events, from_seq: int
+    api: RunningApi, engine: Engine, events: OrchestratedJobs, from_seq: int
 ) -> None:
     job_id = _running_job(make_session_factory(engine), events)
     watch = Watch(api, job_id, from_seq)
@@ -127,7 +107,7 @@ def test_a_watch_past_the_end_follows_the_job_and_ends_with_it(
 
 @pytest.mark.parametrize("past", [0, 1, 1000, 2**31 - 10])
 def test_a_watch_at_or_past_the_end_of_a_finished_job_ends_at_once(
-    api: RunningApi, engine: Engine, events: Events, past: int
+    api: RunningApi, engine: Engine, events: OrchestratedJobs, past: int
 ) -> None:
     job_id = _running_job(make_session_factory(engine), events)
     events.status(job_id, JobStatus.SUCCEEDED)  # its last event: 3
