@@ -13,15 +13,22 @@ pytestmark = pytest.mark.integration
 
 #: Circuits per job of the tenant under test: far below a training example's tens of thousands.
 CIRCUITS = 1000
+#: This module's own tenant: other modules on the shared database have theirs.
+TENANT = "quota-bounded"
 
 
 @pytest.fixture(scope="module")
 def api(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
     with running_api(database_url, kafka_bootstrap) as running:
-        quotas = {"max_circuits_per_job": CIRCUITS, "max_shots_per_job": 10**9}
-        patch = running.call("PATCH", "/v1/tenants/small", running.admin_key, json=quotas)
+        quotas = {
+            "max_circuits_per_job": CIRCUITS,
+            "max_shots_per_job": 10**9,
+            "max_concurrent_jobs": 100,
+            "submit_rate_per_s": 1000,
+        }
+        patch = running.call("PATCH", f"/v1/tenants/{TENANT}", running.admin_key, json=quotas)
         assert patch.status_code == 200, patch.text
-        running.keys["small"] = running.new_key("small", ["submit", "read"])
+        running.keys["small"] = running.new_key(TENANT, ["submit", "read"])
         yield running
 
 
@@ -48,7 +55,9 @@ def test_a_small_enough_training_job_is_admitted(api: RunningApi) -> None:
 
 
 def test_shots_bound_training_kinds_too(api: RunningApi) -> None:
-    patch = api.call("PATCH", "/v1/tenants/small", api.admin_key, json={"max_shots_per_job": 1000})
+    patch = api.call(
+        "PATCH", f"/v1/tenants/{TENANT}", api.admin_key, json={"max_shots_per_job": 1000}
+    )
     assert patch.status_code == 200
     spec = {**example("h2-vqe"), "steps": 1, "shots": 100}
     answer = api.call("POST", "/v1/jobs", api.keys["small"], json=spec)
