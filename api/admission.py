@@ -8,6 +8,7 @@ the budget hold under concurrent submissions, and charges the estimate to the te
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Principal
 from api.ratelimit import RateLimiter
-from api.sandbox import ProgramSandbox
+from api.sandbox import BudgetSpent, ProgramSandbox, WorkersBusy
 from qorchestra.config import Settings
 from qorchestra.costs import Price, estimate_usd, is_paid
 from qorchestra.jobs.errors import FieldError, SpecError
@@ -34,6 +35,12 @@ class TooManyRequests(Exception):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class ParsersBusy(TooManyRequests):
+    """No program parser came free in time: the shared parse workers are busy (another tenant
+    cannot hold them all, but they can all be taken). Answered 503 with ``Retry-After``
+    (``api/errors.py``)."""
 
 
 class CostError(SpecError):
@@ -103,10 +110,17 @@ def screen(
 ) -> None:
     """Refuse early: 429 past the tenant's submission rate; 422 for a program that is too
     long, nested too deep, or does not parse within the time bound; 422 for a dataset the
-    tenant does not own (as for one that does not exist)."""
+    tenant does not own (as for one that does not exist).
+
+    The programs' parses share one budget (``parse_budget_s``, waits for a worker included;
+    programs parsed before cost nothing): the program that was parsing when it ran out is
+    refused (422) and the rest are not parsed. A program that finds no free parser within
+    ``parse_wait_s`` (or before the budget runs out) is no fault of the program: ParsersBusy,
+    meant to be answered 503 with Retry-After."""
     rate_limit(principal, session, settings, limiter)
     errors: list[FieldError] = []
     kind = job_kind(job.kind)
+    deadline = time.monotonic() + settings.parse_budget_s
     for loc, source in kind.programs(job):
         if len(source) > settings.max_program_chars:
             errors.append(FieldError(loc, f"longer than {settings.max_program_chars} chars"))
@@ -114,9 +128,20 @@ def screen(
             errors.append(FieldError(loc, f"nested deeper than {settings.max_program_nesting}"))
         else:
             try:
-                sandbox.analyze(source)
+                sandbox.analyze(
+                    source,
+                    tenant=principal.tenant,
+                    deadline=deadline,
+                    wait_s=settings.parse_wait_s,
+                    tenant_workers=settings.parse_tenant_workers,
+                )
+            except BudgetSpent as exc:
+                errors.append(FieldError(loc, str(exc)))
+                break
             except ProgramError as exc:
                 errors.append(FieldError(loc, str(exc)))
+            except WorkersBusy as exc:
+                raise ParsersBusy(exc.detail, exc.retry_after) from exc
     dataset_id = kind.dataset_id(job)
     if dataset_id is not None:
         try:

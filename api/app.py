@@ -52,7 +52,10 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(register_admin_key, app.state.sessions, settings)
         app.state.limiter = RateLimiter()
         app.state.sandbox = sandbox = ProgramSandbox(
-            settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
+            settings.parse_workers,
+            settings.parse_timeout_s,
+            settings.parse_memory_mb,
+            spares=settings.parse_spare_workers,
         )
         await asyncio.to_thread(sandbox.wait_ready)
         # Braket's parser loads its grammar on first use (seconds on a busy machine): pay it

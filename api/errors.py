@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError
 
-from api.admission import CostError, TooManyRequests
+from api.admission import CostError, ParsersBusy, TooManyRequests
 from api.use_cases import Conflict
 from qorchestra.jobs.errors import SpecError
 from qorchestra.jobs.kinds import KINDS
@@ -102,7 +102,9 @@ V1_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _documented("The object is not in a state that allows this."),
     413: _documented("The request body is larger than the limit."),
     429: _documented("Submitting too fast or too many unfinished jobs; see Retry-After."),
-    503: _documented("A dependency (Postgres) is unavailable; see Retry-After."),
+    503: _documented(
+        "A dependency (Postgres) is unavailable, or every program parser is busy; see Retry-After."
+    ),
 }
 
 
@@ -112,8 +114,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TooManyRequests)
     async def too_many(_: Request, exc: TooManyRequests) -> JSONResponse:
         retry = max(1, round(exc.retry_after + 0.499))
+        status = 503 if isinstance(exc, ParsersBusy) else 429  # busy parsers: not the caller's
         return JSONResponse(
-            status_code=429, headers={"Retry-After": str(retry)}, content={"detail": exc.detail}
+            status_code=status, headers={"Retry-After": str(retry)}, content={"detail": exc.detail}
         )
 
     @app.exception_handler(CostError)

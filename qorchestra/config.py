@@ -161,6 +161,32 @@ class Settings(BaseSettings):
     parse_memory_mb: int = Field(
         2048, ge=256, description="Address-space limit of a parsing process, in MiB."
     )
+    parse_budget_s: float = Field(
+        30.0,
+        gt=0,
+        description="Parse time, waits for a worker included, of all the programs of one "
+        "request together; a program not parsed when it runs out: 422 naming that program "
+        "(a program waiting for a worker then: 503 with Retry-After). Programs parsed before "
+        "(cached) cost nothing.",
+    )
+    parse_wait_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait of one program for a free parse worker; beyond: 503 with "
+        "Retry-After (the workers are busy, the program is not at fault).",
+    )
+    parse_tenant_workers: int = Field(
+        0,
+        ge=0,
+        description="Parse workers one tenant may hold at once (the rest stay free for other "
+        "tenants, which are served round robin); 0: all but one, at least one.",
+    )
+    parse_spare_workers: int = Field(
+        1,
+        ge=0,
+        description="Parse workers started ahead of time (Braket imported) to replace at once "
+        "a worker killed for running past the bound.",
+    )
     max_fragment_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024,

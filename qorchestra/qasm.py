@@ -5,7 +5,10 @@ Pure CPU work, no I/O: used to validate jobs on submission.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from braket.default_simulator.openqasm.interpreter import Interpreter
@@ -39,11 +42,39 @@ class ProgramInfo:
     measures: bool  # whether it has explicit measurement statements
 
 
+#: Programs already described (by a parse in a sandbox worker), so this process does not
+#: parse them again: sha256 of the source -> ProgramInfo, the most recent KNOWN_SIZE.
+KNOWN_SIZE = 4096
+_known: OrderedDict[str, ProgramInfo] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def _digest(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def remember(source: str, info: ProgramInfo) -> None:
+    """Record what ``analyze(source)`` returns (as a parse elsewhere found), so that the next
+    ``analyze(source)`` in this process answers without parsing."""
+    key = _digest(source)
+    with _known_lock:
+        _known[key] = info
+        _known.move_to_end(key)
+        while len(_known) > KNOWN_SIZE:
+            _known.popitem(last=False)
+
+
 def analyze(source: str) -> ProgramInfo:
     """Parse and interpret ``source`` with Braket (inputs bound to zero) and describe it.
 
-    Raises ProgramError with Braket's message when it cannot be run.
+    Raises ProgramError with Braket's message when it cannot be run. A program ``remember``ed
+    is not parsed again.
     """
+    key = _digest(source)
+    with _known_lock:
+        known = _known.get(key)
+    if known is not None:
+        return known
     try:
         tree = parse(source)
     except Exception as exc:  # the parser raises several unrelated types
