@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.planning import build_fragment, plan_fragments
 from qorchestra.store import spec_slices
-from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
+from qorchestra.store.db import SessionFactory, make_session_factory, session_scope
 from qorchestra.store.models import Fragment, Job, OutboxMessage
 from tests.support.settings import make_settings
 from tests.support.stored_jobs import store_circuits_job
@@ -40,13 +39,6 @@ SPEC: dict[str, Any] = {
 }
 BINDINGS_PER_FRAGMENT = 4
 WINDOW = 3  # fragments per window: windows start and end inside programs
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
