@@ -20,7 +20,6 @@ The workers are shared by every tenant, so no tenant may hold them all (DESIGN.m
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -32,8 +31,10 @@ from collections import OrderedDict, deque
 from multiprocessing.connection import Connection
 from typing import Generic, TypeVar
 
+from cachetools import LRUCache
+
 from qorchestra import qasm
-from qorchestra.qasm import ProgramError, ProgramInfo
+from qorchestra.qasm import ProgramError, ProgramInfo, source_digest
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +78,13 @@ class ParseCache:
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, str], ProgramInfo | str] = OrderedDict()
+        self._items: LRUCache[tuple[str, str], ProgramInfo | str] = LRUCache(maxsize=size)
         self.hits = 0
         self.misses = 0
 
     @staticmethod
     def key(tenant: str, source: str) -> tuple[str, str]:
-        return tenant, hashlib.sha256(source.encode("utf-8", errors="surrogatepass")).hexdigest()
+        return tenant, source_digest(source)
 
     def get(self, key: tuple[str, str]) -> ProgramInfo | str | None:
         with self._lock:
@@ -92,15 +93,11 @@ class ParseCache:
                 self.misses += 1
             else:
                 self.hits += 1
-                self._items.move_to_end(key)
             return value
 
     def put(self, key: tuple[str, str], value: ProgramInfo | str) -> None:
         with self._lock:
             self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:

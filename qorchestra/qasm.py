@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from braket.default_simulator.openqasm.interpreter import Interpreter
@@ -22,6 +21,7 @@ from braket.default_simulator.openqasm.parser.openqasm_ast import (
     QubitDeclaration,
 )
 from braket.default_simulator.openqasm.parser.openqasm_parser import parse
+from cachetools import LRUCache
 
 # Braket's parser logs antlr noise on bad input; the error we raise carries the message.
 logging.getLogger("braket.default_simulator.openqasm").setLevel(logging.CRITICAL)
@@ -45,23 +45,20 @@ class ProgramInfo:
 #: Programs already described (by a parse in a sandbox worker), so this process does not
 #: parse them again: sha256 of the source -> ProgramInfo, the most recent KNOWN_SIZE.
 KNOWN_SIZE = 4096
-_known: OrderedDict[str, ProgramInfo] = OrderedDict()
+_known: LRUCache[str, ProgramInfo] = LRUCache(maxsize=KNOWN_SIZE)
 _known_lock = threading.Lock()
 
 
-def _digest(source: str) -> str:
+def source_digest(source: str) -> str:
+    """sha256 of a program's text: how caches of parse outcomes name a program."""
     return hashlib.sha256(source.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 def remember(source: str, info: ProgramInfo) -> None:
     """Record what ``analyze(source)`` returns (as a parse elsewhere found), so that the next
     ``analyze(source)`` in this process answers without parsing."""
-    key = _digest(source)
     with _known_lock:
-        _known[key] = info
-        _known.move_to_end(key)
-        while len(_known) > KNOWN_SIZE:
-            _known.popitem(last=False)
+        _known[source_digest(source)] = info
 
 
 def analyze(source: str) -> ProgramInfo:
@@ -70,9 +67,8 @@ def analyze(source: str) -> ProgramInfo:
     Raises ProgramError with Braket's message when it cannot be run. A program ``remember``ed
     is not parsed again.
     """
-    key = _digest(source)
     with _known_lock:
-        known = _known.get(key)
+        known = _known.get(source_digest(source))
     if known is not None:
         return known
     try:
