@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy api orchestrator nodes qorch qorchestra migrations tests
+	$(VENV)/bin/mypy api orchestrator nodes qorch qorchestra migrations tests bench deploy/kafka_acls.py
 
 # The house's floors (../shared/DESIGN.md), as import-linter contracts in pyproject.toml.
 imports: $(STAMP)
@@ -37,7 +37,7 @@ test: lint typecheck imports
 proto: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --mypy_out=. \
 		--mypy_grpc_out=. proto/qorch/v1/*.proto
-	rm -f proto/qorch/v1/fragments_pb2_grpc.py* proto/qorch/v1/nodes_pb2_grpc.py*  # no services there
+	rm -f proto/qorch/v1/fragments_pb2_grpc.py* proto/qorch/v1/nodes_pb2_grpc.py* proto/qorch/v1/signed_pb2_grpc.py*  # no services there
 
 # Figures only: the executor, the pipeline vs run_batch, overhead, scale, event latency.
 # docs/performance.md has the latest figures.

@@ -17,12 +17,13 @@ from api.event_hub import EventHub
 from api.grpc_server import create_server
 from api.limits import BodyLimit
 from api.ratelimit import RateLimiter
-from api.routes import datasets, health, jobs, keys, nodes, tenants, training
+from api.routes import datasets, health, jobs, keys, node_credentials, nodes, tenants, training
 from api.sandbox import ProgramSandbox
 from qorchestra.config import Settings
 from qorchestra.heap import freeze_startup_heap
 from qorchestra.kafka import Producer, ensure_topics
 from qorchestra.qasm import analyze
+from qorchestra.store.credentials import load_control_plane_signer
 from qorchestra.store.db import make_engine, make_session_factory
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,10 @@ def create_app(settings: Settings) -> FastAPI:
         # at start-up rather than in the first request.
         await asyncio.to_thread(analyze, WARM_UP_PROGRAM)
         app.state.producer = Producer(settings)
-        app.state.hub = hub = EventHub(settings)
+        app.state.signer = signer = await asyncio.to_thread(
+            load_control_plane_signer, app.state.sessions
+        )
+        app.state.hub = hub = EventHub(settings, signer)
         hub.start(asyncio.get_running_loop())
         server, port = create_server(settings, app.state.sessions, hub)
         await server.start()
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Authentication)
     for router in (jobs.router, training.router, datasets.router, nodes.router):
         app.include_router(router, responses=V1_RESPONSES)
+    app.include_router(node_credentials.router, responses=V1_RESPONSES)
     app.include_router(keys.router, responses=V1_RESPONSES)
     app.include_router(tenants.router, responses=V1_RESPONSES)
     app.include_router(health.router)

@@ -57,7 +57,7 @@ def _limiter(request: Request) -> RateLimiter:
 
 def _announcer(request: Request) -> Announcer:
     state = request.app.state
-    return Announcer(state.producer, state.settings, state.hub)
+    return Announcer(state.producer, state.settings, state.hub, state.signer)
 
 
 SandboxDep = Annotated[ProgramSandbox, Depends(_sandbox)]

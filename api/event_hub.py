@@ -1,13 +1,14 @@
 """Live fan-out of job events to gRPC watchers.
 
-A background thread reads the ``events`` topic and hands each message to the watchers of its
-job. The orchestrator publishes an event only after the transaction that recorded it
-committed, so a message is a stored event: a watcher yields it at once when it is the next in
-sequence, without reading Postgres. Postgres stays the source of truth: a gap (a lost, reordered
-or not yet seen message), a wake-up without an event (``notify``) and the fallback timeout make
-the watcher read the events after its last seq from the store, so a Kafka message can delay an
-event but never drop or repeat one. That keeps the store out of the live path: with 20 watchers,
-one event costs 20 store reads otherwise.
+A background thread reads the ``events`` topic and hands each message to the watchers of its job, if
+the control plane signed it (anyone who reaches the broker can write to the topic: a message without
+that signature is counted in ``qorch_bus_rejected_total`` and dropped). The control plane publishes
+an event only after the transaction that recorded it committed, so a message is a stored event: a
+watcher yields it at once when it is the next in sequence, without reading Postgres. Postgres stays
+the source of truth: a gap (a lost, reordered or not yet seen message), a wake-up without an event
+(``notify``) and the fallback timeout make the watcher read the events after its last seq from the
+store, so a Kafka message can delay an event but never drop or repeat one. That keeps the store out
+of the live path: with 20 watchers, one event costs 20 store reads otherwise.
 
 The hub needs only events published from its start on: a watcher subscribes first and then
 replays the history from Postgres. The consumer still starts at the earliest offset (the
@@ -28,11 +29,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
-from google.protobuf.message import DecodeError
 
 from proto.qorch.v1 import jobs_pb2
+from qorchestra import metrics
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Handled, consume
+from qorchestra.signing import ControlPlaneSigner, Rejected
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +94,14 @@ class EventHub:
     """Hands events to asyncio watchers of their job (all methods but ``notify`` and the
     follower thread run on the event loop)."""
 
-    def __init__(self, settings: Settings, start_margin_s: float = START_MARGIN_S) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        signer: ControlPlaneSigner,
+        start_margin_s: float = START_MARGIN_S,
+    ) -> None:
         self._settings = settings
+        self._signer = signer
         self._start_margin_s = start_margin_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, dict[asyncio.Event, Subscription]] = {}
@@ -161,19 +169,20 @@ class EventHub:
             subscription.wake.set()
 
     def _received(self, key: bytes, value: bytes | None) -> None:
-        """One message of the events topic (follower thread)."""
-        job_id = key.decode()
-        if job_id not in self._subscriptions:  # nobody watches: not worth decoding
-            return
+        """One message of the events topic (follower thread): handed to its job's watchers
+        when the control plane signed it; otherwise counted, logged and dropped."""
         try:
-            event = jobs_pb2.JobEvent.FromString(value or b"")
-        except DecodeError:
-            self.notify(job_id)
+            event = self._signer.open(value, jobs_pb2.JobEvent)
+        except Rejected as exc:
+            metrics.BUS_REJECTED.labels("events", exc.reason.value).inc()
+            logger.warning(
+                "events message refused: %s",
+                exc,
+                extra={"signer": exc.signer, "key": key.decode("utf-8", "replace")[:200]},
+            )
             return
-        if event.job_id != job_id:
-            self.notify(job_id)
-            return
-        self._call(self._push, job_id, event)
+        if event.job_id in self._subscriptions:
+            self._call(self._push, event.job_id, event)
 
     def _follow(self) -> None:
         since_ms = 0

@@ -177,6 +177,9 @@ class NodePublic(BaseModel):
     bindings_done: int = Field(
         description="Circuit runs (bindings) in the fragments it ran, since the agent started."
     )
+    credential_id: str | None = Field(
+        description="The node credential that signs its heartbeats (`qorch nodes credentials`)."
+    )
 
     @classmethod
     def of(cls, node: Node, now: datetime, offline_after_s: float) -> NodePublic:
@@ -194,6 +197,7 @@ class NodePublic(BaseModel):
             fragments_done=node.fragments_done,
             fragments_failed=node.fragments_failed,
             bindings_done=node.bindings_done,
+            credential_id=node.credential_id,
         )
 
 

@@ -27,6 +27,7 @@ from qorchestra.jobs.errors import FieldError, SpecError
 from qorchestra.jobs.kinds import AnyJob, job_kind
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import JobStatus
+from qorchestra.signing import ControlPlaneSigner
 from qorchestra.store import repository as repo
 from qorchestra.store import training
 from qorchestra.store.events import publish_events
@@ -46,10 +47,11 @@ class Announcer:
     producer: Producer
     settings: Settings
     hub: EventHub
+    signer: ControlPlaneSigner
 
     def announce(self, rows: Sequence[JobEventRow]) -> None:
         """Announce events whose transaction committed."""
-        publish_events(self.producer, self.settings, rows)
+        publish_events(self.producer, self.settings, self.signer, rows)
         for row in rows:
             self.hub.notify(row.job_id)
 
@@ -230,7 +232,7 @@ def store_prediction(
             cost_usd=cost,
         )
         events = list(repo.events_after(session, job.id, 0))
-    publish_events(announcer.producer, settings, events)
+    announcer.announce(events)
     return predict_id
 
 

@@ -4,6 +4,9 @@ Delivery is at-least-once: a fragment's offset is committed only after the broke
 its result (or its dead letter). A fragment polled but not started when shutdown is requested is
 not committed, so the consumer group hands it to another member.
 
+Results and heartbeats are signed with the agent's node credential (``QORCH_NODE_CREDENTIAL``,
+:mod:`qorchestra.signing`), and a result carries the nonce of the fragment message it answers.
+
 Every message is untrusted: one too big to decode, undecodable or without ids goes to
 ``fragments.dlq``; a fragment over this pool's bounds (:mod:`nodes.bounds`) is answered with a
 non-retryable failure before anything runs it.
@@ -34,6 +37,7 @@ from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Handled, Producer, consume
 from qorchestra.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
+from qorchestra.signing import NodeSigner
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ class NodeAgent:
     pool shares the work. ``executor`` defaults to :func:`serving_executor` (a pool this node
     lacks the configuration for is still served: its fragments fail at once with the reason);
     an executor the agent built is closed when ``run()`` ends, one passed in belongs to the
-    caller.
+    caller. ValueError when ``settings`` hold no valid node credential.
     """
 
     def __init__(
@@ -77,6 +81,17 @@ class NodeAgent:
         *,
         producer: Producer | None = None,
     ) -> None:
+        enroll = (
+            f"an admin enrolls this agent with 'qorch nodes enroll --pool {pool}' and it runs "
+            "with QORCH_NODE_CREDENTIAL set to what that printed"
+        )
+        credential = settings.node_credential.get_secret_value()
+        if not credential:
+            raise ValueError(f"no node credential: {enroll}")
+        try:
+            self._signer = NodeSigner(credential)
+        except ValueError as exc:
+            raise ValueError(f"QORCH_NODE_CREDENTIAL: {exc}; {enroll}") from None
         self.settings = settings
         self.pool = pool
         self.node_id = default_node_id(settings)
@@ -188,7 +203,7 @@ class NodeAgent:
             return self._dead_letter(msg, key, fragment, f"Fragment without {', '.join(missing)}")
         self._note_delivery(fragment)
         result = self._execute(fragment)
-        if not self._publish(self.settings.topic("results"), fragment.job_id, result):
+        if not self._publish(self.settings.topic("results"), fragment.job_id, result, sign=True):
             return False
         NODE_FRAGMENTS.labels(result.WhichOneof("outcome") or "none").inc()
         with self._lock:
@@ -227,6 +242,7 @@ class NodeAgent:
             job_id=fragment.job_id,
             attempt=fragment.attempt,
             node_id=self.node_id,
+            nonce=fragment.nonce,
         )
         logger.info(
             "fragment started (attempt %d, %d bindings)",
@@ -291,12 +307,14 @@ class NodeAgent:
         DEAD_LETTERS.labels("node").inc()
         return self._publish(self.settings.topic("fragments.dlq"), key, letter)
 
-    def _publish(self, topic: str, key: str, message: ProtoMessage) -> bool:
-        """Send until the broker acknowledges; False when shutdown came first."""
+    def _publish(self, topic: str, key: str, message: ProtoMessage, *, sign: bool = False) -> bool:
+        """Send (signed, with ``sign``) until the broker acknowledges; False when shutdown
+        came first."""
         assert self._producer is not None
         delay, limit = RETRY_BACKOFF_S
+        value = self._signer.seal(message) if sign else message.SerializeToString()
         while True:
-            if self._producer.send_and_wait(topic, key, message):
+            if self._producer.send_and_wait(topic, key, value):
                 return True
             if self._stopping:
                 logger.warning(
@@ -345,7 +363,7 @@ class NodeAgent:
         while True:
             state = nodes_pb.NODE_STATE_STOPPING if self._stopping else nodes_pb.NODE_STATE_RUNNING
             try:
-                self._producer.send(topic, self.node_id, self.heartbeat(state))
+                self._producer.send(topic, self.node_id, self._signer.seal(self.heartbeat(state)))
             except Exception:  # a missed heartbeat must not kill the agent
                 logger.exception("could not send a heartbeat")
             if self._heartbeat_stop.wait(self.settings.heartbeat_interval_s):
@@ -357,7 +375,7 @@ class NodeAgent:
             delivery = self._producer.send(
                 self.settings.topic("heartbeats"),
                 self.node_id,
-                self.heartbeat(nodes_pb.NODE_STATE_STOPPED),
+                self._signer.seal(self.heartbeat(nodes_pb.NODE_STATE_STOPPED)),
             )
             if not self._producer.wait([delivery], timeout=FINAL_HEARTBEAT_TIMEOUT_S):
                 logger.warning("the STOPPED heartbeat was not acknowledged")

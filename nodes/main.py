@@ -51,6 +51,10 @@ def lower_priority(nice: int, idle: bool) -> None:
             logger.info("agent runs under SCHED_IDLE")
 
 
+#: The core topics an agent writes to (it reads only its pool's fragments topic).
+AGENT_TOPICS = ("results", "heartbeats", "fragments.dlq")
+
+
 def run_agent(pool: str, settings: Settings) -> int:
     """Serve ``pool`` until SIGTERM/SIGINT; returns the process exit status.
 
@@ -62,7 +66,7 @@ def run_agent(pool: str, settings: Settings) -> int:
     except (ExecutionError, ValueError) as exc:
         logger.error("cannot start a node agent for pool %s: %s", pool, exc)
         return EXIT_CONFIG
-    ensure_topics(settings, [pool])
+    ensure_topics(settings, [pool], core=AGENT_TOPICS)
     serve_metrics(settings.metrics_port)
     lower_priority(settings.node_nice, settings.node_idle_priority)
 

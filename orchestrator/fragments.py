@@ -15,6 +15,7 @@ from qorchestra.config import Settings
 from qorchestra.lifecycle import JobStatus
 from qorchestra.planning import FragmentPlan, build_fragment
 from qorchestra.store import repository as repo
+from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.models import Fragment, Job, JobEventRow
 
 logger = logging.getLogger(__name__)
@@ -43,24 +44,27 @@ def describe(fragment: Fragment) -> str:
 
 
 def payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
-    """The fragment's message for its current attempt: stored at planning (training steps),
-    or built again from the job's spec and a slice of its bindings (circuits jobs)."""
+    """The fragment's message for its current attempt, with that attempt's nonce: stored at
+    planning (training steps), or built again from the job's spec and a slice of its bindings
+    (circuits jobs)."""
     if fragment.payload is not None:  # stored at planning (training steps)
         message = pb.Fragment.FromString(fragment.payload)
         message.attempt = fragment.attempt
         message.dispatched_at.GetCurrentTime()
-        return message
-    head = windows.cached_head(session, job)
-    plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
-    [bindings] = windows.read_bindings(session, job.id, head, [plan])
-    return build_fragment(
-        head.spec,
-        plan,
-        job_id=job.id,
-        fragment_id=fragment.id,
-        attempt=fragment.attempt,
-        bindings=bindings,
-    )
+    else:
+        head = windows.cached_head(session, job)
+        plan = FragmentPlan(fragment.program_index, fragment.binding_offset, fragment.binding_count)
+        [bindings] = windows.read_bindings(session, job.id, head, [plan])
+        message = build_fragment(
+            head.spec,
+            plan,
+            job_id=job.id,
+            fragment_id=fragment.id,
+            attempt=fragment.attempt,
+            bindings=bindings,
+        )
+    message.nonce = control_plane_signer(session).nonce(fragment.id, fragment.attempt)
+    return message
 
 
 def redispatch(

@@ -1,7 +1,8 @@
 """Applying fragment results to jobs: one transaction per result, idempotent.
 
 A fragment's values are stored once, keyed by fragment id; a duplicate, a stale failure, or a
-result for a finished job changes nothing.
+result for a finished job changes nothing. A result counts only when an enrolled, unrevoked
+credential of the fragment's pool signed it, answering the nonce of an attempt that was sent.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from sqlalchemy.orm import Session
 from orchestrator.fragments import fail_fragment, redispatch, utcnow
 from orchestrator.runners import runner_for
 from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import signed_pb2
 from qorchestra.aggregation import ResultShapeError, binding_values
 from qorchestra.config import Settings
 from qorchestra.lifecycle import is_terminal
+from qorchestra.signing import Rejected, Rejection
 from qorchestra.store import repository as repo
+from qorchestra.store.credentials import control_plane_signer, verify_node_message
 from qorchestra.store.models import Fragment, Job, JobEventRow
 
 logger = logging.getLogger(__name__)
@@ -34,8 +38,19 @@ class Outcome:
     dispatch: bool = False
 
 
-def apply_result(session: Session, result: pb.FragmentResult, settings: Settings) -> Outcome:
-    """Apply one FragmentResult inside the caller's transaction."""
+def apply_signed_result(
+    session: Session, envelope: signed_pb2.Signed, settings: Settings
+) -> Outcome:
+    """Apply one signed FragmentResult inside the caller's transaction; Rejected, before
+    anything changed, when its proof fails (signer, signature, pool or nonce)."""
+    result, credential = verify_node_message(session, envelope, pb.FragmentResult)
+    return apply_result(session, result, settings, credential.pool, envelope.signer)
+
+
+def apply_result(
+    session: Session, result: pb.FragmentResult, settings: Settings, pool: str, signer: str = ""
+) -> Outcome:
+    """Apply one FragmentResult whose signature verified, by a credential of ``pool``."""
     fragment = repo.lock_fragment(session, result.fragment_id)
     if fragment is None or fragment.job_id != result.job_id:
         logger.warning(
@@ -43,6 +58,14 @@ def apply_result(session: Session, result: pb.FragmentResult, settings: Settings
             extra={"job_id": result.job_id, "fragment_id": result.fragment_id},
         )
         return Outcome("unknown")
+    # Only an agent of the fragment's pool answering a dispatch that was sent may speak for it.
+    if repo.job_pool(session, fragment.job_id) != pool:
+        raise Rejected(Rejection.WRONG_POOL, signer, f"a credential of pool {pool}")
+    sent = 1 <= result.attempt <= fragment.attempt
+    if not (
+        sent and control_plane_signer(session).answers(fragment.id, result.attempt, result.nonce)
+    ):
+        raise Rejected(Rejection.WRONG_NONCE, signer, f"attempt {result.attempt}")
     if fragment.status in (repo.FragmentStatus.DONE, repo.FragmentStatus.FAILED):
         logger.info(
             "duplicate result dropped",

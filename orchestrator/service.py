@@ -20,13 +20,12 @@ from typing import TypeVar
 
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
-from google.protobuf.message import DecodeError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
 from orchestrator.recovery import BrokerWatch, resend_unanswered
-from orchestrator.results import Outcome, apply_result
-from proto.qorch.v1 import fragments_pb2, nodes_pb2
+from orchestrator.results import Outcome, apply_signed_result
+from proto.qorch.v1 import nodes_pb2
 from qorchestra import metrics
 from qorchestra.config import Settings
 from qorchestra.kafka import (
@@ -38,7 +37,9 @@ from qorchestra.kafka import (
     ensure_topics,
     topic_ids,
 )
+from qorchestra.signing import ControlPlaneSigner, Rejected, Rejection, open_envelope
 from qorchestra.store import repository as repo
+from qorchestra.store.credentials import load_control_plane_signer, verify_node_message
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.events import publish_events
 from qorchestra.store.notify import JobListener
@@ -79,6 +80,8 @@ class Orchestrator:
         #: room in a window, shutdown): it acts at once instead of at its next poll.
         self._work = threading.Event()
         self._producer: Producer | None = None
+        #: Signs events and checks dispatch nonces (read from the store at the start of run()).
+        self._signer: ControlPlaneSigner
         self._known_pools: set[str] = set()
         #: The broker check's admin client, kept between checks (None: make a new one).
         self._admin: AdminClient | None = None
@@ -89,6 +92,10 @@ class Orchestrator:
         """Run the three loops until shutdown; returns after they all stopped."""
         ensure_topics(self.settings, ["local-sv", "local-dm"])
         self._known_pools.update(["local-sv", "local-dm"])
+        signer = self._with_db(lambda: load_control_plane_signer(self._factory))
+        if signer is None:
+            return  # shut down before the database answered
+        self._signer = signer
         self._producer = Producer(self.settings)
         listener = JobListener(self.settings.database_url, self._work.set).start()
         threads = [
@@ -152,7 +159,7 @@ class Orchestrator:
 
     def _dispatch_loop(self) -> None:
         assert self._producer is not None
-        producer = self._producer
+        producer, signer = self._producer, self._signer
         next_sweep = 0.0
         watch = BrokerWatch()
         next_topic_check = time.monotonic()
@@ -163,7 +170,7 @@ class Orchestrator:
             if planned:
                 busy = True
                 self._with_db(self._ensure_pool_topics)
-                publish_events(producer, self.settings, planned)
+                publish_events(producer, self.settings, signer, planned)
             relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
             if relayed:
                 busy = True
@@ -176,7 +183,7 @@ class Orchestrator:
                             metrics.REDISPATCHES.labels("timeout").inc()
                         elif event.type == "failed":
                             metrics.DEAD_LETTERS.labels("orchestrator").inc()
-                    publish_events(producer, self.settings, swept)
+                    publish_events(producer, self.settings, signer, swept)
                 next_sweep = time.monotonic() + 1.0
             if time.monotonic() >= next_topic_check:
                 self._check_broker(watch)
@@ -221,29 +228,31 @@ class Orchestrator:
         consume(consumer, self._on_result, self._stop.is_set)
 
     def _on_result(self, msg: Message) -> Handled:
-        """Apply one message of the results topic."""
+        """Apply one message of the results topic, if its proof of origin holds."""
         assert self._producer is not None
         try:
-            result = fragments_pb2.FragmentResult.FromString(msg.value() or b"")
-        except DecodeError:
-            logger.warning("undecodable result message dropped", extra={"key": msg.key()})
-            metrics.RESULTS.labels("malformed").inc()
+            envelope = open_envelope(msg.value())
+        except Rejected as exc:
+            self._refuse("results", msg, exc)
             return Handled.COMMIT
 
         def apply() -> Outcome:
             with session_scope(self._factory) as session:
-                outcome = apply_result(session, result, self.settings)
+                outcome = apply_signed_result(session, envelope, self.settings)
             _observe(outcome.kind)
             return outcome
 
         try:
             outcome = self._with_db(apply)
+        except Rejected as exc:
+            self._refuse("results", msg, exc)
+            return Handled.COMMIT
         except Exception as exc:  # refused by the store (untrusted input): drop it
             self._reject("results", msg, exc)
             return Handled.COMMIT
         if outcome is None:
             return Handled.STOP  # stopping before it was applied: leave the offset uncommitted
-        publish_events(self._producer, self.settings, outcome.events)
+        publish_events(self._producer, self.settings, self._signer, outcome.events)
         if outcome.dispatch:
             # Outbox rows to relay, or a free slot in a window to top up: now, not at the next
             # poll. A result of a fully written job wakes nothing: a pass that finds nothing to
@@ -261,32 +270,48 @@ class Orchestrator:
         consume(consumer, self._on_heartbeat, self._stop.is_set)
 
     def _on_heartbeat(self, msg: Message) -> Handled:
-        """Record one message of the heartbeats topic on its node's row."""
+        """Record one message of the heartbeats topic on its node's row, if its agent's
+        credential signed it."""
         try:
-            beat = nodes_pb2.Heartbeat.FromString(msg.value() or b"")
-        except DecodeError:
-            metrics.HEARTBEATS.labels("malformed").inc()
-            return Handled.COMMIT
-        try:
-            values = _heartbeat_row(beat)
-        except ValueError as exc:
-            self._reject("heartbeats", msg, exc)
+            envelope = open_envelope(msg.value())
+        except Rejected as exc:
+            self._refuse("heartbeats", msg, exc)
             return Handled.COMMIT
 
         def save() -> bool:
             with session_scope(self._factory) as session:
-                repo.upsert_node(session, values)
+                beat, credential = verify_node_message(session, envelope, nodes_pb2.Heartbeat)
+                if beat.pool != credential.pool:
+                    raise Rejected(
+                        Rejection.WRONG_POOL, envelope.signer, f"a credential of {credential.pool}"
+                    )
+                values = _heartbeat_row(beat)
+                if not repo.upsert_node(session, {**values, "credential_id": credential.id}):
+                    raise Rejected(Rejection.NODE_TAKEN, envelope.signer, beat.node_id[:200])
             return True
 
         try:
             saved = self._with_db(save)
-        except Exception as exc:  # refused by the store (untrusted input): drop it
+        except Rejected as exc:
+            self._refuse("heartbeats", msg, exc)
+            return Handled.COMMIT
+        except Exception as exc:  # refused by the store or _heartbeat_row (untrusted input)
             self._reject("heartbeats", msg, exc)
             return Handled.COMMIT
         if not saved:
             return Handled.STOP  # stopping before it was saved
         metrics.HEARTBEATS.labels("saved").inc()
         return Handled.COMMIT
+
+    def _refuse(self, topic: str, msg: Message, exc: Rejected) -> None:
+        """Count and log a message whose proof of origin failed, with the identity it claims."""
+        metrics.BUS_REJECTED.labels(topic, exc.reason.value).inc()
+        logger.warning(
+            "%s message refused: %s",
+            topic,
+            exc,
+            extra={"signer": exc.signer, "key": _shown_key(msg), "reason": exc.reason.value},
+        )
 
     def _reject(self, kind: str, msg: Message, exc: Exception) -> None:
         """Count and log a message that cannot be applied; it is dropped, the loop goes on."""
@@ -297,8 +322,13 @@ class Orchestrator:
             kind,
             type(exc).__name__,
             reason,
-            extra={"key": msg.key()},
+            extra={"key": _shown_key(msg)},
         )
+
+
+def _shown_key(msg: Message) -> str:
+    """A message's key as it may be logged: decoded leniently, cut short."""
+    return (msg.key() or b"").decode("utf-8", errors="replace")[:200]
 
 
 #: How far in the future a heartbeat's times may lie (clocks of agents and orchestrator drift).

@@ -23,6 +23,7 @@ from qorchestra.jobs.errors import SpecError
 from qorchestra.lifecycle import JobStatus
 from qorchestra.planning import room
 from qorchestra.store import repository as repo
+from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.models import (
     Fragment,
     Job,
@@ -170,7 +171,9 @@ def _write(
             )
         )
     total = job.fragments_total
-    repo.add_fragments(session, job, fragments, settings.fragments_topic(job.pool))
+    repo.add_fragments(
+        session, job, fragments, settings.fragments_topic(job.pool), control_plane_signer(session)
+    )
     job.fragments_total = total  # add_fragments counts what it wrote; _plan counted the step
     return len(fragments)
 

@@ -32,6 +32,7 @@ from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.planning import FragmentPlan, build_fragment, plan_fragments
 from qorchestra.store import repository as repo
 from qorchestra.store import spec_slices
+from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.models import Job
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,6 @@ def write_window(
             for plan, values in zip(chunk, bindings, strict=True)
             for fid in [str(uuid.uuid4())]
         ]
-        repo.add_fragments(session, job, fragments, topic)
+        repo.add_fragments(session, job, fragments, topic, control_plane_signer(session))
     job.fragments_total = total  # add_fragments counts what it wrote; the total is fixed
     return len(plans)

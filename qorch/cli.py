@@ -430,8 +430,29 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace, settings: Settings) -> int:
+    """``qorch nodes [enroll|credentials|revoke]``: agents, and (admin) their credentials."""
     with _client(settings) as client:
-        print_nodes(client)
+        if args.nodes_command == "enroll":
+            made = client.enroll_node(args.pool, args.name)
+            console.print(f"node credential {made['id']} for pool {made['pool']}")
+            console.print(
+                "It is shown only this once; start the agent with QORCH_NODE_CREDENTIAL set to:"
+            )
+            print(made["credential"])
+        elif args.nodes_command == "credentials":
+            table = Table(title="node credentials")
+            for col in ("id", "pool", "name", "created", "revoked"):
+                table.add_column(col)
+            for row in client.node_credentials(args.pool, args.revoked)["data"]:
+                table.add_row(
+                    row["id"], row["pool"], row["name"], row["created_at"], row["revoked_at"] or ""
+                )
+            console.print(table)
+        elif args.nodes_command == "revoke":
+            row = client.revoke_node(args.credential_id)
+            console.print(f"node credential {row['id']} revoked at {row['revoked_at']}")
+        else:
+            print_nodes(client)
     return 0
 
 
@@ -555,7 +576,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("job_id")
         p.set_defaults(func=func)
-    sub.add_parser("nodes", help="list node agents").set_defaults(func=cmd_nodes)
+    nodes = sub.add_parser("nodes", help="list node agents; enroll and revoke them (admin)")
+    nodes_sub = nodes.add_subparsers(dest="nodes_command")
+    enroll = nodes_sub.add_parser(
+        "enroll", help="issue a node credential for an agent of a pool; prints it once"
+    )
+    enroll.add_argument("--pool", required=True)
+    enroll.add_argument("--name", default="")
+    listed = nodes_sub.add_parser("credentials", help="list node credentials")
+    listed.add_argument("--pool")
+    listed.add_argument("--revoked", action="store_true", help="include revoked ones")
+    revoke_node = nodes_sub.add_parser("revoke", help="revoke a node credential by id")
+    revoke_node.add_argument("credential_id")
+    nodes.set_defaults(func=cmd_nodes)
     keys = sub.add_parser("keys", help="API keys (admin)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; prints it once")

@@ -169,6 +169,26 @@ class QorchClient:
         result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{key_id}")
         return result
 
+    def enroll_node(self, pool: str, name: str = "") -> dict[str, Any]:
+        """POST /v1/nodes/credentials (admin): a node credential for an agent of ``pool``; the
+        answer's ``credential`` is shown only this once."""
+        body = {"pool": pool, "name": name}
+        result: dict[str, Any] = self._call("POST", "/v1/nodes/credentials", json=body)
+        return result
+
+    def node_credentials(self, pool: str | None = None, revoked: bool = False) -> dict[str, Any]:
+        """GET /v1/nodes/credentials (admin): node credentials, without their secrets."""
+        params: dict[str, Any] = {"revoked": revoked}
+        if pool:
+            params["pool"] = pool
+        result: dict[str, Any] = self._call("GET", "/v1/nodes/credentials", params=params)
+        return result
+
+    def revoke_node(self, credential_id: str) -> dict[str, Any]:
+        """DELETE /v1/nodes/credentials/{id} (admin): its results stop counting at once."""
+        result: dict[str, Any] = self._call("DELETE", f"/v1/nodes/credentials/{credential_id}")
+        return result
+
     def tenant(self, tenant: str) -> dict[str, Any]:
         """GET /v1/tenants/{tenant}: quotas, budget and spend."""
         result: dict[str, Any] = self._call("GET", f"/v1/tenants/{tenant}")

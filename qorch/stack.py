@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -23,12 +24,15 @@ from pydantic import SecretStr
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from qorchestra.apikeys import generate_key
 from qorchestra.config import Settings
+from qorchestra.store import credentials
+from qorchestra.store.db import make_engine, make_session_factory, session_scope
 from qorchestra.store.migrate import upgrade
 
 logger = logging.getLogger(__name__)
 
-#: API keys: no child but the API (which registers the admin key) gets them.
-_KEYS_ENV = frozenset({"QORCH_ADMIN_KEY", "QORCH_API_KEY"})
+#: Secrets no child inherits: the admin key goes to the API (which registers it), a node
+#: credential to its own agent (enrolled by the stack), API keys to none.
+_KEYS_ENV = frozenset({"QORCH_ADMIN_KEY", "QORCH_API_KEY", "QORCH_NODE_CREDENTIAL"})
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Stack:
                 Service(f"node-{i + 1}", ["node", "--pool", pool, "--node-id", f"node-{i + 1}"])
                 for i, pool in enumerate(self.options.pools)
             ]
+            self._enroll([s for s in self.services if s.args[0] == "node"])
             for service in self.services[1:]:  # the API serves /metrics on its own port
                 self._give_metrics_port(service)
             for service in self.services:
@@ -165,12 +170,33 @@ class Stack:
             out.close()
         logger.info("started %s", service.name, extra={"pid": service.proc.pid})
 
-    def add_service(self, name: str, args: list[str]) -> Service:
-        """Start one more child (e.g. a second ``orchestrator``) next to the others; with
-        ``free_ports`` or ``metrics_ports`` it serves metrics on a port of its own. It is
-        stopped with the rest."""
-        service = Service(name, args)
-        self._give_metrics_port(service)
+    def _enroll(self, services: list[Service]) -> None:
+        """Give each agent a node credential of its pool, named after the service; the
+        credentials an earlier stack on this database issued under those names are revoked."""
+        if not services:
+            return
+        engine = make_engine(self.settings.database_url)
+        try:
+            with session_scope(make_session_factory(engine)) as session:
+                for service in services:
+                    name = f"qorch up: {service.name}"
+                    credentials.revoke_named(session, name, now=datetime.now(UTC))
+                    pool = service.args[service.args.index("--pool") + 1]
+                    _row, token = credentials.enroll_node(session, pool, name)
+                    service.env["QORCH_NODE_CREDENTIAL"] = token
+        finally:
+            engine.dispose()
+
+    def add_service(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Service:
+        """Start one more child (e.g. a second ``orchestrator``, an agent: ``["node",
+        "--pool", pool]``, enrolled here, or an ``api`` with ports of its own in ``env``) next
+        to the others; with ``free_ports`` or ``metrics_ports`` an orchestrator or agent
+        serves metrics on a port of its own. It is stopped with the rest."""
+        service = Service(name, args, env=dict(env or {}))
+        if args[0] == "node":
+            self._enroll([service])
+        if args[0] != "api":  # the API serves /metrics on its own port
+            self._give_metrics_port(service)
         self.services.append(service)
         self._spawn(service)
         return service

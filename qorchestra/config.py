@@ -310,6 +310,12 @@ class Settings(BaseSettings):
     # Node agent
     node_pool: str = "local-sv"
     node_id: str = Field("", description="Node id; empty = hostname-pid.")
+    node_credential: SecretStr = Field(
+        SecretStr(""),
+        description="The agent's node credential, as `qorch nodes enroll --pool POOL` printed "
+        "it (`nc_<id>.<key>`). It signs the agent's results and heartbeats; an agent does not "
+        "start without one, and the orchestrator counts nothing it did not sign.",
+    )
     heartbeat_interval_s: float = Field(2.0, gt=0)
     node_offline_after_s: float = Field(10.0, gt=0, description="Heartbeat age of an offline node.")
     simulator_threads: int = Field(

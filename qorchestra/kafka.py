@@ -71,14 +71,17 @@ def ensure_topics(
     pools: Iterable[str] = (),
     timeout: float = 15.0,
     admin: AdminClient | None = None,
+    core: Iterable[str] = CORE_TOPICS,
 ) -> None:
-    """Create the core topics and one fragments topic per pool, if they do not exist yet.
+    """Create the ``core`` topics and one fragments topic per pool, if they do not exist yet.
 
-    Topics are created explicitly, with their partition counts, before anyone subscribes.
+    Topics are created explicitly, with their partition counts, before anyone subscribes. A
+    service names only the core topics it uses: under per-role ACLs a principal sees no
+    other topic, and would try (and fail) to create it.
     A service that checks again and again passes its own long-lived ``admin`` client: each
     new client starts threads and connections (measurable at a check every few seconds).
     """
-    names = [settings.topic(t) for t in CORE_TOPICS] + [settings.fragments_topic(p) for p in pools]
+    names = [settings.topic(t) for t in core] + [settings.fragments_topic(p) for p in pools]
     admin = admin or admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []

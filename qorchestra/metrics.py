@@ -27,6 +27,13 @@ HEARTBEATS = Counter(
     "Heartbeat messages, by outcome (saved, malformed, rejected).",
     ["outcome"],
 )
+BUS_REJECTED = Counter(
+    "qorch_bus_rejected_total",
+    "Messages on results, heartbeats and events dropped unread because their proof of origin "
+    "failed, by topic and reason (malformed, unsigned, unknown_signer, revoked, "
+    "bad_signature, wrong_pool, wrong_nonce, node_taken).",
+    ["topic", "reason"],
+)
 DUPLICATES_DROPPED = Counter(
     "qorch_duplicates_dropped_total",
     "Results dropped because their fragment was already counted (redelivery or retry).",

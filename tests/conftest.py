@@ -14,7 +14,7 @@ import pytest
 
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres
 from qorchestra.config import Settings
-from tests.support.settings import make_settings
+from tests.support.settings import enrolled, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +74,10 @@ def kafka_settings(kafka_bootstrap: str) -> Settings:
 @pytest.fixture
 def settings(database_url: str, kafka_bootstrap: str) -> Settings:
     """Settings with the migrated database, the broker and a fresh topic prefix whose topics
-    exist (producers do not create topics: a send to a missing one waits for its timeout)."""
+    exist (producers do not create topics: a send to a missing one waits for its timeout),
+    and a node credential enrolled for ``local-sv``."""
     from qorchestra.kafka import ensure_topics
 
     settings = make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap)
     ensure_topics(settings, ["local-sv", "local-dm"])
-    return settings
+    return enrolled(settings)

@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from proto.qorch.v1 import jobs_pb2
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer
+from qorchestra.signing import ControlPlaneSigner
 from qorchestra.store.models import JobEventRow
 
 STATUS_TO_PROTO = {
@@ -42,9 +43,15 @@ def event_to_proto(row: JobEventRow) -> jobs_pb2.JobEvent:
     )
 
 
-def publish_events(producer: Producer, settings: Settings, rows: Iterable[JobEventRow]) -> None:
-    """Announce events on the ``events`` topic, keyed by job id, after the transaction that
-    stored them committed (a watcher that misses one re-reads Postgres, the truth)."""
+def publish_events(
+    producer: Producer,
+    settings: Settings,
+    signer: ControlPlaneSigner,
+    rows: Iterable[JobEventRow],
+) -> None:
+    """Announce events on the ``events`` topic, keyed by job id and signed by the control
+    plane, after the transaction that stored them committed (a watcher that misses one
+    re-reads Postgres, the truth)."""
     topic = settings.topic("events")
     for row in rows:
-        producer.send(topic, row.job_id, event_to_proto(row))
+        producer.send(topic, row.job_id, signer.seal(event_to_proto(row)))

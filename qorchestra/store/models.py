@@ -149,6 +149,31 @@ class Node(Base):
     fragments_done: Mapped[int] = mapped_column(BigInteger, default=0)
     fragments_failed: Mapped[int] = mapped_column(BigInteger, default=0)
     bindings_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The node credential that signed its heartbeats: no other credential may speak for it.
+    credential_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class NodeCredentialRow(Base):
+    """An enrolled node credential: the public half of an agent's Ed25519 key, for one pool."""
+
+    __tablename__ = "node_credentials"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ControlPlaneKey(Base):
+    """The secret the control plane signs events and makes dispatch nonces with."""
+
+    __tablename__ = "control_plane_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class TrainingCheckpoint(Base):

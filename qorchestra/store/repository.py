@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import JobStatus, check_transition
+from qorchestra.signing import ControlPlaneSigner, with_nonce
 from qorchestra.store.models import (
     ApiKey,
     DatasetRow,
@@ -21,6 +22,7 @@ from qorchestra.store.models import (
     Job,
     JobEventRow,
     Node,
+    NodeCredentialRow,
     OutboxMessage,
     Tenant,
 )
@@ -300,8 +302,15 @@ class NewFragment:
     keep_payload: bool = False
 
 
-def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], topic: str) -> None:
-    """Insert fragments and, in the same transaction, their outbox messages."""
+def add_fragments(
+    session: Session,
+    job: Job,
+    fragments: Sequence[NewFragment],
+    topic: str,
+    signer: ControlPlaneSigner,
+) -> None:
+    """Insert fragments and, in the same transaction, their outbox messages: each the first
+    attempt's, with its dispatch nonce (``signer``)."""
     session.add_all(
         Fragment(
             id=f.id,
@@ -317,7 +326,13 @@ def add_fragments(session: Session, job: Job, fragments: Sequence[NewFragment], 
         for f in fragments
     )
     session.add_all(
-        OutboxMessage(topic=topic, key=f.id, payload=f.payload, job_id=job.id, fragment_id=f.id)
+        OutboxMessage(
+            topic=topic,
+            key=f.id,
+            payload=with_nonce(f.payload, signer.nonce(f.id, 1)),
+            job_id=job.id,
+            fragment_id=f.id,
+        )
         for f in fragments
     )
     job.fragments_total += len(fragments)
@@ -399,6 +414,11 @@ def drop_outbox(session: Session, job_id: str) -> None:
         .with_for_update(skip_locked=True)
     )
     session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(unlocked.scalar_subquery())))
+
+
+def job_pool(session: Session, job_id: str) -> str | None:
+    """The pool of a job, without loading or locking it."""
+    return session.execute(select(Job.pool).where(Job.id == job_id)).scalar_one_or_none()
 
 
 def lock_fragment(session: Session, fragment_id: str) -> Fragment | None:
@@ -515,17 +535,29 @@ def cuts_circuits(session: Session, job_id: str) -> bool:
 # ---------------------------------------------------------------- nodes
 
 
-def upsert_node(session: Session, values: dict[str, Any]) -> None:
-    """Insert or refresh a node from its heartbeat (``values`` has the Node columns)."""
+def upsert_node(session: Session, values: dict[str, Any]) -> bool:
+    """Insert or refresh a node from its heartbeat (``values`` has the Node columns, with
+    ``credential_id``). A row is refreshed only by a heartbeat at least as new, signed by the
+    credential it was first seen with (or, for rows from before signing, by any); returns
+    False when another credential claims the node."""
     stmt = insert(Node).values(**values)
     changed = {k: stmt.excluded[k] for k in values if k != "id"}
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Node.id],
             set_=changed,
-            where=Node.last_heartbeat_at <= stmt.excluded.last_heartbeat_at,
+            where=(Node.last_heartbeat_at <= stmt.excluded.last_heartbeat_at)
+            & (
+                Node.credential_id.is_(None)
+                | (Node.credential_id == stmt.excluded.credential_id)
+                | Node.credential_id.in_(
+                    select(NodeCredentialRow.id).where(NodeCredentialRow.revoked_at.is_not(None))
+                )
+            ),
         )
     )
+    owner = session.execute(select(Node.credential_id).where(Node.id == values["id"])).scalar()
+    return owner == values.get("credential_id")
 
 
 def list_nodes(session: Session, pool: str | None = None) -> Sequence[Node]:

@@ -16,9 +16,11 @@ from tests.support.faults import (
     forged_successes,
     freeze_mid_fragment,
     inject,
+    insider,
     log_records,
     metric,
     read_all,
+    signed_result,
     values,
     wait_for_progress,
     wait_for_status,
@@ -146,13 +148,14 @@ def test_duplicated_and_reordered_results_never_change_a_result(fault_run: Fault
         second_id = client.submit(second)["id"]
         wait_for_progress(client, second_id, 4)
         # every result on the topic so far (the first job's, some of the second's) ...
-        seen = read_all(settings, results_topic, pb.FragmentResult.FromString, 14)
+        seen = read_all(settings, results_topic, signed_result, 14)
         # ... again, twice each, shuffled, plus a stale failure and a forged success (wrong
-        # values) for each: all after the real ones on their job's partition
+        # values) for each: all after the real ones on their job's partition, and signed by an
+        # enrolled agent of the pool (a compromised one: unsigned ones do not even get read)
         injected = seen * 2 + forged_failures(seen) + forged_successes(seen)
         assert len(injected) == 4 * len(seen)
         random.Random(7).shuffle(injected)
-        inject(settings, results_topic, [(r.job_id, r) for r in injected])
+        inject(settings, results_topic, [(r.job_id, r) for r in injected], insider(client))
 
         assert wait_for_status(client, second_id)["status"] == "SUCCEEDED"
         assert values(client, first_id) == expected_values(first)

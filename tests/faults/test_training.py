@@ -12,10 +12,8 @@ import random
 import signal
 import uuid
 
-import httpx
 import pytest
 
-from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.client import QorchClient
 from qorch.stack import Stack
 from tests.support.faults import (
@@ -27,9 +25,12 @@ from tests.support.faults import (
     forged_failures,
     fragment_statuses,
     inject,
+    insider,
     metric,
     read_all,
     reference_training,
+    serving,
+    signed_result,
     tiny_classifier,
     trained,
     wait_for_status,
@@ -67,15 +68,6 @@ def check_training(client: QorchClient, job_id: str, reference: Trained) -> None
 def unanswered(stack: Stack, job_id: str) -> int:
     """The job's fragments that were published and not answered yet (read from Postgres)."""
     return fragment_statuses(stack, job_id).get("dispatched", 0)
-
-
-def serving(stack: Stack, name: str) -> bool:
-    """The service ``name`` serves its metrics (it has started)."""
-    try:
-        metric(stack, name, "qorch_results_total")
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def test_a_broker_restarted_empty_mid_training_resends_the_step_from_postgres(
@@ -131,13 +123,14 @@ def test_duplicates_under_two_orchestrators_never_step_training_twice(
         settings = stack.settings
         results = settings.topic("results")
         done = client.job(job_id)["progress"]["fragments_done"]
-        seen = read_all(settings, results, pb.FragmentResult.FromString, done)
+        seen = read_all(settings, results, signed_result, done)
+        agent = insider(client)  # an enrolled agent of the pool: its results are read
         # Every result so far twice more, and a forged failure for each, shuffled, under random
         # keys: they spread over every partition, so both orchestrators apply this job's
         # results at the same time (results are normally keyed by job id, one owner a job).
         injected = seen * 2 + forged_failures(seen)
         random.Random(7).shuffle(injected)
-        inject(settings, results, [(str(uuid.uuid4()), r) for r in injected])
+        inject(settings, results, [(str(uuid.uuid4()), r) for r in injected], agent)
 
         check_training(client, job_id, reference)
 
@@ -149,7 +142,7 @@ def test_duplicates_under_two_orchestrators_never_step_training_twice(
             # duplicates, inject the same results again (more duplicates change nothing).
             if dropped("orchestrator") > 0 and dropped("orchestrator-2") > 0:
                 return True
-            inject(settings, results, [(str(uuid.uuid4()), r) for r in injected])
+            inject(settings, results, [(str(uuid.uuid4()), r) for r in injected], agent)
             return False
 
         wait_until(

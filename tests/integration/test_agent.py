@@ -21,6 +21,7 @@ from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Producer, ensure_topics
 from tests.support.agents import DEADLINE_S, POOL, PROGRAM, TopicReader, fragment, running
+from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def topics(kafka_settings: Settings) -> Settings:
 
 @pytest.fixture
 def results(topics: Settings) -> Iterator[TopicReader[pb.FragmentResult]]:
-    reader = TopicReader(topics, topics.topic("results"), pb.FragmentResult)
+    reader = TopicReader(topics, topics.topic("results"), pb.FragmentResult, signed=True)
     yield reader
     reader.close()
 
@@ -57,7 +58,7 @@ def publish(producer: Producer, settings: Settings, *fragments: pb.Fragment) -> 
 def test_agent_executes_fragments_publishes_results_and_heartbeats(
     topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
 ) -> None:
-    heartbeats = TopicReader(topics, topics.topic("heartbeats"), nodes_pb.Heartbeat)
+    heartbeats = TopicReader(topics, topics.topic("heartbeats"), nodes_pb.Heartbeat, signed=True)
     settings = topics.model_copy(update={"node_id": "node-a"})
     work = [
         # 12 bindings in one fragment: one result message carries all of them
@@ -239,7 +240,19 @@ def test_unacknowledged_fragment_goes_to_another_member_after_shutdown(
 
 
 def test_run_agent_refuses_an_unknown_pool() -> None:
-    assert run_agent("quantum-toaster", Settings(kafka_bootstrap="127.0.0.1:9")) == EXIT_CONFIG
+    settings = make_settings(kafka_bootstrap="127.0.0.1:9")
+    assert run_agent("quantum-toaster", settings) == EXIT_CONFIG
+
+
+@pytest.mark.parametrize("credential", ["", "nc_0123456789abcdef.too-short", "qk_an-api-key"])
+def test_an_agent_does_not_start_without_a_node_credential(
+    credential: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(kafka_bootstrap="127.0.0.1:9", node_credential=credential)
+    assert run_agent(POOL, settings) == EXIT_CONFIG
+    assert "qorch nodes enroll --pool local-sv" in caplog.text
+    if credential:
+        assert credential not in caplog.text  # the secret part is never quoted
 
 
 @contextmanager
@@ -249,13 +262,14 @@ def node_process(
     """``python -m nodes --pool POOL`` as node ``node-proc``, its output in ``log_path``;
     killed on exit if still running."""
     full_env = {
-        **env,
         "QORCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "QORCH_TOPIC_PREFIX": settings.topic_prefix,
         "QORCH_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "QORCH_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "QORCH_HEARTBEAT_INTERVAL_S": "0.5",
         "QORCH_NODE_ID": "node-proc",
+        "QORCH_NODE_CREDENTIAL": settings.node_credential.get_secret_value(),
+        **env,
     }
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -288,8 +302,12 @@ def test_node_process_works_and_stops_cleanly_on_sigterm(
 ) -> None:
     """``python -m nodes`` serves the pool until SIGTERM, then says STOPPED and exits 0."""
     ensure_topics(kafka_settings, [POOL])
-    heartbeats = TopicReader(kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat)
-    results = TopicReader(kafka_settings, kafka_settings.topic("results"), pb.FragmentResult)
+    heartbeats = TopicReader(
+        kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat, signed=True
+    )
+    results = TopicReader(
+        kafka_settings, kafka_settings.topic("results"), pb.FragmentResult, signed=True
+    )
     big = fragment(
         "f-big", "job-7", pb.RESULT_KIND_EXPECTATION, observables=["ZZZ"], thetas=(0.25,) * 16
     )
@@ -336,8 +354,12 @@ def test_an_aws_pool_without_credentials_fails_each_fragment_at_once(
     non-retryable failure that says what to set (so the job fails instead of timing out)."""
     pool = "aws-sv1"
     ensure_topics(kafka_settings, [pool])
-    heartbeats = TopicReader(kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat)
-    results = TopicReader(kafka_settings, kafka_settings.topic("results"), pb.FragmentResult)
+    heartbeats = TopicReader(
+        kafka_settings, kafka_settings.topic("heartbeats"), nodes_pb.Heartbeat, signed=True
+    )
+    results = TopicReader(
+        kafka_settings, kafka_settings.topic("results"), pb.FragmentResult, signed=True
+    )
     work = [fragment(f"f-aws-{i}", "job-aws", pb.RESULT_KIND_PROBABILITIES) for i in range(2)]
     for f in work:
         f.pool = pool

@@ -57,6 +57,9 @@ ROUTES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("GET", "/v1/datasets", "read", {}, 200),
     ("GET", "/v1/datasets/{dataset}", "read", {}, 200),
     ("GET", "/v1/nodes", "read", {}, 200),
+    ("POST", "/v1/nodes/credentials", "admin", {"json": {"pool": "local-dm"}}, 201),
+    ("GET", "/v1/nodes/credentials", "admin", {}, 200),
+    ("DELETE", "/v1/nodes/credentials/{credential}", "admin", {}, 200),  # twice is fine
     ("POST", "/v1/keys", "admin", {"json": {"tenant": "acme", "scopes": ["read"]}}, 201),
     ("GET", "/v1/keys", "admin", {}, 200),
     ("DELETE", "/v1/keys/{key}", "admin", {}, 200),  # revoking twice is fine
@@ -135,11 +138,14 @@ def objects(api: RunningApi) -> Iterator[dict[str, str]]:
         engine.dispose()
     spare = api.call("POST", "/v1/keys", api.admin_key, json={"tenant": "acme", "scopes": ["read"]})
     assert spare.status_code == 201, spare.text
+    enrolled = api.call("POST", "/v1/nodes/credentials", api.admin_key, json={"pool": "local-dm"})
+    assert enrolled.status_code == 201, enrolled.text
     yield {
         "job": _submit(api, demo_job(2)),
         "train": train,
         "dataset": dataset.json()["id"],
         "key": spare.json()["id"],
+        "credential": enrolled.json()["id"],
         "tenant": "acme",
     }
     engine = make_engine(api.settings.database_url, pool_size=1)
@@ -179,6 +185,7 @@ def test_the_matrix_names_every_v1_route(api: RunningApi) -> None:
         "{train}": "{job_id}",
         "{dataset}": "{dataset_id}",
         "{key}": "{key_id}",
+        "{credential}": "{credential_id}",
     }
     named = set()
     for method, path, _, _, _ in ROUTES + REFUSED_ONLY:

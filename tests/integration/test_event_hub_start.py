@@ -5,6 +5,7 @@ replay history from Postgres). Real broker."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 
@@ -15,11 +16,15 @@ from api.event_hub import EventHub, Subscription
 from proto.qorch.v1 import jobs_pb2
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer, client_config
+from qorchestra.signing import ControlPlaneSigner
+from tests.support.metrics import CounterReading
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 30.0
 OLD_EVENTS = 50
+#: The control plane's signer of these tests (the hub hands over only what it signed).
+SIGNER = ControlPlaneSigner("cp_test", secrets.token_bytes(32))
 
 
 def _event(job_id: str, seq: int) -> jobs_pb2.JobEvent:
@@ -34,8 +39,8 @@ def _publish_old(settings: Settings, job_id: str, age_s: float) -> None:
     producer = RawProducer(client_config(settings))
     topic = settings.topic("events")
     stamp_ms = int((time.time() - age_s) * 1000)
-    values = [_event(job_id, seq).SerializeToString() for seq in range(1, OLD_EVENTS + 1)]
-    # decoding it would fail, and a failed decode marks the watchers stale (a store read)
+    values = [SIGNER.seal(_event(job_id, seq)) for seq in range(1, OLD_EVENTS + 1)]
+    # reading it would count it as refused
     values.append(b"\xff\xfe not a JobEvent")
     for value in values:
         producer.produce(topic, key=job_id.encode(), value=value, timestamp=stamp_ms)
@@ -54,7 +59,7 @@ def test_a_hub_started_after_old_events_hands_over_only_new_ones(settings: Setti
     _publish_old(settings, job_id, age_s=3600)
 
     async def watch() -> tuple[list[jobs_pb2.JobEvent], bool]:
-        hub = EventHub(settings)
+        hub = EventHub(settings, SIGNER)
         subscription = hub.watch(job_id)  # watched from the start: every message concerns it
         hub.start(asyncio.get_running_loop())
         producer = Producer(settings)
@@ -63,7 +68,7 @@ def test_a_hub_started_after_old_events_hands_over_only_new_ones(settings: Setti
             # old message in the job's partition, so when it arrives they were all read
             new = _event(job_id, OLD_EVENTS + 1)
             assert await asyncio.to_thread(
-                producer.send_and_wait, settings.topic("events"), job_id, new
+                producer.send_and_wait, settings.topic("events"), job_id, SIGNER.seal(new)
             )
             return await _wait_pushed(subscription)
         finally:
@@ -71,9 +76,11 @@ def test_a_hub_started_after_old_events_hands_over_only_new_ones(settings: Setti
             producer.close()
             await asyncio.to_thread(hub.stop)
 
+    refused = CounterReading()
     pushed, stale = asyncio.run(watch())
     assert [e.seq for e in pushed] == [OLD_EVENTS + 1]
-    assert not stale  # the old undecodable value was skipped, not decoded
+    assert not stale
+    assert refused.grew("qorch_bus_rejected_total", topic="events", reason="malformed") == 0
 
 
 def test_events_within_the_margin_are_still_handed_over(settings: Settings) -> None:
@@ -82,7 +89,7 @@ def test_events_within_the_margin_are_still_handed_over(settings: Settings) -> N
     _publish_old(settings, job_id, age_s=5)
 
     async def watch() -> tuple[list[jobs_pb2.JobEvent], bool]:
-        hub = EventHub(settings)  # the default margin is far more than 5 s
+        hub = EventHub(settings, SIGNER)  # the default margin is far more than 5 s
         subscription = hub.watch(job_id)
         hub.start(asyncio.get_running_loop())
         try:

@@ -14,6 +14,7 @@ from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.planning import build_fragment, plan_fragments
 from qorchestra.store import spec_slices
+from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.db import SessionFactory, make_session_factory, session_scope
 from qorchestra.store.models import Fragment, Job, OutboxMessage
 from tests.support.settings import make_settings
@@ -51,9 +52,11 @@ def create(factory: SessionFactory, spec: CircuitsJob) -> str:
 
 
 def comparable(message: pb.Fragment) -> bytes:
-    """A fragment's bytes without what differs between two plannings (its id and time)."""
+    """A fragment's bytes without what differs between two plannings (its id, time and the
+    nonce of its dispatch)."""
     message.ClearField("fragment_id")
     message.ClearField("dispatched_at")
+    message.ClearField("nonce")
     return message.SerializeToString(deterministic=True)
 
 
@@ -115,6 +118,9 @@ def test_windowed_planning_writes_the_whole_spec_plan(
         assert [(f.program_index, f.binding_offset, f.binding_count) for f, _ in rows] == [
             (p.program_index, p.binding_offset, p.binding_count) for p in plans
         ]
+        signer = control_plane_signer(session)
+        sent = [(f.id, pb.Fragment.FromString(payload).nonce) for f, payload in rows]
+        assert all(signer.answers(fragment_id, 1, nonce) for fragment_id, nonce in sent)
         assert [comparable(pb.Fragment.FromString(payload)) for _, payload in rows] == expected
 
         # Re-dispatch rebuilds each fragment from a slice: the same message, a later attempt.
@@ -123,7 +129,7 @@ def test_windowed_planning_writes_the_whole_spec_plan(
         for (fragment, _), plan, want in zip(rows, plans, expected, strict=True):
             fragment.attempt = 2
             again = fragment_payload(session, job, fragment)
-            assert again.attempt == 2
+            assert again.attempt == 2 and signer.answers(fragment.id, 2, again.nonce)
             whole = build_fragment(spec, plan, job_id=job_id, fragment_id="x", attempt=2)
             assert comparable(again) == comparable(whole)
             again.attempt = 1

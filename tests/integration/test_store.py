@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, text
 
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
-from orchestrator.results import apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorch.embedded import EmbeddedPostgres
 from qorchestra.config import Settings
@@ -24,6 +23,7 @@ from qorchestra.store.migrate import SchemaNotReady, check_schema
 from qorchestra.store.models import OutboxMessage
 from tests.support.stored_jobs import (
     apply,
+    apply_as_agent,
     fragments_of,
     plan_until,
     submit,
@@ -141,7 +141,7 @@ def test_a_result_wakes_dispatch_only_when_dispatch_has_work(
 
     def outcome(result: pb.FragmentResult) -> tuple[str, bool]:
         with session_scope(factory) as session:
-            applied = apply_result(session, result, settings)
+            applied = apply_as_agent(session, result, settings)
         return applied.kind, applied.dispatch
 
     assert outcome(success_for(first, job_id)) == ("counted", True)  # the third is unwritten

@@ -23,6 +23,7 @@ from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import JobStatus
+from qorchestra.signing import NodeSigner
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 from qorchestra.store.models import Fragment
@@ -72,7 +73,7 @@ def test_the_agent_dead_letters_bad_fragments_with_the_reason_and_keeps_working(
     untrusting: Settings, producer: Producer
 ) -> None:
     dlq = TopicReader(untrusting, untrusting.topic("fragments.dlq"), pb.DeadLetter)
-    results = TopicReader(untrusting, untrusting.topic("results"), pb.FragmentResult)
+    results = TopicReader(untrusting, untrusting.topic("results"), pb.FragmentResult, signed=True)
     topic = untrusting.fragments_topic(POOL)
     huge = fragment("f-huge", "job-u", pb.RESULT_KIND_PROBABILITIES)
     huge.program += "// " + "x" * 8000 + "\n"
@@ -106,6 +107,9 @@ def test_the_agent_dead_letters_bad_fragments_with_the_reason_and_keeps_working(
 def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
     untrusting: Settings, producer: Producer
 ) -> None:
+    """Signed by an enrolled agent (what is not signed is refused before it is read:
+    tests/integration/test_signed_messages.py), and still impossible: dropped and counted."""
+    agent = NodeSigner(untrusting.node_credential.get_secret_value())
     orchestrator = Orchestrator(untrusting)
     before = CounterReading()
     thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
@@ -115,22 +119,24 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
         far_future = Timestamp(seconds=2**62)
         assert producer.send_and_wait(results, "junk", b"\xff\xfe not a result")
         unknown = pb.FragmentResult(fragment_id="nope" * 30, job_id="x" * 500, node_id="n")
-        assert producer.send_and_wait(results, "x", unknown)
+        assert producer.send_and_wait(results, "x", agent.seal(unknown))
         assert producer.send_and_wait(beats, "junk", b"\xff\xfe not a heartbeat")
-        assert producer.send_and_wait(beats, "long", nodes_pb.Heartbeat(node_id="n" * 1000))
-        impossible = nodes_pb.Heartbeat(node_id="time-traveller", sent_at=far_future)
-        assert producer.send_and_wait(beats, "time", impossible)
+        long = nodes_pb.Heartbeat(node_id="n" * 1000, pool=POOL)
+        assert producer.send_and_wait(beats, "long", agent.seal(long))
+        impossible = nodes_pb.Heartbeat(node_id="time-traveller", pool=POOL, sent_at=far_future)
+        assert producer.send_and_wait(beats, "time", agent.seal(impossible))
         # a possible time, but years ahead: kept, it would pin node-fine's row (a row keeps
         # only heartbeats at least as new as its own), and the good one below would be ignored
         pinning = nodes_pb.Heartbeat(node_id="node-fine", pool=POOL)
         pinning.sent_at.FromDatetime(datetime(9999, 12, 31, tzinfo=UTC))
         pinning.started_at.GetCurrentTime()
-        assert producer.send_and_wait(beats, "node-fine", pinning)
+        assert producer.send_and_wait(beats, "node-fine", agent.seal(pinning))
         wait_until(
             lambda: (
-                before.grew("qorch_results_total", outcome="malformed") >= 1
+                before.grew("qorch_bus_rejected_total", topic="results", reason="malformed") >= 1
                 and before.grew("qorch_results_total", outcome="unknown") >= 1
-                and before.grew("qorch_heartbeats_total", outcome="malformed") >= 1
+                and before.grew("qorch_bus_rejected_total", topic="heartbeats", reason="malformed")
+                >= 1
                 and before.grew("qorch_heartbeats_total", outcome="rejected") >= 3
             ),
             timeout=DEADLINE_S,
@@ -141,7 +147,7 @@ def test_the_orchestrator_drops_and_counts_what_it_cannot_apply(
         good = nodes_pb.Heartbeat(node_id="node-fine", pool=POOL, state=nodes_pb.NODE_STATE_RUNNING)
         good.sent_at.GetCurrentTime()
         good.started_at.GetCurrentTime()
-        assert producer.send_and_wait(beats, "node-fine", good)
+        assert producer.send_and_wait(beats, "node-fine", agent.seal(good))
         stored = wait_until(
             lambda: _known(untrusting),
             timeout=DEADLINE_S,
@@ -200,8 +206,9 @@ def test_results_for_unknown_fragments_of_a_known_job_are_counted_and_leave_it_a
         )
         misnamed.failure.CopyFrom(pb.FragmentFailure(error="boom", retryable=False))
         counted = CounterReading()
-        assert producer.send_and_wait(results, job_id, stranger)
-        assert producer.send_and_wait(results, misnamed.job_id, misnamed)
+        agent = NodeSigner(untrusting.node_credential.get_secret_value())
+        assert producer.send_and_wait(results, job_id, agent.seal(stranger))
+        assert producer.send_and_wait(results, misnamed.job_id, agent.seal(misnamed))
         wait_until(
             lambda: counted.grew("qorch_results_total", outcome="unknown") >= 2,
             timeout=DEADLINE_S,

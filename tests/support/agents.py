@@ -11,6 +11,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from nodes.agent import NodeAgent
 from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import signed_pb2
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer
 from tests.support.waiting import wait_until
@@ -35,18 +36,25 @@ M = TypeVar("M", bound=ProtoMessage)
 
 
 class TopicReader(Generic[M]):
-    """Reads one topic from the beginning on assigned partitions (no group join delay)."""
+    """Reads one topic from the beginning on assigned partitions (no group join delay); with
+    ``signed``, each message is the body of a ``Signed`` envelope (signature not checked)."""
 
-    def __init__(self, settings: Settings, topic: str, message_type: type[M]) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, message_type: type[M], *, signed: bool = False
+    ) -> None:
         self._consumer = Consumer(settings, [topic], group=None)
         self._type = message_type
+        self._signed = signed
         self.items: list[tuple[str, M]] = []
 
     def read(self) -> list[tuple[str, M]]:
         """Everything that has arrived so far, as (key, message)."""
         while (msg := self._consumer.poll(0.05)) is not None:
             key = (msg.key() or b"").decode()
-            self.items.append((key, self._type.FromString(msg.value() or b"")))
+            value = msg.value() or b""
+            if self._signed:
+                value = signed_pb2.Signed.FromString(value).body
+            self.items.append((key, self._type.FromString(value)))
         return self.items
 
     def wait_for(

@@ -21,12 +21,14 @@ from sqlalchemy import func, select
 from nodes.encoding import apply_encoding
 from nodes.executors.factory import executor_for_pool
 from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import signed_pb2
 from qorch.client import QorchClient
 from qorch.samples import demo_job
 from qorch.stack import Stack
 from qorchestra.aggregation import binding_values
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Producer
+from qorchestra.signing import NodeSigner
 from qorchestra.store.db import make_engine
 from qorchestra.store.models import Fragment, OutboxMessage
 from qorchestra.store.training import parse_spec
@@ -118,11 +120,28 @@ def read_all(settings: Settings, topic: str, what: Callable[[bytes], Any], want:
     return got
 
 
-def inject(settings: Settings, topic: str, messages: Sequence[tuple[str, ProtoMessage]]) -> None:
-    """Publish ``(key, message)`` pairs on ``topic`` and wait until the broker has them all."""
+def signed_result(value: bytes) -> pb.FragmentResult:
+    """The result in a message of the results topic (its signature is not checked here)."""
+    return pb.FragmentResult.FromString(signed_pb2.Signed.FromString(value).body)
+
+
+def insider(client: QorchClient, pool: str = "local-sv") -> NodeSigner:
+    """The signer of a newly enrolled agent of ``pool``: what a compromised agent holds."""
+    return NodeSigner(client.enroll_node(pool, "insider")["credential"])
+
+
+def inject(
+    settings: Settings,
+    topic: str,
+    messages: Sequence[tuple[str, ProtoMessage]],
+    signer: NodeSigner | None = None,
+) -> None:
+    """Publish ``(key, message)`` pairs on ``topic`` (signed by ``signer``, if given) and wait
+    until the broker has them all."""
     producer = Producer(settings)
     try:
-        assert producer.wait([producer.send(topic, key, m) for key, m in messages])
+        sends = [producer.send(topic, k, signer.seal(m) if signer else m) for k, m in messages]
+        assert producer.wait(sends)
     finally:
         producer.close()
 
@@ -168,6 +187,15 @@ def metric(stack: Stack, service: str, name: str, **labels: str) -> float:
     pattern = re.escape(name) + (r"\{" + re.escape(wanted) + r"\}" if wanted else "") + r" (\S+)"
     match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def serving(stack: Stack, name: str) -> bool:
+    """The service ``name`` serves its metrics (it has started)."""
+    try:
+        metric(stack, name, "qorch_results_total")
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- logs and the store

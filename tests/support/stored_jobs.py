@@ -7,12 +7,15 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from orchestrator.dispatch import plan_next_job
-from orchestrator.results import apply_result
+from orchestrator.results import Outcome, apply_result
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.store import repository as repo
+from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.db import SessionFactory, session_scope
 
 
@@ -50,7 +53,7 @@ def count_success(
         success=pb.FragmentSuccess(results=list(results)),
     )
     with session_scope(factory) as session:
-        assert apply_result(session, result, settings).kind == "counted"
+        assert apply_as_agent(session, result, settings).kind == "counted"
 
 
 #: Two qubits, one input ``a``: the program of the jobs ``submit`` stores.
@@ -115,4 +118,12 @@ def success_for(
 def apply(factory: SessionFactory, settings: Settings, result: pb.FragmentResult) -> str:
     """Apply ``result`` in its own transaction; returns what became of it (``counted``, ...)."""
     with session_scope(factory) as session:
-        return apply_result(session, result, settings).kind
+        return apply_as_agent(session, result, settings).kind
+
+
+def apply_as_agent(session: Session, result: pb.FragmentResult, settings: Settings) -> Outcome:
+    """Apply ``result`` as the results loop applies one that an enrolled agent of its job's
+    pool signed, answering the dispatch of its attempt (its nonce is set here)."""
+    result.nonce = control_plane_signer(session).nonce(result.fragment_id, result.attempt)
+    pool = repo.job_pool(session, result.job_id) or "local-sv"
+    return apply_result(session, result, settings, pool)

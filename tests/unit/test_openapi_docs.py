@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from api.app import create_app
 from api.routes.keys import KeyCreate
+from api.routes.node_credentials import NodeEnroll
 from api.routes.tenants import TenantUpdate
 from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob, validate_job
@@ -25,7 +26,15 @@ from qorchestra.training.trainer import build_setup
 #: so that its examples are checked).
 EXAMPLE_MODELS: dict[str, type[BaseModel]] = {
     model.__name__: model
-    for model in (CircuitsJob, TrainJob, MinimizeJob, PredictRequest, KeyCreate, TenantUpdate)
+    for model in (
+        CircuitsJob,
+        TrainJob,
+        MinimizeJob,
+        PredictRequest,
+        KeyCreate,
+        TenantUpdate,
+        NodeEnroll,
+    )
 }
 
 _REF = "#/components/schemas/"

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/qorch/v1/fragments.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\x07\x42inding\x12-\n\x06values\x18\x01 \x03(\x0b\x32\x1d.qorch.v1.Binding.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xeb\x02\n\x08\x46ragment\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x15\n\rprogram_index\x18\x05 \x01(\r\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x16\n\x0e\x62inding_offset\x18\x07 \x01(\r\x12#\n\x08\x62indings\x18\x08 \x03(\x0b\x32\x11.qorch.v1.Binding\x12\r\n\x05shots\x18\t \x01(\r\x12)\n\x0bresult_kind\x18\n \x01(\x0e\x32\x14.qorch.v1.ResultKind\x12\x13\n\x0bobservables\x18\x0b \x03(\t\x12\x0e\n\x06qubits\x18\x0c \x01(\r\x12\x31\n\rdispatched_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x08\x65ncoding\x18\x0e \x01(\x0b\x32\x12.qorch.v1.Encoding\"\x18\n\x06Sample\x12\x0e\n\x06values\x18\x01 \x03(\x01\"+\n\x0bWeightShift\x12\r\n\x05index\x18\x01 \x03(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x03(\x01\"\xd8\x01\n\x08\x45ncoding\x12\x13\n\x0b\x66\x65\x61ture_map\x18\x01 \x01(\t\x12\x0e\n\x06qubits\x18\x02 \x01(\r\x12\x16\n\x0e\x66\x65\x61ture_inputs\x18\x03 \x03(\t\x12\x0e\n\x06offset\x18\x04 \x03(\x01\x12\r\n\x05scale\x18\x05 \x03(\x01\x12!\n\x07samples\x18\x06 \x03(\x0b\x32\x10.qorch.v1.Sample\x12\x15\n\rweight_inputs\x18\x07 \x03(\t\x12\x0f\n\x07weights\x18\x08 \x03(\x01\x12%\n\x06shifts\x18\t \x03(\x0b\x32\x15.qorch.v1.WeightShift\"e\n\x06\x43ounts\x12,\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1c.qorch.v1.Counts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x88\x01\n\rProbabilities\x12\x41\n\rprobabilities\x18\x01 \x03(\x0b\x32*.qorch.v1.Probabilities.ProbabilitiesEntry\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1e\n\x0c\x45xpectations\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x9e\x01\n\rBindingResult\x12\"\n\x06\x63ounts\x18\x01 \x01(\x0b\x32\x10.qorch.v1.CountsH\x00\x12\x30\n\rprobabilities\x18\x02 \x01(\x0b\x32\x17.qorch.v1.ProbabilitiesH\x00\x12.\n\x0c\x65xpectations\x18\x03 \x01(\x0b\x32\x16.qorch.v1.ExpectationsH\x00\x42\x07\n\x05value\";\n\x0f\x46ragmentSuccess\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.qorch.v1.BindingResult\"G\n\x0f\x46ragmentFailure\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x83\x02\n\x0e\x46ragmentResult\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12,\n\x07success\x18\x05 \x01(\x0b\x32\x19.qorch.v1.FragmentSuccessH\x00\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x19.qorch.v1.FragmentFailureH\x00\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07outcome\"j\n\nDeadLetter\x12$\n\x08\x66ragment\x18\x01 \x01(\x0b\x32\x12.qorch.v1.Fragment\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_KIND_COUNTS\x10\x01\x12\x1d\n\x19RESULT_KIND_PROBABILITIES\x10\x02\x12\x1b\n\x17RESULT_KIND_EXPECTATION\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/qorch/v1/fragments.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\x07\x42inding\x12-\n\x06values\x18\x01 \x03(\x0b\x32\x1d.qorch.v1.Binding.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfa\x02\n\x08\x46ragment\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x15\n\rprogram_index\x18\x05 \x01(\r\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x16\n\x0e\x62inding_offset\x18\x07 \x01(\r\x12#\n\x08\x62indings\x18\x08 \x03(\x0b\x32\x11.qorch.v1.Binding\x12\r\n\x05shots\x18\t \x01(\r\x12)\n\x0bresult_kind\x18\n \x01(\x0e\x32\x14.qorch.v1.ResultKind\x12\x13\n\x0bobservables\x18\x0b \x03(\t\x12\x0e\n\x06qubits\x18\x0c \x01(\r\x12\x31\n\rdispatched_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x08\x65ncoding\x18\x0e \x01(\x0b\x32\x12.qorch.v1.Encoding\x12\r\n\x05nonce\x18\x0f \x01(\t\"\x18\n\x06Sample\x12\x0e\n\x06values\x18\x01 \x03(\x01\"+\n\x0bWeightShift\x12\r\n\x05index\x18\x01 \x03(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x03(\x01\"\xd8\x01\n\x08\x45ncoding\x12\x13\n\x0b\x66\x65\x61ture_map\x18\x01 \x01(\t\x12\x0e\n\x06qubits\x18\x02 \x01(\r\x12\x16\n\x0e\x66\x65\x61ture_inputs\x18\x03 \x03(\t\x12\x0e\n\x06offset\x18\x04 \x03(\x01\x12\r\n\x05scale\x18\x05 \x03(\x01\x12!\n\x07samples\x18\x06 \x03(\x0b\x32\x10.qorch.v1.Sample\x12\x15\n\rweight_inputs\x18\x07 \x03(\t\x12\x0f\n\x07weights\x18\x08 \x03(\x01\x12%\n\x06shifts\x18\t \x03(\x0b\x32\x15.qorch.v1.WeightShift\"e\n\x06\x43ounts\x12,\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1c.qorch.v1.Counts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x88\x01\n\rProbabilities\x12\x41\n\rprobabilities\x18\x01 \x03(\x0b\x32*.qorch.v1.Probabilities.ProbabilitiesEntry\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1e\n\x0c\x45xpectations\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x9e\x01\n\rBindingResult\x12\"\n\x06\x63ounts\x18\x01 \x01(\x0b\x32\x10.qorch.v1.CountsH\x00\x12\x30\n\rprobabilities\x18\x02 \x01(\x0b\x32\x17.qorch.v1.ProbabilitiesH\x00\x12.\n\x0c\x65xpectations\x18\x03 \x01(\x0b\x32\x16.qorch.v1.ExpectationsH\x00\x42\x07\n\x05value\";\n\x0f\x46ragmentSuccess\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.qorch.v1.BindingResult\"G\n\x0f\x46ragmentFailure\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\x92\x02\n\x0e\x46ragmentResult\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12,\n\x07success\x18\x05 \x01(\x0b\x32\x19.qorch.v1.FragmentSuccessH\x00\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x19.qorch.v1.FragmentFailureH\x00\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05nonce\x18\t \x01(\tB\t\n\x07outcome\"j\n\nDeadLetter\x12$\n\x08\x66ragment\x18\x01 \x01(\x0b\x32\x12.qorch.v1.Fragment\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_KIND_COUNTS\x10\x01\x12\x1d\n\x19RESULT_KIND_PROBABILITIES\x10\x02\x12\x1b\n\x17RESULT_KIND_EXPECTATION\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,38 +38,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUNTS_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_PROBABILITIES_PROBABILITIESENTRY']._loaded_options = None
   _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_options = b'8\001'
-  _globals['_RESULTKIND']._serialized_start=1777
-  _globals['_RESULTKIND']._serialized_end=1902
+  _globals['_RESULTKIND']._serialized_start=1807
+  _globals['_RESULTKIND']._serialized_end=1932
   _globals['_BINDING']._serialized_start=77
   _globals['_BINDING']._serialized_end=180
   _globals['_BINDING_VALUESENTRY']._serialized_start=135
   _globals['_BINDING_VALUESENTRY']._serialized_end=180
   _globals['_FRAGMENT']._serialized_start=183
-  _globals['_FRAGMENT']._serialized_end=546
-  _globals['_SAMPLE']._serialized_start=548
-  _globals['_SAMPLE']._serialized_end=572
-  _globals['_WEIGHTSHIFT']._serialized_start=574
-  _globals['_WEIGHTSHIFT']._serialized_end=617
-  _globals['_ENCODING']._serialized_start=620
-  _globals['_ENCODING']._serialized_end=836
-  _globals['_COUNTS']._serialized_start=838
-  _globals['_COUNTS']._serialized_end=939
-  _globals['_COUNTS_COUNTSENTRY']._serialized_start=894
-  _globals['_COUNTS_COUNTSENTRY']._serialized_end=939
-  _globals['_PROBABILITIES']._serialized_start=942
-  _globals['_PROBABILITIES']._serialized_end=1078
-  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_start=1026
-  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_end=1078
-  _globals['_EXPECTATIONS']._serialized_start=1080
-  _globals['_EXPECTATIONS']._serialized_end=1110
-  _globals['_BINDINGRESULT']._serialized_start=1113
-  _globals['_BINDINGRESULT']._serialized_end=1271
-  _globals['_FRAGMENTSUCCESS']._serialized_start=1273
-  _globals['_FRAGMENTSUCCESS']._serialized_end=1332
-  _globals['_FRAGMENTFAILURE']._serialized_start=1334
-  _globals['_FRAGMENTFAILURE']._serialized_end=1405
-  _globals['_FRAGMENTRESULT']._serialized_start=1408
-  _globals['_FRAGMENTRESULT']._serialized_end=1667
-  _globals['_DEADLETTER']._serialized_start=1669
-  _globals['_DEADLETTER']._serialized_end=1775
+  _globals['_FRAGMENT']._serialized_end=561
+  _globals['_SAMPLE']._serialized_start=563
+  _globals['_SAMPLE']._serialized_end=587
+  _globals['_WEIGHTSHIFT']._serialized_start=589
+  _globals['_WEIGHTSHIFT']._serialized_end=632
+  _globals['_ENCODING']._serialized_start=635
+  _globals['_ENCODING']._serialized_end=851
+  _globals['_COUNTS']._serialized_start=853
+  _globals['_COUNTS']._serialized_end=954
+  _globals['_COUNTS_COUNTSENTRY']._serialized_start=909
+  _globals['_COUNTS_COUNTSENTRY']._serialized_end=954
+  _globals['_PROBABILITIES']._serialized_start=957
+  _globals['_PROBABILITIES']._serialized_end=1093
+  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_start=1041
+  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_end=1093
+  _globals['_EXPECTATIONS']._serialized_start=1095
+  _globals['_EXPECTATIONS']._serialized_end=1125
+  _globals['_BINDINGRESULT']._serialized_start=1128
+  _globals['_BINDINGRESULT']._serialized_end=1286
+  _globals['_FRAGMENTSUCCESS']._serialized_start=1288
+  _globals['_FRAGMENTSUCCESS']._serialized_end=1347
+  _globals['_FRAGMENTFAILURE']._serialized_start=1349
+  _globals['_FRAGMENTFAILURE']._serialized_end=1420
+  _globals['_FRAGMENTRESULT']._serialized_start=1423
+  _globals['_FRAGMENTRESULT']._serialized_end=1697
+  _globals['_DEADLETTER']._serialized_start=1699
+  _globals['_DEADLETTER']._serialized_end=1805
 # @@protoc_insertion_point(module_scope)
