@@ -10,10 +10,10 @@ from orchestrator.runners import runner_for
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import is_terminal
-from qorchestra.planning import room
+from qorchestra.planning import Wanting, room, share_room
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
-from qorchestra.store.models import JobEventRow
+from qorchestra.store.models import Job, JobEventRow
 
 logger = logging.getLogger(__name__)
 
@@ -36,26 +36,38 @@ def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventR
 
 
 def top_up(factory: SessionFactory, settings: Settings) -> int:
-    """Write the next windows of running jobs, within the in-flight caps; one transaction.
+    """Write the next windows of running jobs, within the in-flight caps, sharing each pool's
+    free slots fairly between tenants (``share_room``); one transaction.
 
     Returns how many fragments were written.
     """
     written = 0
     with session_scope(factory) as session:
-        pool_room: dict[str, int] = {}
+        by_pool: dict[str, list[Job]] = {}
         for job in repo.jobs_to_top_up(session, TOP_UP_JOBS):
-            if job.pool not in pool_room:
-                pool_room[job.pool] = repo.in_flight(session, pool=job.pool)
-            free = room(repo.in_flight(session, job_id=job.id), pool_room[job.pool], settings)
-            if free == 0:
-                continue
-            start = job.fragments_written
-            count = runner_for(job).write_window(session, job, settings, free)
-            pool_room[job.pool] += count
-            written += count
-            logger.debug(
-                "job topped up", extra={"job_id": job.id, "fragments": count, "from": start}
-            )
+            by_pool.setdefault(job.pool, []).append(job)
+        for pool, jobs in by_pool.items():
+            tenants = repo.in_flight_by_tenant(session, pool)
+            pool_room = settings.max_inflight_per_pool - sum(tenants.values())
+            wanting = [
+                Wanting(
+                    job.tenant,
+                    tenants.get(job.tenant, 0),
+                    min(
+                        room(repo.in_flight(session, job_id=job.id), 0, settings),
+                        job.fragments_total - job.fragments_written,
+                    ),
+                )
+                for job in jobs
+            ]
+            for job, grant in zip(jobs, share_room(pool_room, wanting), strict=True):
+                if grant == 0:
+                    continue
+                start = job.fragments_written
+                written += runner_for(job).write_window(session, job, settings, grant)
+                logger.debug(
+                    "job topped up", extra={"job_id": job.id, "fragments": grant, "from": start}
+                )
     return written
 
 

@@ -1,4 +1,5 @@
-"""Cutting a circuits job into fragments (pure: no I/O).
+"""Cutting a circuits job into fragments, and sharing a pool's room between jobs (pure: no
+I/O).
 
 A fragment carries one program and a contiguous slice of its bindings, so the per-task overhead
 of a node agent is paid once per fragment rather than once per circuit.
@@ -6,6 +7,7 @@ of a node agent is paid once per fragment rather than once per circuit.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -91,6 +93,45 @@ def build_fragment(
         qubits=qubits or run.qubits,
         dispatched_at=dispatched,
     )
+
+
+@dataclass(frozen=True)
+class Wanting:
+    """A running job that has fragments left to write: its tenant, the fragments that tenant
+    has in flight on the pool, and how many more the job may take (its own cap and what it
+    has left)."""
+
+    tenant: str
+    tenant_in_flight: int
+    job_room: int
+
+
+def share_room(pool_room: int, wanting: Sequence[Wanting]) -> list[int]:
+    """How many fragments each job of ``wanting`` (oldest first) may write now, out of a
+    pool's ``pool_room`` free slots, fairly between tenants.
+
+    Max-min fair: each slot goes to the tenant with the fewest fragments in flight on the pool
+    (counting what this pass already gave it), and within a tenant to its oldest job with room.
+    A tenant with one job and a tenant with fifty get the same share of a busy pool; a tenant
+    alone takes every slot. Ties go to the tenant whose oldest wanting job comes first.
+    """
+    grants = [0] * len(wanting)
+    queues: dict[str, list[int]] = {}
+    for index, job in enumerate(wanting):
+        if job.job_room > 0:
+            queues.setdefault(job.tenant, []).append(index)
+    heap = [(wanting[q[0]].tenant_in_flight, q[0], tenant) for tenant, q in queues.items()]
+    heapq.heapify(heap)
+    while pool_room > 0 and heap:
+        load, first, tenant = heapq.heappop(heap)
+        queue = queues[tenant]
+        grants[queue[0]] += 1
+        pool_room -= 1
+        if grants[queue[0]] == wanting[queue[0]].job_room:
+            queue.pop(0)
+        if queue:
+            heapq.heappush(heap, (load + 1, first, tenant))
+    return grants
 
 
 def room(job_in_flight: int, pool_in_flight: int, settings: Settings) -> int:

@@ -510,19 +510,41 @@ def in_flight(session: Session, *, job_id: str | None = None, pool: str | None =
     return int(session.execute(query).scalar_one())
 
 
+def in_flight_by_tenant(session: Session, pool: str) -> dict[str, int]:
+    """Unanswered fragments of the running jobs of one pool, by tenant."""
+    rows = session.execute(
+        select(Job.tenant, func.count())
+        .select_from(Fragment)
+        .join(Job, Job.id == Fragment.job_id)
+        .where(Fragment.status.in_(IN_FLIGHT), Job.pool == pool, Job.status == "RUNNING")
+        .group_by(Job.tenant)
+    )
+    return {tenant: int(count) for tenant, count in rows}
+
+
 def jobs_to_top_up(session: Session, limit: int) -> Sequence[Job]:
-    """Running jobs that still have fragments to write, oldest first, locked."""
+    """Running jobs that still have fragments to write, locked: the oldest of each tenant,
+    then the second oldest of each, and so on, so no tenant's many jobs crowd out another's
+    from the ``limit``; oldest first within each turn."""
+    turns = (
+        select(
+            Job.id,
+            func.row_number().over(partition_by=Job.tenant, order_by=Job.started_at).label("turn"),
+        )
+        .where(
+            Job.status == "RUNNING",
+            Job.kind.in_(WINDOWED_KINDS),
+            Job.fragments_total > Job.fragments_written,
+        )
+        .subquery()
+    )
     return list(
         session.execute(
             select(Job)
-            .where(
-                Job.status == "RUNNING",
-                Job.kind.in_(WINDOWED_KINDS),
-                Job.fragments_total > Job.fragments_written,
-            )
-            .order_by(Job.started_at)
+            .join(turns, turns.c.id == Job.id)
+            .order_by(turns.c.turn, Job.started_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=Job, skip_locked=True)
         ).scalars()
     )
 

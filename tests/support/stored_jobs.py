@@ -19,8 +19,10 @@ from qorchestra.store.credentials import control_plane_signer
 from qorchestra.store.db import SessionFactory, session_scope
 
 
-def store_circuits_job(factory: SessionFactory, spec: CircuitsJob, name: str = "t") -> str:
-    """Insert ``spec`` as a QUEUED circuits job; returns its id."""
+def store_circuits_job(
+    factory: SessionFactory, spec: CircuitsJob, name: str = "t", tenant: str = "default"
+) -> str:
+    """Insert ``spec`` as a QUEUED circuits job of ``tenant``; returns its id."""
     job_id = str(uuid.uuid4())
     with session_scope(factory) as session:
         repo.create_job(
@@ -33,6 +35,7 @@ def store_circuits_job(factory: SessionFactory, spec: CircuitsJob, name: str = "
             result_type=spec.result.type.value,
             observables=len(spec.result.observables),
             bindings_total=sum(max(1, len(p.bindings)) for p in spec.programs),
+            tenant=tenant,
         )
     return job_id
 
@@ -60,15 +63,17 @@ def count_success(
 PROGRAM = "OPENQASM 3.0; input float a; qubit[2] q; rx(a) q[0];"
 
 
-def submit(factory: SessionFactory, bindings: int = 10, **spec_changes: Any) -> str:
-    """Store a QUEUED job of ``PROGRAM`` with ``bindings`` bindings and two observables
-    (``spec_changes`` replace top-level fields of its spec); returns its id."""
+def submit(
+    factory: SessionFactory, bindings: int = 10, tenant: str = "default", **spec_changes: Any
+) -> str:
+    """Store a QUEUED job of ``tenant`` running ``PROGRAM`` with ``bindings`` bindings and two
+    observables (``spec_changes`` replace top-level fields of its spec); returns its id."""
     payload: dict[str, Any] = {
         "result": {"type": "expectation", "observables": ["ZI", "IZ"]},
         "programs": [{"source": PROGRAM, "bindings": [{"a": i / 10} for i in range(bindings)]}],
     }
     payload.update(spec_changes)
-    return store_circuits_job(factory, CircuitsJob.model_validate(payload))
+    return store_circuits_job(factory, CircuitsJob.model_validate(payload), tenant=tenant)
 
 
 def plan_until(factory: SessionFactory, settings: Settings, job_id: str) -> None:
