@@ -17,7 +17,17 @@ from api.event_hub import EventHub
 from api.grpc_server import create_server
 from api.limits import BodyLimit
 from api.ratelimit import RateLimiter
-from api.routes import datasets, health, jobs, keys, node_credentials, nodes, tenants, training
+from api.routes import (
+    datasets,
+    health,
+    jobs,
+    keys,
+    node_credentials,
+    nodes,
+    pools,
+    tenants,
+    training,
+)
 from api.sandbox import ProgramSandbox
 from qorchestra.config import Settings
 from qorchestra.heap import freeze_startup_heap
@@ -94,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     # of the body is read, and only requests it lets through meet the body limit (413).
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(Authentication)
-    for router in (jobs.router, training.router, datasets.router, nodes.router):
+    for router in (jobs.router, training.router, datasets.router, nodes.router, pools.router):
         app.include_router(router, responses=V1_RESPONSES)
     app.include_router(node_credentials.router, responses=V1_RESPONSES)
     app.include_router(keys.router, responses=V1_RESPONSES)

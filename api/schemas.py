@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from qorchestra.store.models import Job, Node
+from qorchestra.waiting import waiting_reason
 
 
 class Progress(BaseModel):
@@ -87,6 +88,12 @@ class JobPublic(BaseModel):
     pool: str = Field(description="The device pool its fragments run on, e.g. `local-sv`.")
     status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING or CANCELLED.")
     error: str | None = Field(description="Why the job failed or was cancelled.")
+    waiting: str | None = Field(
+        None,
+        description="Why a running job makes no progress, and since when: 'waiting: no node "
+        "agent serves pool local-dm (since ...)'; null while an agent serves its pool. It goes "
+        "on when one starts; `max_queue_s` bounds the wait.",
+    )
     result_type: str = Field(
         description="What each binding returns: `counts`, `probabilities` or `expectation` "
         "(always `expectation` for train, minimize and predict jobs)."
@@ -111,6 +118,7 @@ class JobPublic(BaseModel):
             pool=job.pool,
             status=job.status,
             error=job.error,
+            waiting=waiting_reason(job.pool, job.waiting_since) if job.waiting_since else None,
             result_type=job.result_type,
             progress=Progress(
                 fragments_done=job.fragments_done,

@@ -94,6 +94,7 @@ def submit_job(
             bindings_total=prepared.bindings_total,
             tenant=principal.tenant,
             cost_usd=cost,
+            max_queue_s=body.max_queue_s,
         )
         if prepared.cut_plans:  # the cut plan, shown by GET from now on; the result keeps it
             job.result = {"cutting": prepared.cut_plans}

@@ -1,7 +1,8 @@
 """The orchestrator process: dispatch loop, results consumer and node registry.
 
 Three threads share one producer and one engine:
-- dispatch: plans queued jobs, relays the outbox, re-dispatches overdue fragments;
+- dispatch: plans queued jobs, relays the outbox, watches for pools without a live agent
+  (``pool_watch``), re-dispatches overdue fragments;
 - results: consumes ``results`` (group ``<prefix>orchestrator``) and applies each result;
 - nodes: consumes ``heartbeats`` and keeps the ``nodes`` table current.
 Offsets are committed only after the database transaction committed (at-least-once; the
@@ -23,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
+from orchestrator.pool_watch import watch_pools
 from orchestrator.recovery import BrokerWatch, resend_unanswered
 from orchestrator.results import Outcome, apply_signed_result
 from proto.qorch.v1 import nodes_pb2
@@ -176,6 +178,9 @@ class Orchestrator:
                 busy = True
                 metrics.PUBLISHED.inc(relayed)
             if time.monotonic() >= next_sweep:
+                watched = self._with_db(lambda: watch_pools(self._factory, self.settings))
+                if watched:
+                    publish_events(producer, self.settings, signer, watched)
                 swept = self._with_db(lambda: sweep_overdue(self._factory, self.settings))
                 if swept:
                     for event in swept:

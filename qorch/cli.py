@@ -352,7 +352,7 @@ def _await_heartbeats(client: QorchClient, settings: Settings) -> None:
 
 
 def print_nodes(client: QorchClient) -> None:
-    """Which agents did the work."""
+    """Which agents did the work, and every pool with its live agents and waiting work."""
     table = Table(title="node agents")
     for col in ("node", "pool", "state", "fragments", "circuits"):
         table.add_column(col)
@@ -365,6 +365,20 @@ def print_nodes(client: QorchClient) -> None:
             str(node["bindings_done"]),
         )
     console.print(table)
+    pools = Table(title="pools")
+    for col in ("pool", "live agents", "waiting jobs", "queued", "in flight", "oldest (s)"):
+        pools.add_column(col)
+    for pool in client.pools()["data"]:
+        oldest = pool["oldest_in_flight_s"]
+        pools.add_row(
+            pool["name"],
+            str(pool["agents_live"]),
+            str(pool["jobs_waiting"]),
+            str(pool["fragments_queued"]),
+            str(pool["fragments_in_flight"]),
+            "" if oldest is None else f"{oldest:.0f}",
+        )
+    console.print(pools)
 
 
 def _load_spec(path: str) -> dict[str, Any]:

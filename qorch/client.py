@@ -137,6 +137,11 @@ class QorchClient:
         result: dict[str, Any] = self._call("GET", "/v1/nodes")
         return result
 
+    def pools(self) -> dict[str, Any]:
+        """GET /v1/pools: every known pool, its live agents and its waiting work."""
+        result: dict[str, Any] = self._call("GET", "/v1/pools")
+        return result
+
     def watch(
         self, job_id: str, from_seq: int = 0, timeout: float | None = None
     ) -> Iterator[jobs_pb2.JobEvent]:

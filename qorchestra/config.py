@@ -384,6 +384,17 @@ class Settings(BaseSettings):
             return self.pool_max_qubits[pool]
         return DEFAULT_POOL_MAX_QUBITS.get(pool, self.default_max_qubits)
 
+    def declared_pools(self) -> set[str]:
+        """The pools the platform knows without an agent having served them: built in
+        (``local-sv``, ``local-dm``, the managed AWS simulators) or named in the settings
+        (``QORCH_POOL_MAX_QUBITS``, ``QORCH_AWS_DEVICES``)."""
+        return {
+            *DEFAULT_POOL_MAX_QUBITS,
+            *self.pool_max_qubits,
+            *DEFAULT_AWS_DEVICES,
+            *self.aws_devices,
+        }
+
     def aws_device_arn(self, pool: str) -> str | None:
         """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
         return {**DEFAULT_AWS_DEVICES, **self.aws_devices}.get(pool)

@@ -27,7 +27,7 @@ from qorchestra.examples import example
 from qorchestra.jobs.errors import Fail, FieldError, SpecError
 from qorchestra.jobs.kind import DatasetLookup, Location, Prepared
 from qorchestra.qasm import ProgramError, ProgramInfo, analyze
-from qorchestra.training.spec import MaxCostUsd
+from qorchestra.training.spec import MaxCostUsd, MaxQueueS
 from qorchestra.training.trainer import Setup
 
 #: The OpenAPI example of a circuits job (``examples/bell-sweep.json``).
@@ -100,6 +100,7 @@ class CircuitsJob(BaseModel):
     result: ResultSpec = Field(description="What each binding returns.")
     programs: list[ProgramSpec] = Field(min_length=1, description="The programs to run.")
     max_cost_usd: MaxCostUsd = None
+    max_queue_s: MaxQueueS = None
     cutting: CuttingSpec | None = Field(
         None,
         description="Cut programs wider than `max_subcircuit_qubits` into subcircuits that run "

@@ -68,6 +68,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: Since when no live node agent serves the job's pool (None: one does, or it is not
+    #: running); set and cleared by the orchestrator's pool watch.
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    #: Fail the job once it has waited this long for an agent (None: wait for ever).
+    max_queue_s: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Fragment(Base):

@@ -3,12 +3,24 @@ transaction (``with session_scope(factory) as session: ...``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session, aliased
 
@@ -56,12 +68,14 @@ def create_job(
     bindings_total: int,
     tenant: str = "default",
     cost_usd: float = 0.0,
+    max_queue_s: float | None = None,
 ) -> Job:
     """Insert a QUEUED job of ``tenant`` and its first event."""
     job = Job(
         id=job_id,
         tenant=tenant,
         cost_usd=cost_usd,
+        max_queue_s=max_queue_s,
         name=name,
         kind=kind,
         pool=pool,
@@ -179,6 +193,7 @@ def set_status(
         job.started_at = now
     if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         job.finished_at = now
+        job.waiting_since = None
         if status != JobStatus.SUCCEEDED:
             job.error = message or None
             drop_outbox(session, job.id)
@@ -547,6 +562,67 @@ def jobs_to_top_up(session: Session, limit: int) -> Sequence[Job]:
             .with_for_update(of=Job, skip_locked=True)
         ).scalars()
     )
+
+
+def live_agents(session: Session, since: datetime) -> dict[str, int]:
+    """Node agents per pool that are RUNNING and sent a heartbeat at ``since`` or later."""
+    rows = session.execute(
+        select(Node.pool, func.count())
+        .where(Node.state == "RUNNING", Node.last_heartbeat_at >= since)
+        .group_by(Node.pool)
+    )
+    return {pool: int(count) for pool, count in rows}
+
+
+def _agentless(live: Collection[str]) -> ColumnElement[bool]:
+    """Whether a job's pool is not among the ``live`` pools."""
+    return Job.pool.not_in(list(live)) if live else true()
+
+
+def jobs_to_watch(
+    session: Session, live: Collection[str], now: datetime, limit: int
+) -> Sequence[Job]:
+    """Running jobs whose waiting mark is out of date, locked (others skip them): not marked
+    though no live agent serves their pool, marked though one does, or waiting longer than
+    their ``max_queue_s``."""
+    agentless = _agentless(live)
+    waited_too_long = and_(
+        Job.max_queue_s.is_not(None),
+        Job.waiting_since < now - func.make_interval(0, 0, 0, 0, 0, 0, Job.max_queue_s),
+    )
+    return list(
+        session.execute(
+            select(Job)
+            .where(
+                Job.status == "RUNNING",
+                or_(
+                    and_(Job.waiting_since.is_(None), agentless),
+                    and_(Job.waiting_since.is_not(None), or_(~agentless, waited_too_long)),
+                ),
+            )
+            .order_by(Job.started_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def hold_deadlines(session: Session, live: Collection[str], deadline: datetime) -> int:
+    """Move the deadlines of the dispatched fragments of running jobs on pools without a live
+    agent on to ``deadline``: an attempt's clock runs only while an agent could answer it.
+    Returns how many fragments were held."""
+    agentless_jobs = select(Job.id).where(Job.status == "RUNNING", _agentless(live))
+    result = session.execute(
+        update(Fragment)
+        .where(
+            Fragment.status == FragmentStatus.DISPATCHED,
+            Fragment.deadline_at < deadline,
+            Fragment.job_id.in_(agentless_jobs),
+        )
+        .values(deadline_at=deadline)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def cuts_circuits(session: Session, job_id: str) -> bool:

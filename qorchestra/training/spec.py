@@ -39,6 +39,18 @@ MaxCostUsd = Annotated[
 ]
 
 
+#: How long a job may wait for a node agent of its pool, every job kind.
+MaxQueueS = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=365 * 24 * 3600,
+        description="Fail the job once it has waited this many seconds for a node agent of its "
+        "pool (while none is live); null waits until one starts.",
+    ),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -190,6 +202,7 @@ class _OptimisationJob(_Strict):
         description="Seeds everything random: data, split, initial weights, batch order, SPSA.",
     )
     max_cost_usd: MaxCostUsd = None
+    max_queue_s: MaxQueueS = None
     cutting: CuttingSpec | None = Field(
         None,
         description="Run the circuit as subcircuits of at most `max_subcircuit_qubits` qubits "

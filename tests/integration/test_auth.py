@@ -57,6 +57,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("GET", "/v1/datasets", "read", {}, 200),
     ("GET", "/v1/datasets/{dataset}", "read", {}, 200),
     ("GET", "/v1/nodes", "read", {}, 200),
+    ("GET", "/v1/pools", "read", {}, 200),
     ("POST", "/v1/nodes/credentials", "admin", {"json": {"pool": "local-dm"}}, 201),
     ("GET", "/v1/nodes/credentials", "admin", {}, 200),
     ("DELETE", "/v1/nodes/credentials/{credential}", "admin", {}, 200),  # twice is fine

@@ -103,7 +103,12 @@ def job_state(factory: SessionFactory, job_id: str) -> dict[str, Any]:
         fragments = repo.fragment_runs(session, job_id)
         return {
             "status": job.status,
-            "seq": job.last_seq,
+            # (the pool watch may add ``waiting``: no agent serves these jobs' pool)
+            "events": [
+                e.type
+                for e in repo.events_after(session, job_id, 0)
+                if e.type not in ("waiting", "resumed")
+            ],
             "done": (job.fragments_done, job.bindings_done),
             "redispatches": job.redispatches,
             "result": job.result,

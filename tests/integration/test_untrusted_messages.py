@@ -233,7 +233,12 @@ def _state(factory: SessionFactory, job_id: str) -> dict[str, Any]:
         ).all()
         return {
             "status": job.status,
-            "last_seq": job.last_seq,
+            # (the pool watch may add ``waiting``: no agent serves this job's pool)
+            "events": [
+                e.type
+                for e in repo.events_after(session, job_id, 0)
+                if e.type not in ("waiting", "resumed")
+            ],
             "done": (job.fragments_done, job.bindings_done),
             "error": job.error,
             "fragments": [f.id for f in fragments],

@@ -20,7 +20,11 @@ from qorchestra.store.db import SessionFactory, session_scope
 
 
 def store_circuits_job(
-    factory: SessionFactory, spec: CircuitsJob, name: str = "t", tenant: str = "default"
+    factory: SessionFactory,
+    spec: CircuitsJob,
+    name: str = "t",
+    tenant: str = "default",
+    max_queue_s: float | None = None,
 ) -> str:
     """Insert ``spec`` as a QUEUED circuits job of ``tenant``; returns its id."""
     job_id = str(uuid.uuid4())
@@ -36,6 +40,7 @@ def store_circuits_job(
             observables=len(spec.result.observables),
             bindings_total=sum(max(1, len(p.bindings)) for p in spec.programs),
             tenant=tenant,
+            max_queue_s=max_queue_s,
         )
     return job_id
 

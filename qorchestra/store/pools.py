@@ -1,0 +1,84 @@
+"""The pools the platform knows, with their agents and their work, as stored (read side).
+
+A pool is known when it is declared (built in, or named in the settings), has an enrolled node
+credential, has been served by an agent, or has a running job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from qorchestra.store.models import Fragment, Job, Node, NodeCredentialRow
+from qorchestra.store.repository import FragmentStatus
+
+
+@dataclass
+class PoolOverview:
+    """One pool: why it is known, its agents, and its running work."""
+
+    name: str
+    known_from: list[str] = field(default_factory=list)
+    agents_live: int = 0
+    agents_known: int = 0
+    credentials: int = 0
+    jobs_running: int = 0
+    jobs_waiting: int = 0
+    fragments_queued: int = 0
+    fragments_in_flight: int = 0
+    oldest_in_flight_at: datetime | None = None
+
+
+def pool_overview(
+    session: Session, declared: Iterable[str], now: datetime, offline_after_s: float
+) -> list[PoolOverview]:
+    """Every known pool, by name (``declared``: the pools the settings name)."""
+    pools: dict[str, PoolOverview] = {}
+
+    def pool(name: str, source: str) -> PoolOverview:
+        overview = pools.setdefault(name, PoolOverview(name))
+        if source not in overview.known_from:
+            overview.known_from.append(source)
+        return overview
+
+    for name in declared:
+        pool(name, "settings")
+    for name, count in session.execute(
+        select(NodeCredentialRow.pool, func.count())
+        .where(NodeCredentialRow.revoked_at.is_(None))
+        .group_by(NodeCredentialRow.pool)
+    ):
+        pool(name, "enrolled").credentials = int(count)
+    since = now - timedelta(seconds=offline_after_s)
+    live = func.count().filter(Node.state == "RUNNING", Node.last_heartbeat_at >= since)
+    for name, known, alive in session.execute(
+        select(Node.pool, func.count(), live).group_by(Node.pool)
+    ):
+        overview = pool(name, "agents")
+        overview.agents_known, overview.agents_live = int(known), int(alive)
+    waiting = func.count().filter(Job.waiting_since.is_not(None))
+    for name, running, waits in session.execute(
+        select(Job.pool, func.count(), waiting).where(Job.status == "RUNNING").group_by(Job.pool)
+    ):
+        overview = pool(name, "jobs")
+        overview.jobs_running, overview.jobs_waiting = int(running), int(waits)
+    dispatched = Fragment.status == FragmentStatus.DISPATCHED
+    for name, queued, in_flight, oldest in session.execute(
+        select(
+            Job.pool,
+            func.count().filter(Fragment.status == FragmentStatus.PENDING),
+            func.count().filter(dispatched),
+            func.min(Fragment.dispatched_at).filter(dispatched),
+        )
+        .join(Job, Job.id == Fragment.job_id)
+        .where(Job.status == "RUNNING")
+        .group_by(Job.pool)
+    ):
+        overview = pool(name, "jobs")
+        overview.fragments_queued, overview.fragments_in_flight = int(queued), int(in_flight)
+        overview.oldest_in_flight_at = oldest
+    return [pools[name] for name in sorted(pools)]
