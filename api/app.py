@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import register_admin_key
 from api.authentication import Authentication
+from api.docs_pages import create_docs_app
 from api.errors import V1_RESPONSES, document_invalid_requests, install_error_handlers
 from api.event_hub import EventHub
 from api.grpc_server import create_server
@@ -43,6 +44,10 @@ Submit quantum circuit jobs, follow them, and read their results.
 
 A job is cut into fragments that node agents run on Braket simulators or devices; progress is
 streamed over gRPC (`qorch.v1.JobService/WatchJob`) and stored as the job's events.
+
+Every `/v1` route needs an API key. On `/docs`, press **Authorize** and enter the key alone (the
+page sends `Authorization: Bearer <key>`), then **Try it out** on any operation: each request
+body offers a working example.
 """
 
 
@@ -92,7 +97,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.producer.close()
             engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc served with their assets, so that they work with no internet
+    # (api/docs_pages.py).
+    app = create_docs_app(
         title="qorchestra",
         version="0.1.0",
         description=DESCRIPTION,

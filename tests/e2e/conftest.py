@@ -9,6 +9,10 @@ import pytest
 from qorch.client import QorchClient
 from qorch.stack import Stack
 
+# The browser tests' session fixtures: Debian's Chromium (apt-get installs it where missing)
+# and one headless browser driven by Playwright.
+from tests.support.browser import browser, chromium  # noqa: F401
+
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[QorchClient]:
