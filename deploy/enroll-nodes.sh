@@ -3,7 +3,7 @@
 # the API (`qorch nodes enroll`, as the admin), kept in deploy/.env as NODE_CREDENTIAL_<POOL>,
 # which the agents of that pool get as QORCH_NODE_CREDENTIAL. Then starts the whole stack.
 #
-#     deploy/enroll-nodes.sh [--rotate] [POOL ...]     # pools with agents in the compose file; default local-sv
+#     deploy/enroll-nodes.sh [--rotate] [POOL ...]     # pools with agents in the compose file; default local-sv local-dm
 #
 # Run it after deploy/kafka/make-certs.sh and deploy/kafka/make-passwords.sh (the admin key,
 # QORCH_ADMIN_KEY, comes from deploy/.env). It starts api and orchestrator (`docker compose up -d
@@ -25,7 +25,7 @@ if [[ "${1:-}" == "--rotate" ]]; then
   shift
 fi
 pools=("$@")
-[[ ${#pools[@]} -gt 0 ]] || pools=(local-sv)
+[[ ${#pools[@]} -gt 0 ]] || pools=(local-sv local-dm)
 
 [[ -f "$env_file" ]] || {
   echo "no $env_file: run deploy/kafka/make-certs.sh and deploy/kafka/make-passwords.sh first" >&2

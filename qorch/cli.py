@@ -113,9 +113,12 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from qorch.stack import Stack, StackOptions
+    from qorch.supervisor import Supervisor
 
+    pools = _pools(args)
+    if pools is None:
+        return 2
     configure_logging("up", settings.log_level, settings.log_json)
-    pools = [args.pool] * args.nodes
     # /metrics for the orchestrator and every agent: free ports, or consecutive ones from
     # QORCH_METRICS_PORT when it is set; QORCH_METRICS_PORT=0 turns them off.
     metrics = "QORCH_METRICS_PORT" not in os.environ or settings.metrics_port > 0
@@ -141,16 +144,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"  gRPC          {stack.grpc_target}")
         console.print(f"  Postgres      {mask_url(stack.settings.database_url)}")
         console.print(f"  Kafka         {stack.settings.kafka_bootstrap}")
-        console.print(f"  node agents   {len(pools)} on pool {args.pool}")
+        console.print(f"  node agents   {_pool_summary(pools)}")
         console.print(f"  metrics       {stack.metrics_url('api')} (api)")
         for service in stack.services[1:] if metrics else []:
             console.print(f"                {stack.metrics_url(service.name)} ({service.name})")
-        console.print("Ctrl-C stops everything.")
+        console.print("A service that exits is started again; Ctrl-C stops everything.")
+        supervisor = Supervisor(stack)  # a service that dies is started again, with backoff
         while not stop.wait(1.0):
-            for service in stack.services:
-                if service.proc is not None and service.proc.poll() is not None:
-                    console.print(f"[red]{service.name} exited ({service.proc.returncode})[/red]")
-                    stop.set()
+            supervisor.check()
         console.print("stopping ...")
     console.print("stopped")
     return 0
@@ -169,6 +170,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from qorch.samples import demo_job
     from qorch.stack import Stack, StackOptions
 
+    pools = _pools(args)
+    if pools is None:
+        return 2
     configure_logging("demo", "WARNING", settings.log_json)
     _interrupt_on_sigterm()
     if args.cut:  # nodes of 6 qubits: the 12-qubit circuit must be cut to run
@@ -180,10 +184,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         # Fragments of 16: the 64-setting sample job then visibly spreads over both agents.
         settings = settings.model_copy(update={"fragment_bindings": 16})
     log_dir = Path(settings.data_dir) / "demo-logs"
-    options = StackOptions(pools=["local-sv", "local-sv"], log_dir=log_dir, free_ports=True)
+    options = StackOptions(pools=pools, log_dir=log_dir, free_ports=True)
     console.print(
         "[bold]Starting the embedded stack[/bold] (Postgres, Kafka-protocol broker, "
-        "API + gRPC, orchestrator, 2 node agents) ..."
+        f"API + gRPC, orchestrator, node agents {_pool_summary(pools)}) ..."
     )
     started = time.monotonic()
     with Stack(settings, options) as stack:
@@ -554,10 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_db)
 
     stack = sub.add_parser("up", help="start the whole platform and keep it running")
-    stack.add_argument("--nodes", type=int, default=2, help="node agents to start")
-    stack.add_argument("--pool", default="local-sv", help="their pool")
+    _add_pool_options(stack)
     stack.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="start the platform, run the sample job, stop")
+    _add_pool_options(demo)
     demo.add_argument("--settings", type=int, default=64, help="parameter settings to run")
     demo.add_argument("--shots", type=int, default=0, help="shots per circuit (0 = exact)")
     demo.add_argument(
@@ -630,6 +634,43 @@ def build_parser() -> argparse.ArgumentParser:
     tenant.set_defaults(func=cmd_tenant)
     add_commands(sub, _with_client)
     return parser
+
+
+def _add_pool_options(parser: argparse.ArgumentParser) -> None:
+    """``--pool POOL=COUNT`` (repeatable) and the older ``--nodes N`` of ``up`` and ``demo``."""
+    parser.add_argument(
+        "--pool",
+        dest="pools",
+        action="append",
+        default=[],
+        metavar="POOL=COUNT",
+        help="start COUNT node agents on POOL; repeatable (default: every local pool, "
+        "--pool local-sv=2 --pool local-dm=1)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="agents of each --pool given without =COUNT (default 2); without --pool, "
+        "agents of local-sv next to the default local-dm one",
+    )
+
+
+def _pools(args: argparse.Namespace) -> list[str] | None:
+    """The agents' pools from ``--pool``/``--nodes``; None (after saying why) when invalid."""
+    from qorch.stack import parse_pools
+
+    try:
+        return parse_pools(args.pools, args.nodes)
+    except ValueError as exc:
+        print(f"qorch {args.command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _pool_summary(pools: list[str]) -> str:
+    """E.g. ``3 (local-sv 2, local-dm 1)``."""
+    counts = {pool: pools.count(pool) for pool in pools}
+    return f"{len(pools)} (" + ", ".join(f"{p} {n}" for p, n in counts.items()) + ")"
 
 
 def _with_client(

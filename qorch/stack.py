@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,71 @@ logger = logging.getLogger(__name__)
 _KEYS_ENV = frozenset({"QORCH_ADMIN_KEY", "QORCH_API_KEY", "QORCH_NODE_CREDENTIAL"})
 
 
+#: The agents a stack starts unless told otherwise (``qorch up``, ``qorch demo``): every local
+#: pool is served, the state vector by two agents, the density matrix by one.
+DEFAULT_POOLS: Mapping[str, int] = {"local-sv": 2, "local-dm": 1}
+
+#: A pool name as a job names it: a local simulator, or an AWS device pool.
+_POOL_NAME = re.compile(r"(local-sv|local-dm|aws-[a-z0-9][a-z0-9-]*)")
+
+#: How many agents a ``--pool POOL`` without ``=COUNT`` gets unless ``--nodes`` says (as before
+#: ``POOL=COUNT`` existed, when ``--nodes`` defaulted to 2).
+DEFAULT_POOL_AGENTS = 2
+
+
+def agent_pools(counts: Mapping[str, int]) -> list[str]:
+    """One pool name per agent, e.g. ``{"local-sv": 2, "local-dm": 1}`` -> sv, sv, dm."""
+    return [pool for pool, count in counts.items() for _ in range(count)]
+
+
+def parse_pool_count(spec: str) -> tuple[str, int | None]:
+    """``POOL=COUNT`` or ``POOL`` (``qorch up --pool``): the pool and its agent count, None
+    where not given. ValueError for anything else."""
+    pool, sep, text = spec.strip().partition("=")
+    pool = pool.strip()
+    if not _POOL_NAME.fullmatch(pool):
+        raise ValueError(
+            f"--pool {spec!r}: expected POOL=COUNT with POOL local-sv, local-dm or aws-<device>"
+        )
+    if not sep:
+        return pool, None
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"--pool {spec!r}: COUNT must be a whole number") from None
+    if count < 0:
+        raise ValueError(f"--pool {spec!r}: COUNT must be 0 or more")
+    return pool, count
+
+
+def parse_pools(specs: Sequence[str], nodes: int | None = None) -> list[str]:
+    """The agents' pools for ``qorch up`` / ``qorch demo`` options.
+
+    ``specs`` are the ``--pool`` values (``POOL=COUNT``, repeatable); none: :data:`DEFAULT_POOLS`.
+    ``nodes`` (the older ``--nodes N``) is the count of every ``--pool POOL`` given without
+    ``=COUNT`` (default :data:`DEFAULT_POOL_AGENTS`), or, with no ``--pool``, of ``local-sv``
+    next to the default others. ValueError for a malformed or repeated pool, and for ``nodes``
+    that no pool would take.
+    """
+    if nodes is not None and nodes < 0:
+        raise ValueError(f"--nodes {nodes}: must be 0 or more")
+    if not specs:
+        defaults = dict(DEFAULT_POOLS)
+        if nodes is not None:
+            defaults["local-sv"] = nodes
+        return agent_pools(defaults)
+    uncounted = DEFAULT_POOL_AGENTS if nodes is None else nodes
+    counts: dict[str, int] = {}
+    for spec in specs:
+        pool, count = parse_pool_count(spec)
+        if pool in counts:
+            raise ValueError(f"--pool {pool} is given twice")
+        counts[pool] = uncounted if count is None else count
+    if nodes is not None and all("=" in spec for spec in specs):
+        raise ValueError("--nodes applies to a --pool without =COUNT; every --pool has one")
+    return agent_pools(counts)
+
+
 @dataclass
 class Service:
     """One child process of the stack."""
@@ -50,7 +117,8 @@ class Service:
 class StackOptions:
     """What to start."""
 
-    pools: list[str] = field(default_factory=lambda: ["local-sv", "local-sv"])
+    #: One entry per agent, its pool (node-1, node-2, ... in this order).
+    pools: list[str] = field(default_factory=lambda: agent_pools(DEFAULT_POOLS))
     data_dir: Path | None = None  # None: a temporary Postgres cluster, deleted at stop
     log_dir: Path | None = None  # None: children log to this process's stderr
     free_ports: bool = False  # pick free API/gRPC ports instead of the configured ones

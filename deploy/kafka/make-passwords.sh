@@ -2,7 +2,7 @@
 # Writes deploy/.env, which docker compose reads for deploy/docker-compose.yml: one random
 # secret per variable the compose file requires, and nothing else.
 #
-#     deploy/kafka/make-passwords.sh [POOL ...]     # pools with an agent principal; default local-sv
+#     deploy/kafka/make-passwords.sh [POOL ...]     # pools with an agent principal; default local-sv local-dm
 #
 # A variable already in deploy/.env (or set to a value there by hand) is kept; missing ones are
 # added. The file is mode 600 and ignored by git (deploy/.gitignore). Kafka passwords are
@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_file="${ENV_FILE:-$here/../.env}"
 pools=("$@")
-[[ ${#pools[@]} -gt 0 ]] || pools=(local-sv)
+[[ ${#pools[@]} -gt 0 ]] || pools=(local-sv local-dm)
 
 names=(KAFKA_ADMIN_PASSWORD KAFKA_BROKER_PASSWORD KAFKA_API_PASSWORD KAFKA_ORCHESTRATOR_PASSWORD)
 for pool in "${pools[@]}"; do

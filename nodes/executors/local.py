@@ -7,7 +7,6 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
 from braket.tasks import GateModelQuantumTaskResult
@@ -25,17 +24,13 @@ BACKENDS = ("braket_sv", "braket_dm")
 #: Compiled programs an executor keeps (a training job sends the same program again and again).
 COMPILED_CACHE_SIZE = 32
 
-#: Errors Braket raises for a program or inputs it cannot run: running again cannot help.
-PROGRAM_ERRORS: tuple[type[BaseException], ...] = (
-    QASM3ParsingError,
-    ValueError,  # includes pydantic validation errors
-    TypeError,
-    NameError,
-    IndexError,
-    KeyError,
-    NotImplementedError,
-    SyntaxError,
-)
+#: Errors of the machine rather than of the program (memory, files, sockets): another attempt,
+#: here or on another node, may succeed. Everything else the simulator raises while running a
+#: program is deterministic - the same program and inputs fail the same way on every node:
+#: Braket's validation (ValueError, pydantic's errors), its NotImplementedError for what it cannot
+#: run, OpenQASM errors, and the numba typing errors of its kernels (``TypingError``).
+#: KeyboardInterrupt, SystemExit and the like are not Exceptions and are never caught here.
+RESOURCE_ERRORS: tuple[type[Exception], ...] = (MemoryError, OSError)
 
 
 class LocalExecutor:
@@ -45,11 +40,13 @@ class LocalExecutor:
     simulator code (:mod:`nodes.executors.compiled`); a program that path does not support runs
     with ``LocalSimulator.run``, one binding at a time, as does any fragment the compiled path
     fails on (so Braket's own error reaches the user). ``compiled=False`` always takes the plain
-    path. Compiled programs are kept warm, keyed by source and shots. ``threads`` caps the
-    threads of Braket's numba kernels (used from 11 qubits on) while this executor runs; 0 leaves
-    numba's default. ``threading_layer`` is numba's threading layer for those kernels, chosen
-    when the executor is built (:mod:`nodes.executors.kernels`). The math depends on neither:
-    every amplitude is computed the same way.
+    path. An error the simulator raises for a binding fails the fragment with Braket's message
+    and the binding's index, for good (the same program fails the same way everywhere) unless it
+    is one of :data:`RESOURCE_ERRORS`. Compiled programs are kept warm, keyed by source and
+    shots. ``threads`` caps the threads of Braket's numba kernels (used from 11 qubits on) while
+    this executor runs; 0 leaves numba's default. ``threading_layer`` is numba's threading layer
+    for those kernels, chosen when the executor is built (:mod:`nodes.executors.kernels`). The
+    math depends on neither: every amplitude is computed the same way.
 
     Tasks run one after another. ``LocalSimulator.run_batch`` is deliberately not used: it forks
     a multiprocessing pool from a process that holds librdkafka's threads and sockets, and the
@@ -108,7 +105,7 @@ class LocalExecutor:
         programs = [
             Program(source=r.source, inputs=values) for values in inputs for r in prepared.runs
         ]
-        results = self._run(programs, fragment.shots)
+        results = self._run(programs, fragment.shots, len(prepared.runs))
         self.plain_fragments += 1
         return prepared.binding_results(results)
 
@@ -130,13 +127,17 @@ class LocalExecutor:
             self._compiled.popitem(last=False)
         return program
 
-    def _run(self, programs: Sequence[Program], shots: int) -> list[GateModelQuantumTaskResult]:
-        try:
-            return [self._device.run(p, shots=shots).result() for p in programs]
-        except PROGRAM_ERRORS as exc:
-            raise ExecutionError(
-                _message(exc), retryable=False, error_type=type(exc).__name__
-            ) from exc
+    def _run(
+        self, programs: Sequence[Program], shots: int, runs_per_binding: int
+    ) -> list[GateModelQuantumTaskResult]:
+        """Run ``programs`` (``runs_per_binding`` consecutive ones per binding) in order."""
+        results = []
+        for k, program in enumerate(programs):
+            try:
+                results.append(self._device.run(program, shots=shots).result())
+            except Exception as exc:
+                raise simulator_failure(exc, k // runs_per_binding) from exc
+        return results
 
     def close(self) -> None:
         """Nothing to release: the simulator holds no outside resources."""
@@ -153,6 +154,16 @@ def binding_inputs(binding: pb.Binding, index: int) -> dict[str, float]:
                 error_type="InvalidInput",
             )
     return values
+
+
+def simulator_failure(exc: Exception, binding: int) -> ExecutionError:
+    """How an error the simulator raised running binding ``binding`` fails the fragment: with
+    Braket's message, and retryable only for a :data:`RESOURCE_ERRORS` one."""
+    return ExecutionError(
+        f"binding {binding}: {_message(exc)}",
+        retryable=isinstance(exc, RESOURCE_ERRORS),
+        error_type=type(exc).__name__,
+    )
 
 
 def _message(exc: BaseException) -> str:

@@ -175,6 +175,50 @@ def test_failures_are_results_that_say_whether_a_retry_can_help(
     )
 
 
+#: 12 qubits, where Braket's numba kernels take over: a control on the last qubit makes its
+#: single-qubit kernel raise numba's TypingError (in LocalSimulator.run too). Only bindings with
+#: ``theta > 1`` reach that gate.
+TYPING_ERROR_PROGRAM = """OPENQASM 3.0;
+input float theta;
+qubit[12] q;
+h q;
+rx(theta) q[0];
+if (theta > 1.0) {
+  ctrl @ h q[11], q[0];
+}
+"""
+
+
+def test_a_braket_kernel_error_is_answered_once_as_not_retryable(
+    topics: Settings, producer: Producer, results: TopicReader[pb.FragmentResult]
+) -> None:
+    """Issue 15: the same program fails the same way on every node, so the answer says a retry
+    cannot help, with Braket's message and the binding that failed; the agent goes on."""
+    typing = fragment("f-typing", "job-t", pb.RESULT_KIND_EXPECTATION, thetas=(0.5, 0.7, 2.0))
+    typing.program = TYPING_ERROR_PROGRAM
+    typing.observables[:] = ["Z" + "I" * 11]
+    typing.qubits = 12
+    agent = NodeAgent(topics, POOL)
+    with running(agent):
+        publish(producer, topics, typing)
+        (key, failed), *_ = results.wait_for(bool, "the failure")
+        publish(producer, topics, fragment("f-after", "job-t2", pb.RESULT_KIND_PROBABILITIES))
+        items = results.wait_for(lambda items: len(items) >= 2, "the next fragment's result")
+
+    assert (key, failed.fragment_id, failed.WhichOneof("outcome")) == (
+        "job-t",
+        "f-typing",
+        "failure",
+    )
+    assert failed.failure.retryable is False
+    assert failed.failure.error_type == "TypingError"
+    assert failed.failure.error.startswith("binding 2: ")
+    assert "reshape() supports contiguous array only" in failed.failure.error
+    assert [r.fragment_id for _, r in items] == ["f-typing", "f-after"]
+    assert items[1][1].WhichOneof("outcome") == "success"
+    assert (agent.fragments_failed, agent.fragments_done) == (1, 1)
+
+
 class FlakyProducer(Producer):
     """A real producer whose first ``failures`` result sends are reported as not acknowledged."""
 

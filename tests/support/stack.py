@@ -20,8 +20,9 @@ def running_stack(
     tmp_path_factory: pytest.TempPathFactory,
     **settings: Any,
 ) -> Iterator[Stack]:
-    """API, orchestrator and two agents on the test database and broker (a fresh topic prefix);
-    afterwards no service may have logged a traceback."""
+    """API, orchestrator and the default agents (two of local-sv, one of local-dm) on the test
+    database and broker (a fresh topic prefix); afterwards no service may have logged a
+    traceback."""
     config = make_settings(database_url=database_url, kafka_bootstrap=kafka_bootstrap, **settings)
     logs = tmp_path_factory.mktemp("stack-logs")
     with Stack(config, StackOptions(log_dir=logs, free_ports=True)) as running:

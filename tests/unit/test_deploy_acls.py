@@ -319,7 +319,7 @@ def test_the_shell_script_and_the_kafka_users_grant_the_same() -> None:
         for user, doc in strimzi_users().items()
         for acl in doc["spec"]["authorization"]["acls"]
     }
-    assert from_strimzi == model  # both deploy the local-sv pool only
+    assert from_strimzi == model  # both deploy the local pools, local-sv and local-dm
     for doc in strimzi_users().values():
         assert doc["spec"]["authentication"] == {"type": "scram-sha-512"}
         assert doc["spec"]["authorization"]["type"] == "simple"
@@ -344,7 +344,7 @@ def test_every_compose_kafka_client_uses_sasl_ssl_as_its_own_principal() -> None
     clients = {
         n: s for n, s in services.items() if "QORCH_KAFKA_BOOTSTRAP" in s.get("environment", {})
     }
-    assert set(clients) == {"api", "orchestrator", "node-1", "node-2"}
+    assert set(clients) == {"api", "orchestrator", "node-1", "node-2", "node-3"}
     for name, service in clients.items():
         env = service["environment"]
         assert env["QORCH_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
@@ -389,7 +389,7 @@ def test_compose_kafka_init_creates_every_principal() -> None:
     assert needed == {p.password_var for p in acls.principals(PREFIX, pools_of_compose())}
     assert needed <= set(init["environment"])
     services = compose()["services"]
-    for name in ("api", "orchestrator", "node-1", "node-2"):
+    for name in ("api", "orchestrator", "node-1", "node-2", "node-3"):
         assert services[name]["depends_on"]["kafka-init"]["condition"] == (
             "service_completed_successfully"
         )
@@ -414,7 +414,8 @@ def test_each_compose_agent_gets_its_pools_node_credential_and_nothing_else_does
     from deploy/.env; no other service gets a node credential or the variable."""
     services = compose()["services"]
     agents = [n for n, s in services.items() if s.get("command", [None])[0] == "node"]
-    assert agents == ["node-1", "node-2"]
+    assert agents == ["node-1", "node-2", "node-3"]
+    assert pools_of_compose() == ["local-dm", "local-sv"]  # every local pool is served
     for name, service in services.items():
         env = service.get("environment", {})
         pool = pool_of(service.get("command", ["-"]))
@@ -465,9 +466,10 @@ esac
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Path) -> None:
     """deploy/enroll-nodes.sh: starts api and orchestrator with a stand-in for the missing
-    variable, enrolls through the `cli` service, appends the credential to deploy/.env (mode
-    600, never printed), then starts the agents with it; --rotate replaces it, recreates the
-    agents, and only then revokes the old one."""
+    variables, enrolls each pool (by default local-sv and local-dm, the compose file's) through
+    the `cli` service, appends its credential to deploy/.env (mode 600, never printed), then
+    starts the agents with them; --rotate replaces them, recreates the agents, and only then
+    revokes the old ones."""
     from qorchestra.signing import new_node_credential
 
     bin_dir = tmp_path / "bin"
@@ -475,8 +477,10 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
     docker = bin_dir / "docker"
     docker.write_text(_FAKE_DOCKER)
     docker.chmod(0o755)
-    first, second = new_node_credential(), new_node_credential()
-    (tmp_path / "tokens").write_text(f"{first.token}\n{second.token}\n")
+    first, second = new_node_credential(), new_node_credential()  # local-sv's
+    first_dm, second_dm = new_node_credential(), new_node_credential()  # local-dm's
+    tokens = [first, first_dm, second, second_dm]  # in the order the script enrolls
+    (tmp_path / "tokens").write_text("".join(f"{t.token}\n" for t in tokens))
     env_file = tmp_path / ".env"
     env_file.write_text("KAFKA_API_PASSWORD=abc\nQORCH_ADMIN_KEY=xyz\n")
     env_file.chmod(0o644)
@@ -489,6 +493,7 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
         "TOKENS": str(tmp_path / "tokens"),
     }
     environ.pop("NODE_CREDENTIAL_LOCAL_SV", None)
+    environ.pop("NODE_CREDENTIAL_LOCAL_DM", None)
 
     def run(*args: str) -> list[tuple[str, str]]:
         calls.write_text("")
@@ -500,8 +505,8 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        for token in (first.token, second.token):
-            assert token.split(".")[1] not in done.stdout + done.stderr
+        for token in tokens:
+            assert token.token.split(".")[1] not in done.stdout + done.stderr
         compose = f"compose --env-file {env_file} -f {COMPOSE} "
         found = []
         for line in calls.read_text().splitlines():
@@ -511,9 +516,11 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
         return found
 
     enroll = "run --rm -T cli nodes enroll --pool local-sv --name compose-node-local-sv"
+    enroll_dm = "run --rm -T cli nodes enroll --pool local-dm --name compose-node-local-dm"
     assert run() == [
         ("not-enrolled", "up -d api orchestrator"),
         ("not-enrolled", enroll),
+        ("not-enrolled", enroll_dm),
         ("unset", "up -d"),  # the agents get the value compose reads from the env file
     ]
     lines = env_file.read_text().splitlines()
@@ -521,6 +528,7 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
         "KAFKA_API_PASSWORD=abc",
         "QORCH_ADMIN_KEY=xyz",
         f"NODE_CREDENTIAL_LOCAL_SV={first.token}",
+        f"NODE_CREDENTIAL_LOCAL_DM={first_dm.token}",
     ]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
@@ -530,12 +538,15 @@ def test_enroll_script_writes_each_pools_credential_to_the_env_file(tmp_path: Pa
     assert run("--rotate") == [
         ("unset", "up -d api orchestrator"),
         ("unset", enroll),
+        ("unset", enroll_dm),
         ("unset", "up -d"),
         ("unset", f"run --rm -T cli nodes revoke {first.id}"),
+        ("unset", f"run --rm -T cli nodes revoke {first_dm.id}"),
     ]
     assert env_file.read_text().splitlines() == [
         *lines[:2],
         f"NODE_CREDENTIAL_LOCAL_SV={second.token}",
+        f"NODE_CREDENTIAL_LOCAL_DM={second_dm.token}",
     ]
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
@@ -647,13 +658,14 @@ def test_each_k8s_agent_reads_its_pools_node_credential_and_nothing_else_does() 
             "secretKeyRef": {"name": credential_secret(pool), "key": "credential"}
         }, path.name
         assert pool in credential_secret(pool) and credential_secret(pool) != acls.node_user(pool)
-    assert agents == 2  # local-sv, and the aws-sv1 example
+    assert agents == 3  # local-sv, local-dm, and the aws-sv1 example
     example = {
         d["metadata"]["name"]: d
         for d in k8s_docs(K8S / "secret.example.yaml")
         if d["kind"] == "Secret"
     }
-    assert set(example[credential_secret("local-sv")]["stringData"]) == {"credential"}
+    for pool in ("local-sv", "local-dm"):
+        assert set(example[credential_secret(pool)]["stringData"]) == {"credential"}
 
 
 def test_every_deployed_role_has_a_kafka_user() -> None:

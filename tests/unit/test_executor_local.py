@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 from braket.circuits import Circuit, Observable
 from braket.devices import LocalSimulator
+from braket.ir.openqasm import Program
 
 from nodes.executors.base import ExecutionError, Executor
 from nodes.executors.local import LocalExecutor
@@ -240,3 +242,170 @@ def test_non_finite_input_fails_for_good(sv: LocalExecutor) -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="braket_sv"):
         LocalExecutor("braket_xx")
+
+
+# -- what a failure of the simulator means: deterministic, or worth another attempt ----------
+
+#: 12 qubits: Braket's numba kernels take over from 11 qubits on, and its kernel for a
+#: single-qubit gate cannot type the non-contiguous slice a control on the last qubit makes:
+#: ``LocalSimulator.run`` raises numba's TypingError (amazon-braket-default-simulator 1.41).
+#: The controlled gate runs only for ``theta > 1``, so the failing binding is the third one.
+TYPING_ERROR_PROGRAM = """OPENQASM 3.0;
+input float theta;
+qubit[12] q;
+h q;
+rx(theta) q[0];
+if (theta > 1.0) {
+  ctrl @ h q[11], q[0];
+}
+"""
+TYPING_ERROR_THETAS = (0.5, 0.7, 2.0, 3.0)
+
+
+def typing_error_fragment() -> pb.Fragment:
+    return pb.Fragment(
+        fragment_id="f-typing",
+        job_id="j",
+        attempt=1,
+        pool="local-sv",
+        program=TYPING_ERROR_PROGRAM,
+        bindings=[pb.Binding(values={"theta": t}) for t in TYPING_ERROR_THETAS],
+        result_kind=pb.RESULT_KIND_EXPECTATION,
+        observables=["Z" + "I" * 11],
+        qubits=12,
+    )
+
+
+def test_braket_kernel_typing_error_is_real_and_deterministic() -> None:
+    """The reproduction itself: LocalSimulator.run fails the same way every time."""
+    from numba.core.errors import TypingError
+
+    source = TYPING_ERROR_PROGRAM + "#pragma braket result probability q[0]\n"
+    device = LocalSimulator("braket_sv")
+    assert device.run(Program(source=source, inputs={"theta": 0.5}), shots=0).result()
+    for _ in range(2):
+        with pytest.raises(TypingError, match="reshape"):
+            device.run(Program(source=source, inputs={"theta": 2.0}), shots=0).result()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "plain"])
+def test_a_kernel_typing_error_fails_for_good_naming_the_binding(compiled: bool) -> None:
+    executor = LocalExecutor("braket_sv", compiled=compiled)
+
+    with pytest.raises(ExecutionError) as info:
+        executor.execute(typing_error_fragment())
+
+    assert info.value.retryable is False
+    assert info.value.error_type == "TypingError"
+    assert info.value.message.startswith("binding 2: ")
+    assert "reshape() supports contiguous array only" in info.value.message
+
+
+@pytest.mark.filterwarnings("ignore:You are running a noise-free circuit")
+def test_a_kernel_typing_error_on_the_density_matrix_fails_for_good() -> None:
+    """The density-matrix simulator uses the same kernels from 6 qubits on."""
+    frag = pb.Fragment(
+        fragment_id="f",
+        job_id="j",
+        pool="local-dm",
+        program="OPENQASM 3.0;\nqubit[6] q;\nh q;\nctrl @ h q[5], q[0];\n",
+        bindings=[pb.Binding()],
+        result_kind=pb.RESULT_KIND_PROBABILITIES,
+        qubits=6,
+    )
+    with pytest.raises(ExecutionError, match=r"(?s)^binding 0: .*reshape") as info:
+        LocalExecutor("braket_dm").execute(frag)
+    assert (info.value.retryable, info.value.error_type) == (False, "TypingError")
+
+
+@pytest.mark.parametrize(
+    ("statement", "error_type", "message"),
+    [
+        ("#pragma braket noise bit_flip(0.1) q[0]", "TypeError", "Noise instructions"),
+        ("#pragma braket unitary([[1, 0], [0, 2]]) q[0]", "ValueError", "is not unitary"),
+        ("int[8] n = 1 / 0;", "ZeroDivisionError", "division"),
+    ],
+    ids=["noise-on-state-vector", "not-unitary", "division-by-zero"],
+)
+def test_programs_braket_cannot_run_fail_for_good(
+    sv: LocalExecutor, statement: str, error_type: str, message: str
+) -> None:
+    frag = fragment(pb.RESULT_KIND_PROBABILITIES)
+    frag.program = PROGRAM + statement + "\n"
+
+    with pytest.raises(ExecutionError) as info:
+        sv.execute(frag)
+
+    assert (info.value.retryable, info.value.error_type) == (False, error_type)
+    assert info.value.message.startswith("binding 0: ")
+    assert message in info.value.message
+
+
+def raising_on_binding(error: BaseException, binding: int) -> Callable[..., Any]:
+    """A stand-in for ``LocalSimulator.run`` that runs every binding but ``binding``, where
+    it raises ``error`` (bindings are told apart by their value of ``a``)."""
+    device = LocalSimulator("braket_sv")
+
+    def run(program: Program, shots: int = 0) -> Any:
+        if program.inputs == BINDINGS[binding]:
+            raise error
+        return device.run(program, shots=shots)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (MemoryError(), True),
+        (OSError(24, "Too many open files"), True),
+        (ConnectionResetError("reset"), True),
+        (ValueError("Braket's validation"), False),
+        (NotImplementedError("not supported"), False),
+        (RuntimeError("anything else the simulator raises"), False),
+        (KeyError("q"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_only_resource_errors_are_retryable(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, retryable: bool
+) -> None:
+    """Through the real executor path (compiled programs off: LocalSimulator.run is patched)."""
+    executor = LocalExecutor("braket_sv", compiled=False)
+    monkeypatch.setattr(executor._device, "run", raising_on_binding(error, 1))
+
+    with pytest.raises(ExecutionError) as info:
+        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
+
+    assert (info.value.retryable, info.value.error_type) == (retryable, type(error).__name__)
+    assert info.value.message.startswith("binding 1: ")
+    assert info.value.__cause__ is error
+
+
+def test_an_injected_typing_error_fails_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numba.core.errors import TypingError
+
+    executor = LocalExecutor("braket_sv", compiled=False)
+    monkeypatch.setattr(executor._device, "run", raising_on_binding(TypingError("no type"), 2))
+
+    with pytest.raises(ExecutionError) as info:
+        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
+
+    assert (info.value.retryable, info.value.message) == (False, "binding 2: no type")
+
+
+def test_an_interrupt_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    executor = LocalExecutor("braket_sv", compiled=False)
+    monkeypatch.setattr(executor._device, "run", raising_on_binding(KeyboardInterrupt(), 0))
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
+
+
+def test_expectation_runs_map_to_their_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampled expectations of non-commuting observables take two runs per binding."""
+    executor = LocalExecutor("braket_sv", compiled=False)
+    monkeypatch.setattr(executor._device, "run", raising_on_binding(ValueError("bad"), 2))
+
+    with pytest.raises(ExecutionError, match=r"^binding 2: bad$"):
+        executor.execute(fragment(pb.RESULT_KIND_EXPECTATION, shots=10, observables=OBSERVABLES))
