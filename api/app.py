@@ -30,6 +30,7 @@ from api.routes import (
     training,
 )
 from api.sandbox import ProgramSandbox
+from api.ui import router as ui_router
 from qorchestra.config import Settings
 from qorchestra.heap import freeze_startup_heap
 from qorchestra.kafka import Producer, ensure_topics
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(keys.router, responses=V1_RESPONSES)
     app.include_router(tenants.router, responses=V1_RESPONSES)
     app.include_router(health.router)
+    app.include_router(ui_router)  # the dashboard, /ui (api/ui)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
