@@ -140,6 +140,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         else:
             console.print(f"  admin key     {key_prefix(stack.admin_key)}... (QORCH_ADMIN_KEY)")
         console.print(f"  REST API      {stack.api_url}")
+        console.print(f"  dashboard     {stack.api_url}/ui")
         console.print(f"  OpenAPI docs  {stack.api_url}/docs")
         console.print(f"  gRPC          {stack.grpc_target}")
         console.print(f"  Postgres      {mask_url(stack.settings.database_url)}")
