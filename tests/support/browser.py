@@ -115,9 +115,11 @@ def chromium() -> Path:
     return chromium_executable()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[Browser]:
-    """One headless Chromium for the session's browser tests."""
+    """One headless Chromium for a module's browser tests. Not for the session: Playwright's
+    sync API keeps an event loop running on the main thread while it is open, and every later
+    test that calls ``asyncio.run`` would fail."""
     with headless_chromium(chromium) as running:
         yield running
 
