@@ -2,13 +2,15 @@
 
 ``screen`` runs before validation (cheap refusals first, and no program reaches Braket's
 parser in this process before it parsed within the time bound in the sandbox). ``admit`` runs
-inside the submission's transaction: it locks the tenant's row, so the concurrency quota and
-the budget hold under concurrent submissions, and charges the estimate to the tenant.
+inside the transaction that stores the jobs, for one submission or a batch of one tenant's
+(``api/use_cases.py``): it locks the tenant's row, so the concurrency quota and the budget hold
+under concurrent submissions, and charges the estimates to the tenant.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,58 +179,104 @@ def check_size(tenant: str, quotas: Quotas, tasks: int, shots: int, size_field: 
         raise SpecError(errors)
 
 
+def estimate(job: AnyJob, settings: Settings, prepared: Prepared) -> float:
+    """The job's cost estimate in USD, from the price table (0 off paid pools): what ``admit``
+    charges the tenant and what the stored job keeps as ``cost_usd``."""
+    if not is_paid(job.pool):
+        return 0.0
+    price = settings.aws_price(job.pool)
+    return estimate_usd(prepared.tasks, job.shots, Price(price["per_task"], price["per_shot"]))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A screened, prepared submission waiting for admission: who submits what, and its
+    cost (``estimate``)."""
+
+    principal: Principal
+    job: AnyJob
+    prepared: Prepared
+    cost: float
+
+
 def admit(
     session: Session,
-    principal: Principal,
-    job: AnyJob,
+    tenant_id: str,
     settings: Settings,
-    prepared: Prepared,
-) -> float:
-    """Check the tenant's quotas and the job's cost inside the submission's transaction;
-    returns the cost charged to the tenant (0 off paid pools)."""
-    tenant = repo.lock_tenant(session, principal.tenant)
+    candidates: Sequence[Candidate],
+    stored: int = 0,
+) -> list[SpecError | TooManyRequests | None]:
+    """Check submissions of tenant ``tenant_id``, in order, against the tenant's quotas and
+    budget inside one transaction, and charge the admitted ones' costs to the tenant: None for
+    each one admitted, its refusal (SpecError, CostError: 422; TooManyRequests: 429) for each
+    one refused. The admitted jobs are stored in the same transaction: before (``stored``:
+    how many of them this transaction stored already, all of them; call it as late as
+    possible then) or after, only those admitted.
+
+    It locks the tenant's row until the transaction ends, so the quotas and the budget hold
+    under concurrent submissions (of other API processes too): the tenant's unfinished jobs
+    are counted once, and every one admitted before counts against the next."""
+    tenant = repo.lock_tenant(session, tenant_id)
     quotas = Quotas.of(tenant, settings)
-    tasks = prepared.tasks  # every kind: a training job's, to its last step
-    if not principal.is_admin:
-        check_size(principal.tenant, quotas, tasks, job.shots, job_kind(job.kind).size_field)
-    if not principal.is_admin:
-        active = repo.active_jobs(session, principal.tenant)
+    active = 0
+    if any(not c.principal.is_admin for c in candidates):
+        active = repo.active_jobs(session, tenant_id) - stored
+    outcomes: list[SpecError | TooManyRequests | None] = []
+    charged = False
+    for c in candidates:
+        try:
+            _check(c, tenant_id, quotas, active, quotas.budget_usd - tenant.spent_usd)
+        except (SpecError, TooManyRequests) as refusal:
+            outcomes.append(refusal)
+            continue
+        outcomes.append(None)
+        active += 1
+        if c.cost:
+            tenant.spent_usd += c.cost
+            charged = True
+    if charged:
+        session.flush()
+    return outcomes
+
+
+def _check(c: Candidate, tenant_id: str, quotas: Quotas, active: int, remaining: float) -> None:
+    """Raise the refusal of one candidate: 422 past the size quotas, 429 past the unfinished
+    jobs (``active`` of them), 422 without a cap on a paid pool or past the cap or the
+    ``remaining`` budget."""
+    job, cost = c.job, c.cost
+    if not c.principal.is_admin:
+        tasks = c.prepared.tasks  # every kind: a training job's, to its last step
+        check_size(tenant_id, quotas, tasks, job.shots, job_kind(job.kind).size_field)
         if active >= quotas.max_concurrent_jobs:
             raise TooManyRequests(
-                f"tenant {principal.tenant} has {active} unfinished jobs; at most "
+                f"tenant {tenant_id} has {active} unfinished jobs; at most "
                 f"{quotas.max_concurrent_jobs}",
                 5.0,
             )
     if not is_paid(job.pool):
-        return 0.0
-    price = settings.aws_price(job.pool)
-    estimate = estimate_usd(tasks, job.shots, Price(price["per_task"], price["per_shot"]))
-    remaining = quotas.budget_usd - tenant.spent_usd
+        return
     cap = job.max_cost_usd
     if cap is None:
         raise CostError(
-            [FieldError(("max_cost_usd",), f"required on {job.pool}; estimate ${estimate:.2f}")],
-            estimate,
+            [FieldError(("max_cost_usd",), f"required on {job.pool}; estimate ${cost:.2f}")],
+            cost,
         )
-    if estimate > cap:
+    if cost > cap:
         raise CostError(
-            [FieldError(("max_cost_usd",), f"estimate ${estimate:.2f} exceeds the cap ${cap:.2f}")],
-            estimate,
+            [FieldError(("max_cost_usd",), f"estimate ${cost:.2f} exceeds the cap ${cap:.2f}")],
+            cost,
         )
-    if estimate > remaining:
+    if cost > remaining:
         raise CostError(
             [
                 FieldError(
                     ("max_cost_usd",),
-                    f"estimate ${estimate:.2f} exceeds tenant {principal.tenant}'s remaining "
+                    f"estimate ${cost:.2f} exceeds tenant {tenant_id}'s remaining "
                     f"budget ${max(0.0, remaining):.2f}",
                 )
             ],
-            estimate,
+            cost,
         )
-    tenant.spent_usd += estimate
-    session.flush()
-    return estimate
 
 
 def admit_prediction(

@@ -14,15 +14,23 @@ The workers are shared by every tenant, so no tenant may hold them all (DESIGN.m
   Retry-After), and at most until its request's ``deadline`` (the request's parse budget);
 - the workers are handed out round robin between the tenants waiting (:class:`FairQueue`), and
   one tenant holds at most ``tenant_workers`` of them at once (default: all but one);
-- spare workers import Braket ahead of time, so a killed worker's replacement is ready at once.
+- workers are forked from a *zygote*, a process that imported Braket once: a killed worker's
+  replacement is ready in milliseconds, and starting it does not take a core away from the
+  API for the seconds an import of Braket costs (where the platform cannot fork and pass file
+  descriptors, each worker is a fresh process that imports Braket itself);
+- spare workers are started ahead of time, so a killed worker's replacement is ready at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import select
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,13 +46,18 @@ from qorchestra.qasm import ProgramError, ProgramInfo, source_digest
 
 logger = logging.getLogger(__name__)
 
-#: How long a fresh worker may take to import Braket (it imports before it serves anyone, so
-#: this is never counted against a request).
+#: How long the zygote or a fresh worker may take to import Braket (it imports before it
+#: serves anyone, so this is never counted against a request).
 START_TIMEOUT_S = 120.0
 #: Parse outcomes remembered, by tenant and hash of the source (jobs often repeat one program).
 CACHE_SIZE = 1024
 #: Default of ``wait_s``: how long a caller waits for a worker before WorkersBusy.
 WAIT_S = 2.0
+#: How long the zygote may take to fork a worker (milliseconds, normally) before it is given
+#: up for fresh processes.
+FORK_TIMEOUT_S = 10.0
+#: Parsed by the zygote before it forks anyone, so that no worker loads the grammar itself.
+WARM_UP_PROGRAM = "OPENQASM 3.0;\ninput float a;\nqubit[2] q;\nrx(a) q[0];\ncnot q[0], q[1];\n"
 
 T = TypeVar("T")
 
@@ -241,22 +254,153 @@ def _serve(inbox: Connection, outbox: Connection, memory_mb: int) -> None:
         outbox.send_bytes(json.dumps(answer).encode())
 
 
-class _Worker:
-    """One parser process, spoken to over two pipes (its stdout stays free for its logs)."""
+def _zygote(control: socket.socket, memory_mb: int) -> None:
+    """Zygote loop: import Braket once, then fork a ready worker for each message received on
+    ``control`` (a SOCK_SEQPACKET socket), answering with its pid and the API's ends of its two
+    pipes (SCM_RIGHTS). Ends when the API closes ``control``. Single-threaded, so it forks
+    safely."""
+    from qorchestra.qasm import analyze
 
-    def __init__(self, memory_mb: int) -> None:
-        to_child, self._to_child = os.pipe()
-        self._from_child, from_child = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.sandbox", str(to_child), str(from_child)]
-            + [str(memory_mb)],
-            pass_fds=(to_child, from_child),
-            stdin=subprocess.DEVNULL,
-        )
+    analyze(WARM_UP_PROGRAM)  # load the grammar once, for every worker
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
+    control.sendall(b"ready")
+    while control.recv(1):
+        to_child, to_worker = os.pipe()
+        from_worker, from_child = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                control.close()
+                os.close(to_worker)
+                os.close(from_worker)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                inbox = Connection(to_child, writable=False)
+                _serve(inbox, Connection(from_child, readable=False), memory_mb)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
         os.close(to_child)
         os.close(from_child)
-        self.send = Connection(self._to_child, readable=False)
-        self.recv = Connection(self._from_child, writable=False)
+        socket.send_fds(control, [str(pid).encode()], [to_worker, from_worker])
+        os.close(to_worker)
+        os.close(from_worker)
+
+
+class _Forked:
+    """A worker forked by the zygote (not this process's child), held by a pidfd: signals
+    reach that process even once its pid is reused. The part of ``subprocess.Popen`` used."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd: int | None = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        """None while it runs, else 1 (the zygote, its parent, has its exit status)."""
+        if self._fd is None:
+            return 1
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return 1 if readable else None
+
+    def kill(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._fd, signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        """Wait until it ended (at most ``timeout`` seconds), then let go of the pidfd."""
+        if self._fd is None:
+            return 1
+        select.select([self._fd], [], [], timeout)
+        os.close(self._fd)
+        self._fd = None
+        return 1
+
+
+class _Zygote:
+    """A process that imported Braket once and forks parse workers on request (``fork``).
+    Thread-safe. ``usable()`` says whether this platform can fork and pass descriptors."""
+
+    def __init__(self, memory_mb: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.sandbox", "zygote", str(theirs.fileno()), str(memory_mb)],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._control = ours
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.failed = False
+
+    @staticmethod
+    def usable() -> bool:
+        needs = ((os, "fork"), (os, "pidfd_open"), (socket, "send_fds"), (socket, "SOCK_SEQPACKET"))
+        return all(hasattr(module, name) for module, name in needs)
+
+    def wait_ready(self) -> None:
+        """Block until the zygote imported Braket; RuntimeError when it did not."""
+        with self._lock:
+            if self._ready.is_set():
+                return
+            self._control.settimeout(START_TIMEOUT_S)
+            try:
+                ok = self._control.recv(5) == b"ready"
+            except OSError:
+                ok = False
+            if not ok:
+                self.failed = True
+                raise RuntimeError("the parsers' zygote did not start")
+            self._control.settimeout(FORK_TIMEOUT_S)
+            self._ready.set()
+
+    def fork(self) -> tuple[_Forked, int, int]:
+        """A new worker: its process, and the descriptors to write to and read from it.
+        RuntimeError once the zygote is gone."""
+        self.wait_ready()
+        fds: list[int] = []
+        with self._lock:
+            try:
+                self._control.sendall(b"f")
+                message, fds, _flags, _address = socket.recv_fds(self._control, 32, 2)
+                if len(fds) != 2 or not message:
+                    raise OSError("the zygote answered no worker")
+                return _Forked(int(message)), fds[0], fds[1]
+            except (OSError, ValueError) as exc:
+                for fd in fds:
+                    os.close(fd)
+                self.failed = True
+                raise RuntimeError(f"the parsers' zygote is gone: {exc}") from exc
+
+    def close(self) -> None:
+        self._control.close()
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+class _Worker:
+    """One parser process, spoken to over two pipes (its stdout stays free for its logs):
+    forked by the zygote, or a fresh process (``zygote`` None) that imports Braket itself."""
+
+    def __init__(self, memory_mb: int, zygote: _Zygote | None = None) -> None:
+        self.proc: subprocess.Popen[bytes] | _Forked
+        if zygote is not None:
+            self.proc, to_worker, from_worker = zygote.fork()
+        else:
+            to_child, to_worker = os.pipe()
+            from_worker, from_child = os.pipe()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "api.sandbox", str(to_child), str(from_child)]
+                + [str(memory_mb)],
+                pass_fds=(to_child, from_child),
+                stdin=subprocess.DEVNULL,
+            )
+            os.close(to_child)
+            os.close(from_child)
+        self.send = Connection(to_worker, readable=False)
+        self.recv = Connection(from_worker, writable=False)
         self.ready = False
         self.busy_since = 0.0  # monotonic time its current parse began
 
@@ -276,9 +420,10 @@ class _Worker:
 
 class ProgramSandbox:
     """``analyze`` in worker processes: at most ``timeout_s`` per program, ``memory_mb`` more
-    memory than a fresh worker holds. ``spares`` workers import Braket ahead of time to replace
-    killed ones; a tenant holds at most ``tenant_workers`` workers at once (0: all but one, at
-    least one). Thread-safe; ``close()`` is safe to call twice."""
+    memory than a fresh worker holds. Workers are forked from a zygote that imported Braket
+    (fresh processes where that cannot be done); ``spares`` workers are started ahead of time
+    to replace killed ones at once; a tenant holds at most ``tenant_workers`` workers at once
+    (0: all but one, at least one). Thread-safe; ``close()`` is safe to call twice."""
 
     def __init__(
         self,
@@ -307,21 +452,35 @@ class ProgramSandbox:
         self._start_errors: list[str] = []
         self.cache = ParseCache(cache_size)
         self.killed = 0  # workers killed for running past the bound (or the request's budget)
+        self._zygote: _Zygote | None = None
 
     # -- workers -----------------------------------------------------------------------------
 
+    def _new_worker(self) -> _Worker:
+        """A worker forked by the zygote, or a fresh process where there is no zygote (or
+        it is gone)."""
+        zygote = self._zygote
+        if zygote is not None and not zygote.failed:
+            try:
+                return _Worker(self._memory_mb, zygote)
+            except RuntimeError as exc:
+                logger.error("%s; parse workers are fresh processes from now on", exc)
+        return _Worker(self._memory_mb)
+
     def _launch(self, spare: bool) -> threading.Thread:
-        """Start a worker; once it has imported Braket it joins the idle workers (or the
-        spares). Its import is never waited for by a request."""
-        worker = _Worker(self._memory_mb)
+        """Start a worker; once it is ready (forked, or it has imported Braket) it joins the
+        idle workers (or the spares). Its start is never waited for by a request."""
 
         def become_ready() -> None:
+            worker: _Worker | None = None
             try:
+                worker = self._new_worker()
                 worker.wait_ready()
             except (RuntimeError, EOFError, OSError, ValueError) as exc:
                 logger.error("a parser process did not start: %s", exc)
                 self._start_errors.append(str(exc))
-                worker.kill()
+                if worker is not None:
+                    worker.kill()
                 if not self._closed and len(self._start_errors) < 10:  # keep the pool's size
                     self._launch(spare)
                 return
@@ -351,18 +510,20 @@ class ProgramSandbox:
             self._launch(spare=False)
 
     def start(self) -> ProgramSandbox:
-        """Start the workers and spares (they import Braket in the background); idempotent."""
+        """Start the zygote, then the workers and spares, in the background; idempotent."""
         with self._lock:
             if self._started or self._closed:
                 return self
             self._started = True
+            if _Zygote.usable():
+                self._zygote = _Zygote(self._memory_mb)
         self._starting = [self._launch(spare=False) for _ in range(self._size)]
         self._starting += [self._launch(spare=True) for _ in range(self._spare_count)]
         return self
 
     def wait_ready(self) -> None:
-        """Start the workers and block until each (spares included) has imported Braket (a
-        service calls this before it serves). Raises RuntimeError when a worker did not start."""
+        """Start the workers and block until each (spares included) is ready (a service calls
+        this before it serves). Raises RuntimeError when a worker did not start."""
         self.start()
         for thread in self._starting:
             thread.join()
@@ -475,12 +636,19 @@ class ProgramSandbox:
                 return
             self._closed = True
             spares, self._spares = self._spares, []
+            zygote, self._zygote = self._zygote, None
         for worker in self._idle.close() + spares:
             worker.kill()
+        if zygote is not None:
+            zygote.close()
 
 
 def _main(argv: list[str]) -> None:
-    """Entry point of a worker process: ``python -m api.sandbox IN_FD OUT_FD MIB``."""
+    """Entry point of a worker process: ``python -m api.sandbox IN_FD OUT_FD MIB``, or of the
+    zygote: ``python -m api.sandbox zygote SOCKET_FD MIB``."""
+    if argv[0] == "zygote":
+        _zygote(socket.socket(fileno=int(argv[1])), int(argv[2]))
+        return
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
     _serve(inbox, outbox, int(argv[2]))

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from api import use_cases
-from api.deps import (
-    AnnouncerDep,
-    LimiterDep,
-    Reader,
-    SandboxDep,
-    SessionDep,
-    SettingsDep,
-    Submitter,
-)
+from api.auth import Principal
+from api.deps import AnnouncerDep, Reader, SessionDep, Submitter
 from api.schemas import JobPublic, JobResultPublic, JobsPublic
 from qorchestra.jobs.kinds import JOB_EXAMPLES, AnyJob
 from qorchestra.lifecycle import JobStatus
@@ -28,23 +22,40 @@ JobId = Annotated[str, Path(description="The job's id, as returned on submission
 
 
 @router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
-def submit_job(
+async def submit_job(
     body: Annotated[AnyJob, Body(openapi_examples=JOB_EXAMPLES)],
     principal: Submitter,
-    session: SessionDep,
-    settings: SettingsDep,
-    announcer: AnnouncerDep,
-    sandbox: SandboxDep,
-    limiter: LimiterDep,
+    request: Request,
 ) -> JobPublic:
     """Validate the job and queue it; answers at once with its id. Invalid jobs get 422 and
     nothing is stored. ``kind`` picks the job: ``circuits`` (the default), ``train`` or
     ``minimize``. The tenant's quotas apply (429 with Retry-After past its rate or its
     unfinished jobs); on an ``aws-*`` pool the job needs ``max_cost_usd`` and its estimate
     must fit the cap and the tenant's budget (422 with ``estimate_usd`` otherwise)."""
-    submitted = use_cases.submit_job(
-        session, principal, body, settings, announcer, sandbox, limiter
-    )
+    # The whole submission runs in one worker thread: a sync route with the session, settings,
+    # sandbox... as dependencies would hop to a thread and back for each of them.
+    state = request.app.state
+    if getattr(state, "commits", None) is None:  # in the event loop: made once, without a race
+        state.commits = use_cases.GroupCommit()
+    return await run_in_threadpool(_submit, state, principal, body)
+
+
+def _submit(state: Any, principal: Principal, body: AnyJob) -> JobPublic:
+    """Submit ``body`` with the app's session factory, sandbox, limiter (``api/app.py`` puts
+    them on ``app.state``) and batches of submissions; the answer is built in this thread."""
+    settings = state.settings
+    announcer = use_cases.Announcer(state.producer, settings, state.hub, state.signer)
+    with state.sessions() as session:
+        submitted = use_cases.submit_job(
+            session,
+            principal,
+            body,
+            settings,
+            announcer,
+            state.sandbox,
+            state.limiter,
+            state.commits,
+        )
     return JobPublic.of(submitted.job, datetime.now(UTC), cutting=submitted.cutting)
 
 
