@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -36,7 +37,7 @@ from qorchestra.heap import freeze_startup_heap
 from qorchestra.kafka import Producer, ensure_topics
 from qorchestra.qasm import analyze
 from qorchestra.store.credentials import load_control_plane_signer
-from qorchestra.store.db import make_engine, make_session_factory
+from qorchestra.store.db import fill_pool, make_engine, make_session_factory
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=10)
+        # A connection for each of the threads that serve requests, opened now: with fewer,
+        # the threads beyond the pool open and close one each, and Postgres' authentication
+        # costs both sides milliseconds of CPU, under a burst of submissions.
+        threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        engine = make_engine(settings.database_url, pool_size=threads)
+        await asyncio.to_thread(fill_pool, engine, threads)
         await asyncio.to_thread(ensure_topics, settings)
         app.state.settings = settings
         app.state.engine = engine

@@ -11,13 +11,11 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -67,23 +65,6 @@ class Submitted:
 
     job: Job
     cutting: dict[str, Any] | None
-
-
-@contextmanager
-def _added_events(session: Session) -> Iterator[list[JobEventRow]]:
-    """The job events added to ``session`` inside the block, in order: what a repository
-    call recorded, to announce after the commit without reading it back."""
-    added: list[JobEventRow] = []
-
-    def collect(_session: Session, instance: object) -> None:
-        if isinstance(instance, JobEventRow):
-            added.append(instance)
-
-    event.listen(session, "transient_to_pending", collect)
-    try:
-        yield added
-    finally:
-        event.remove(session, "transient_to_pending", collect)
 
 
 T = TypeVar("T")
@@ -222,42 +203,41 @@ def _admit_and_store(
     candidates = [s.candidate for s in batch]
     with session.begin():
         if optimistic:
-            for submission in batch:
-                _create(session, tenant, submission)
+            _create(session, tenant, batch)
             refusals = admission.admit(session, tenant, settings, candidates, stored=len(batch))
             if any(refusal is not None for refusal in refusals):
                 raise _Refused()
             return
         refusals = admission.admit(session, tenant, settings, candidates)
         for submission, refusal in zip(batch, refusals, strict=True):
-            if refusal is None:
-                _create(session, tenant, submission)
-            else:
-                submission.refusal = refusal
+            submission.refusal = refusal
+        _create(session, tenant, [s for s in batch if s.refusal is None])
 
 
-def _create(session: Session, tenant: str, submission: _Submission) -> None:
-    """Store one submission's job (with its first event, kept for the announcement)."""
-    c = submission.candidate
-    body, prepared = c.job, c.prepared
-    with _added_events(session) as events:  # its first event, not read back
-        job = repo.create_job(
-            session,
-            job_id=str(uuid.uuid4()),
-            name=body.name,
-            kind=body.kind,
-            pool=body.pool,
-            spec=body.model_dump(mode="json"),
-            result_type=prepared.result_type,
-            observables=prepared.observables,
-            bindings_total=prepared.bindings_total,
-            tenant=tenant,
-            cost_usd=c.cost,
-            max_queue_s=body.max_queue_s,
+def _create(session: Session, tenant: str, batch: Sequence[_Submission]) -> None:
+    """Store the submissions' jobs, each with its first event (kept for the announcement)."""
+    new = []
+    for submission in batch:
+        body, prepared = submission.candidate.job, submission.candidate.prepared
+        new.append(
+            repo.NewJob(
+                job_id=str(uuid.uuid4()),
+                name=body.name,
+                kind=body.kind,
+                pool=body.pool,
+                spec=body.model_dump(mode="json"),
+                result_type=prepared.result_type,
+                observables=prepared.observables,
+                bindings_total=prepared.bindings_total,
+                tenant=tenant,
+                cost_usd=submission.candidate.cost,
+                max_queue_s=body.max_queue_s,
+                # the cut plan, shown by GET from now on; the result keeps it
+                result={"cutting": prepared.cut_plans} if prepared.cut_plans else None,
+            )
         )
-    if prepared.cut_plans:  # the cut plan, shown by GET from now on; the result keeps it
-        job.result = {"cutting": prepared.cut_plans}
-    submission.job, submission.events = job, events
+    for submission, (job, event) in zip(batch, repo.create_jobs(session, new), strict=True):
+        submission.job, submission.events = job, [event]
 
 
 def submit_job(

@@ -55,6 +55,61 @@ class FragmentStatus:
 # ---------------------------------------------------------------- jobs
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """What a new job is stored with (``create_jobs``)."""
+
+    job_id: str
+    name: str
+    kind: str
+    pool: str
+    spec: dict[str, Any]
+    result_type: str
+    observables: int
+    bindings_total: int
+    tenant: str = "default"
+    cost_usd: float = 0.0
+    max_queue_s: float | None = None
+    result: dict[str, Any] | None = None  # shown while it runs (a cut job's plan)
+
+
+def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, JobEventRow]]:
+    """Insert QUEUED jobs and the first event of each, in one INSERT per table; each job with
+    its event, in order."""
+    created: list[tuple[Job, JobEventRow]] = []
+    if not jobs:
+        return created
+    for new in jobs:
+        job = Job(
+            id=new.job_id,
+            tenant=new.tenant,
+            cost_usd=new.cost_usd,
+            max_queue_s=new.max_queue_s,
+            result=new.result,
+            name=new.name,
+            kind=new.kind,
+            pool=new.pool,
+            status=JobStatus.QUEUED.value,
+            spec=new.spec,
+            result_type=new.result_type,
+            observables=new.observables,
+            bindings_total=new.bindings_total,
+            last_seq=0,
+            fragments_total=0,
+            fragments_done=0,
+            bindings_done=0,
+            redispatches=0,
+        )
+        message = f"{new.bindings_total} bindings on pool {new.pool}"
+        created.append((job, _next_event(job, "submitted", message)))
+    session.add_all([job for job, _ in created])
+    session.flush()  # the jobs before their events (the events' foreign key)
+    session.add_all([event for _, event in created])
+    session.flush()
+    announce_job(session)
+    return created
+
+
 def create_job(
     session: Session,
     *,
@@ -71,30 +126,20 @@ def create_job(
     max_queue_s: float | None = None,
 ) -> Job:
     """Insert a QUEUED job of ``tenant`` and its first event."""
-    job = Job(
-        id=job_id,
-        tenant=tenant,
-        cost_usd=cost_usd,
-        max_queue_s=max_queue_s,
-        name=name,
-        kind=kind,
-        pool=pool,
-        status=JobStatus.QUEUED.value,
-        spec=spec,
-        result_type=result_type,
-        observables=observables,
-        bindings_total=bindings_total,
-        last_seq=0,
-        fragments_total=0,
-        fragments_done=0,
-        bindings_done=0,
-        redispatches=0,
+    new = NewJob(
+        job_id,
+        name,
+        kind,
+        pool,
+        spec,
+        result_type,
+        observables,
+        bindings_total,
+        tenant,
+        cost_usd,
+        max_queue_s,
     )
-    session.add(job)
-    session.flush()
-    append_event(session, job, "submitted", f"{bindings_total} bindings on pool {pool}")
-    announce_job(session)
-    return job
+    return create_jobs(session, [new])[0][0]
 
 
 def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
@@ -258,13 +303,23 @@ def append_event(
     message: str = "",
     metrics: dict[str, float] | None = None,
 ) -> JobEventRow:
-    """Record the next event of a (locked or new) job; seq grows by one per event.
+    """Record the next event of a (locked or new) job; seq grows by one per event."""
+    row = _next_event(job, type_, message, metrics)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _next_event(
+    job: Job, type_: str, message: str = "", metrics: dict[str, float] | None = None
+) -> JobEventRow:
+    """The job's next event, not yet added: its seq is the job's ``last_seq``, plus one.
 
     The event's time is now, when it is recorded (Postgres ``now()`` would be the start of
     the transaction, which may have begun well before).
     """
     job.last_seq += 1
-    row = JobEventRow(
+    return JobEventRow(
         created_at=datetime.now(UTC),
         job_id=job.id,
         seq=job.last_seq,
@@ -277,9 +332,6 @@ def append_event(
         bindings_total=job.bindings_total,
         metrics=metrics or {},
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def events_after(
