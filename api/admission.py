@@ -1,7 +1,8 @@
-"""Admission of a submitted job: rate limit, program screening, tenant quotas and cost caps.
+"""Admission of a submitted job: rate limit, pool, program screening, tenant quotas and cost caps.
 
 ``screen`` runs before validation (cheap refusals first, and no program reaches Braket's
-parser in this process before it parsed within the time bound in the sandbox). ``admit`` runs
+parser in this process before it parsed within the time bound in the sandbox); it refuses a pool
+nobody declared, enrolled or served, and warns of one that no live agent serves. ``admit`` runs
 inside the transaction that stores the jobs, for one submission or a batch of one tenant's
 (``api/use_cases.py``): it locks the tenant's row, so the concurrency quota and the budget hold
 under concurrent submissions, and charges the estimates to the tenant.
@@ -9,11 +10,14 @@ under concurrent submissions, and charges the estimates to the tenant.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -28,6 +32,8 @@ from qorchestra.program_text import nesting_depth
 from qorchestra.qasm import ProgramError
 from qorchestra.store import repository as repo
 from qorchestra.store.models import Tenant
+from qorchestra.store.pools import PoolPresence, pool_presence
+from qorchestra.waiting import no_agent_warning
 
 
 class TooManyRequests(Exception):
@@ -102,6 +108,82 @@ def rate_limit(
         )
 
 
+class PoolLookup:
+    """Whether a pool is known, and whether a live agent serves it, as submissions ask: a
+    pool the settings declare, or the store knows (``pool_presence``), stays known for the
+    process's life, since a credential or an agent, once seen, is never forgotten; whether a
+    live agent serves it is kept ``live_ttl_s``, so that under load the store is asked about
+    once a second per pool, not once per submission (a warning may lag an agent's start or end
+    by that much). An unknown pool is asked about every time, so it is known as soon as it is
+    enrolled, and only known pools are kept. One lookup at a time: callers that miss together
+    wait for it, and then find its answer.
+
+    Owned by the API app (``app.state.pools``); thread-safe."""
+
+    def __init__(
+        self,
+        live_ttl_s: float = 1.0,
+        max_pools: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()  # guards the two caches
+        self._lookup = threading.Lock()  # one store lookup at a time
+        self._known: set[str] = set()
+        self._live: TTLCache[str, bool] = TTLCache(maxsize=max_pools, ttl=live_ttl_s, timer=clock)
+
+    def _cached(self, pool: str) -> PoolPresence | None:
+        with self._lock:
+            if pool not in self._known:
+                return None
+            live = self._live.get(pool)
+        return None if live is None else PoolPresence(known=True, live=live)
+
+    def presence(self, session: Session, settings: Settings, pool: str) -> PoolPresence:
+        """What submissions need to know of ``pool``: when it is not kept, looked up in
+        ``session``, whose transaction then ends (no transaction, nor connection, is held
+        while the submission's programs parse)."""
+        if (kept := self._cached(pool)) is not None:
+            return kept
+        with self._lookup:
+            if (kept := self._cached(pool)) is not None:
+                return kept  # looked up meanwhile by the caller this one waited for
+            since = datetime.now(UTC) - timedelta(seconds=settings.node_offline_after_s)
+            found = pool_presence(session, pool, since)
+            session.rollback()
+            declared = pool in settings.declared_pools()  # read only here: it may list files
+            with self._lock:
+                known = declared or found.known or pool in self._known
+                if known:
+                    self._known.add(pool)
+                    self._live[pool] = found.live
+            return PoolPresence(known=known, live=found.live)
+
+
+def unknown_pool_reason(pool: str) -> str:
+    """Why a job on a pool nobody declared, enrolled or served is refused, and what makes it
+    known."""
+    return (
+        f"unknown pool {pool!r}: no setting declares it, no node credential was ever enrolled "
+        "for it and no node agent has served it; an operator declares it in "
+        f'QORCH_POOL_MAX_QUBITS with its qubit limit (e.g. {{"{pool}": 20}}; '
+        "QORCH_AWS_DEVICES for an aws-* pool) or enrolls an agent for it with "
+        f"'qorch nodes enroll --pool {pool}'"
+    )
+
+
+def check_pool(
+    job: AnyJob, settings: Settings, session: Session, pools: PoolLookup
+) -> tuple[list[FieldError], list[str]]:
+    """The refusal of a job on an unknown pool (422 naming ``pool``), or else the warning of a
+    job on a pool that no live agent serves now (it is stored, and waits for one)."""
+    presence = pools.presence(session, settings, job.pool)
+    if not presence.known:
+        return [FieldError(("pool",), unknown_pool_reason(job.pool))], []
+    if not presence.live:
+        return [], [no_agent_warning(job.pool)]
+    return [], []
+
+
 def screen(
     job: AnyJob,
     principal: Principal,
@@ -109,10 +191,13 @@ def screen(
     sandbox: ProgramSandbox,
     limiter: RateLimiter,
     session: Session,
-) -> None:
-    """Refuse early: 429 past the tenant's submission rate; 422 for a program that is too
-    long, nested too deep, or does not parse within the time bound; 422 for a dataset the
-    tenant does not own (as for one that does not exist).
+    pools: PoolLookup,
+) -> list[str]:
+    """Refuse early: 429 past the tenant's submission rate; 422 for a pool nobody declared,
+    enrolled or served (``check_pool``); 422 for a program that is too long, nested too deep,
+    or does not parse within the time bound; 422 for a dataset the tenant does not own (as for
+    one that does not exist). Returns the submission's warnings: that no live agent serves its
+    pool now.
 
     The programs' parses share one budget (``parse_budget_s``, waits for a worker included;
     programs parsed before cost nothing): the program that was parsing when it ran out is
@@ -120,7 +205,7 @@ def screen(
     ``parse_wait_s`` (or before the budget runs out) is no fault of the program: ParsersBusy,
     meant to be answered 503 with Retry-After."""
     rate_limit(principal, session, settings, limiter)
-    errors: list[FieldError] = []
+    errors, warnings = check_pool(job, settings, session, pools)
     kind = job_kind(job.kind)
     deadline = time.monotonic() + settings.parse_budget_s
     for loc, source in kind.programs(job):
@@ -153,6 +238,7 @@ def screen(
         session.rollback()
     if errors:
         raise SpecError(errors)
+    return warnings
 
 
 def check_size(tenant: str, quotas: Quotas, tasks: int, shots: int, size_field: Location) -> None:

@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.admission import PoolLookup
 from api.auth import register_admin_key
 from api.authentication import Authentication
 from api.docs_pages import create_docs_app
@@ -62,9 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A connection for each of the threads that serve requests, opened now: with fewer,
-        # the threads beyond the pool open and close one each, and Postgres' authentication
-        # costs both sides milliseconds of CPU, under a burst of submissions.
+        # A connection for each of the threads that serve requests: with fewer, the threads
+        # beyond the pool open and close a connection each (Postgres' authentication costs
+        # both sides milliseconds of CPU) under a burst of submissions.
         threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
         engine = make_engine(settings.database_url, pool_size=threads)
         await asyncio.to_thread(fill_pool, engine, threads)
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = make_session_factory(engine)
         await asyncio.to_thread(register_admin_key, app.state.sessions, settings)
         app.state.limiter = RateLimiter()
+        app.state.pools = PoolLookup()
         app.state.sandbox = sandbox = ProgramSandbox(
             settings.parse_workers,
             settings.parse_timeout_s,

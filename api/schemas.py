@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -107,9 +108,21 @@ class JobPublic(BaseModel):
         "program index (`model` for a training job). Shown on submission and by "
         "`GET /v1/jobs/{id}`; null in lists.",
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the submitter should know, on the answer to `POST /v1/jobs` only "
+        "(empty elsewhere): 'no node agent serves pool local-dm now: the job waits until one "
+        "starts (...)' when no live agent serves the job's pool.",
+    )
 
     @classmethod
-    def of(cls, job: Job, now: datetime, cutting: dict[str, Any] | None = None) -> JobPublic:
+    def of(
+        cls,
+        job: Job,
+        now: datetime,
+        cutting: dict[str, Any] | None = None,
+        warnings: Sequence[str] = (),
+    ) -> JobPublic:
         started, finished = job.started_at, job.finished_at
         return cls(
             id=job.id,
@@ -137,6 +150,7 @@ class JobPublic(BaseModel):
             ),
             last_seq=job.last_seq,
             cutting=cutting or None,
+            warnings=list(warnings),
         )
 
 

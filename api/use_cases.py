@@ -61,10 +61,12 @@ class Announcer:
 
 @dataclass(frozen=True)
 class Submitted:
-    """A job just stored, and its cut plans with their (empty) progress."""
+    """A job just stored, its cut plans with their (empty) progress, and what the submitter
+    should know (``admission.screen``: no live agent serves its pool now)."""
 
     job: Job
     cutting: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
 
 
 T = TypeVar("T")
@@ -248,12 +250,15 @@ def submit_job(
     announcer: Announcer,
     sandbox: ProgramSandbox,
     limiter: RateLimiter,
+    pools: admission.PoolLookup,
     commits: GroupCommit[_Submission] | None = None,
 ) -> Submitted:
     """Screen, validate, admit and store a job, then announce it. Nothing is stored when any
-    step refuses it (429, 422). With ``commits``, it is stored in a batch with the tenant's
-    submissions that come at the same time (in this ``session`` or another caller's)."""
-    admission.screen(body, principal, settings, sandbox, limiter, session)
+    step refuses it (429, 422; a pool nobody declared, enrolled or served is a 422 too). With
+    ``commits``, it is stored in a batch with the tenant's submissions that come at the same
+    time (in this ``session`` or another caller's). The answer warns when no live agent serves
+    the job's pool (``pools`` keeps what the store said of it)."""
+    warnings = admission.screen(body, principal, settings, sandbox, limiter, session, pools)
     prepared = job_kind(body.kind).prepare(
         body, settings, lambda dataset_id: training.load_dataset(session, dataset_id)
     )
@@ -274,7 +279,7 @@ def submit_job(
     plans = None
     if prepared.cut_plans:  # nothing has run yet
         plans = with_progress(prepared.cut_plans, {}, prepared.binding_counts)
-    return Submitted(submission.job, plans)
+    return Submitted(submission.job, plans, warnings)
 
 
 def read_job(session: Session, principal: Principal, job_id: str) -> Job:

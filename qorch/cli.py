@@ -20,6 +20,7 @@ import httpx
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -36,6 +37,8 @@ from qorchestra.logs import configure_logging
 from qorchestra.redaction import mask_url
 
 console = Console(stderr=False)
+#: Warnings go to stderr, so that a script reading a submitted job's id from stdout gets it alone.
+warnings_console = Console(stderr=True)
 
 
 # ------------------------------------------------------------------ services
@@ -394,10 +397,19 @@ def _load_spec(path: str) -> dict[str, Any]:
     return spec
 
 
+def print_warnings(job: dict[str, Any]) -> None:
+    """The warnings of a submission's answer (e.g. no live agent serves its pool), on stderr."""
+    for warning in job.get("warnings", []):
+        warnings_console.print(
+            f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True
+        )
+
+
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         job = client.submit(_load_spec(args.file))
         console.print(job["id"])
+        print_warnings(job)
         if args.watch:
             return 0 if watch_with_progress(client, job["id"]) == "SUCCEEDED" else 1
     return 0

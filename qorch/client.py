@@ -79,7 +79,8 @@ class QorchClient:
         return response.json()
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """POST /v1/jobs; returns the created job."""
+        """POST /v1/jobs; returns the created job. Its ``warnings`` say what the submitter
+        should know, e.g. that no live node agent serves its pool (the job waits for one)."""
         result: dict[str, Any] = self._call("POST", "/v1/jobs", json=spec)
         return result
 

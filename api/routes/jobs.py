@@ -31,7 +31,10 @@ async def submit_job(
     nothing is stored. ``kind`` picks the job: ``circuits`` (the default), ``train`` or
     ``minimize``. The tenant's quotas apply (429 with Retry-After past its rate or its
     unfinished jobs); on an ``aws-*`` pool the job needs ``max_cost_usd`` and its estimate
-    must fit the cap and the tenant's budget (422 with ``estimate_usd`` otherwise)."""
+    must fit the cap and the tenant's budget (422 with ``estimate_usd`` otherwise). A pool that
+    no setting declares, no node credential was enrolled for and no agent has served is a 422;
+    on a pool that no live agent serves now, the job is queued and ``warnings`` says so (it
+    waits until one starts)."""
     # The whole submission runs in one worker thread: a sync route with the session, settings,
     # sandbox... as dependencies would hop to a thread and back for each of them.
     state = request.app.state
@@ -54,9 +57,12 @@ def _submit(state: Any, principal: Principal, body: AnyJob) -> JobPublic:
             announcer,
             state.sandbox,
             state.limiter,
+            state.pools,
             state.commits,
         )
-    return JobPublic.of(submitted.job, datetime.now(UTC), cutting=submitted.cutting)
+    return JobPublic.of(
+        submitted.job, datetime.now(UTC), cutting=submitted.cutting, warnings=submitted.warnings
+    )
 
 
 @router.get("", response_model=JobsPublic, summary="List jobs")

@@ -1,7 +1,9 @@
 """The pools the platform knows, with their agents and their work, as stored (read side).
 
 A pool is known when it is declared (built in, or named in the settings), has an enrolled node
-credential, has been served by an agent, or has a running job.
+credential, has been served by an agent, or has a running job. A submission may name a pool only
+when it is declared, or a node credential was ever enrolled for it, or an agent ever reported it
+(``pool_presence``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from qorchestra.store.models import Fragment, Job, Node, NodeCredentialRow
@@ -31,6 +33,32 @@ class PoolOverview:
     fragments_queued: int = 0
     fragments_in_flight: int = 0
     oldest_in_flight_at: datetime | None = None
+
+
+def _live(since: datetime) -> ColumnElement[bool]:
+    """Whether a node row is a live agent: RUNNING, with a heartbeat at ``since`` or later."""
+    return and_(Node.state == "RUNNING", Node.last_heartbeat_at >= since)
+
+
+@dataclass(frozen=True)
+class PoolPresence:
+    """What a submission needs to know of its pool (``pool_presence``: what the store knows;
+    the API adds the pools the settings declare)."""
+
+    #: A node credential was ever enrolled for it (revoked ones count), or an agent reported it.
+    known: bool
+    #: A live agent serves it: RUNNING, with a heartbeat at ``since`` or later.
+    live: bool
+
+
+def pool_presence(session: Session, pool: str, since: datetime) -> PoolPresence:
+    """Whether ``pool`` is known from enrollment or agents, and whether a live agent serves it,
+    in one query."""
+    enrolled = select(NodeCredentialRow.id).where(NodeCredentialRow.pool == pool).exists()
+    reported = select(Node.id).where(Node.pool == pool).exists()
+    live = select(Node.id).where(Node.pool == pool, _live(since)).exists()
+    known, served = session.execute(select(or_(enrolled, reported), live)).one()
+    return PoolPresence(known=bool(known), live=bool(served))
 
 
 def pool_overview(
@@ -54,7 +82,7 @@ def pool_overview(
     ):
         pool(name, "enrolled").credentials = int(count)
     since = now - timedelta(seconds=offline_after_s)
-    live = func.count().filter(Node.state == "RUNNING", Node.last_heartbeat_at >= since)
+    live = func.count().filter(_live(since))
     for name, known, alive in session.execute(
         select(Node.pool, func.count(), live).group_by(Node.pool)
     ):

@@ -17,6 +17,7 @@ from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.jobs.errors import SpecError
 from qorchestra.qasm import ProgramError, ProgramInfo
+from qorchestra.store.pools import PoolPresence
 
 INFO = ProgramInfo(("a",), 2, False)
 
@@ -158,6 +159,14 @@ class _Sandbox:
         return ProgramInfo((), 1, False)
 
 
+class _Pools:
+    """Every pool known and served (the pool check is tested against the store:
+    tests/integration/test_submit_pools.py)."""
+
+    def presence(self, _session: object, _settings: Settings, _pool: str) -> PoolPresence:
+        return PoolPresence(known=True, live=True)
+
+
 def _screen(sources: list[str], sandbox: _Sandbox) -> None:
     job = CircuitsJob.model_validate(
         {
@@ -168,7 +177,7 @@ def _screen(sources: list[str], sandbox: _Sandbox) -> None:
         }
     )
     admin = Principal("k", "p", "tenant-a", frozenset({"admin"}))  # admins skip the rate limit
-    screen(job, admin, Settings(parse_budget_s=7.0), sandbox, None, None)  # type: ignore[arg-type]
+    screen(job, admin, Settings(parse_budget_s=7.0), sandbox, None, None, _Pools())  # type: ignore[arg-type]
 
 
 def test_screen_passes_the_tenant_and_one_deadline_for_the_whole_request() -> None:
