@@ -17,8 +17,9 @@ from qorchestra.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
 
-#: Exit status when the agent cannot start: a pool that is neither local nor ``aws-*``. (An
-#: ``aws-*`` pool this node lacks the configuration for starts, and fails its fragments at once.)
+#: Exit status when the agent cannot start: a pool that is neither local, ``aws-*`` nor an
+#: ``emu-*`` pool with a device profile. (An ``aws-*`` pool this node lacks the configuration for
+#: starts, and fails its fragments at once.)
 EXIT_CONFIG = 2
 
 

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
+from qorch.devices_cli import add_commands as add_device_commands
 from qorch.training_cli import (
     DEMO_CLASSIFIER,
     add_commands,
@@ -646,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     tenant.add_argument("--budget-usd", type=float)
     tenant.set_defaults(func=cmd_tenant)
     add_commands(sub, _with_client)
+    add_device_commands(sub)
     return parser
 
 
@@ -674,10 +676,20 @@ def _pools(args: argparse.Namespace) -> list[str] | None:
     from qorch.stack import parse_pools
 
     try:
-        return parse_pools(args.pools, args.nodes)
+        pools = parse_pools(args.pools, args.nodes)
     except ValueError as exc:
         print(f"qorch {args.command}: {exc}", file=sys.stderr)
         return None
+    known = get_settings().emulated_profiles()
+    unknown = sorted({p for p in pools if p.startswith("emu-") and p not in known})
+    if unknown:
+        print(
+            f"qorch {args.command}: no device profile for {', '.join(unknown)} (known: "
+            f"{', '.join(sorted(known))}; see qorch devices list)",
+            file=sys.stderr,
+        )
+        return None
+    return pools
 
 
 def _pool_summary(pools: list[str]) -> str:

@@ -41,8 +41,8 @@ _KEYS_ENV = frozenset({"QORCH_ADMIN_KEY", "QORCH_API_KEY", "QORCH_NODE_CREDENTIA
 #: pool is served, the state vector by two agents, the density matrix by one.
 DEFAULT_POOLS: Mapping[str, int] = {"local-sv": 2, "local-dm": 1}
 
-#: A pool name as a job names it: a local simulator, or an AWS device pool.
-_POOL_NAME = re.compile(r"(local-sv|local-dm|aws-[a-z0-9][a-z0-9-]*)")
+#: A pool name as a job names it: a local simulator, an AWS device pool or an emulated device.
+_POOL_NAME = re.compile(r"(local-sv|local-dm|(aws|emu)-[a-z0-9][a-z0-9-]*)")
 
 #: How many agents a ``--pool POOL`` without ``=COUNT`` gets unless ``--nodes`` says (as before
 #: ``POOL=COUNT`` existed, when ``--nodes`` defaulted to 2).
@@ -61,7 +61,8 @@ def parse_pool_count(spec: str) -> tuple[str, int | None]:
     pool = pool.strip()
     if not _POOL_NAME.fullmatch(pool):
         raise ValueError(
-            f"--pool {spec!r}: expected POOL=COUNT with POOL local-sv, local-dm or aws-<device>"
+            f"--pool {spec!r}: expected POOL=COUNT with POOL local-sv, local-dm, aws-<device> "
+            "or emu-<profile>"
         )
     if not sep:
         return pool, None

@@ -9,16 +9,24 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qorchestra.apikeys import MAKE_A_KEY, key_weakness
+from qorchestra.devices import EMULATED_PREFIX, SHIPPED_PROFILES, DeviceProfile, emulated_profiles
 from qorchestra.redaction import SecretMap, mask_url
 
+#: Widest program Braket's density-matrix simulator runs here in bearable time and memory (a
+#: 13-qubit density matrix holds 2**26 amplitudes, 1 GiB): the limit of ``local-dm`` and of the
+#: emulated pools, whose emulator simulates density matrices whatever the device's size.
+DENSITY_MATRIX_MAX_QUBITS = 13
+
 # Qubit limits of the pools the platform knows out of the box. A pool not named here takes
-# ``default_max_qubits``; ``QORCH_POOL_MAX_QUBITS`` overrides any of them.
+# ``default_max_qubits``; ``QORCH_POOL_MAX_QUBITS`` overrides any of them. An emulated pool
+# (``emu-<profile>``) takes its device's qubit count, at most DENSITY_MATRIX_MAX_QUBITS.
 DEFAULT_POOL_MAX_QUBITS: dict[str, int] = {
     "local-sv": 26,
-    "local-dm": 13,
+    "local-dm": DENSITY_MATRIX_MAX_QUBITS,
     "aws-sv1": 34,
     "aws-dm1": 17,
     "aws-tn1": 50,
+    **{pool: min(p.qubits, DENSITY_MATRIX_MAX_QUBITS) for pool, p in SHIPPED_PROFILES.items()},
 }
 
 # Braket device ARNs for the managed simulators; QPU pools are added with QORCH_AWS_DEVICES.
@@ -29,13 +37,15 @@ DEFAULT_AWS_DEVICES: dict[str, str] = {
 }
 
 
-# Price table of the AWS pools (docs/security.md): USD per quantum task and per shot. A pool
+# Price table of the paid pools (docs/security.md): USD per quantum task and per shot. A pool
 # not named here takes "default"; ``QORCH_AWS_PRICES`` overrides any of them. Braket bills the
 # managed simulators per minute: their per-task price here is an estimate of one short task.
+# An emulated pool costs what its device costs (its profile's price).
 DEFAULT_AWS_PRICES: dict[str, dict[str, float]] = {
     "aws-sv1": {"per_task": 0.075, "per_shot": 0.0},
     "aws-dm1": {"per_task": 0.075, "per_shot": 0.0},
     "aws-tn1": {"per_task": 0.275, "per_shot": 0.0},
+    **{pool: dict(p.price) for pool, p in SHIPPED_PROFILES.items()},
     "default": {"per_task": 0.30, "per_shot": 0.08},
 }
 
@@ -206,7 +216,9 @@ class Settings(BaseSettings):
     )
     tenant_submit_burst: int = Field(20, ge=1, description="Submissions a tenant may burst.")
     tenant_budget_usd: float = Field(
-        0.0, ge=0, description="What a tenant may spend on aws-* pools unless an admin sets it."
+        0.0,
+        ge=0,
+        description="What a tenant may spend on paid pools (aws-*, emu-*) unless an admin sets it.",
     )
     aws_prices: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="pool -> {per_task, per_shot} in USD, over defaults."
@@ -228,6 +240,16 @@ class Settings(BaseSettings):
             with open(self.grpc_tls_ca_file, "rb") as ca:
                 return True, ca.read()
         return self.grpc_tls, None
+
+    @field_validator("emulator_queue_s")
+    @classmethod
+    def _queue_bounds(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for pool, (shortest, longest) in value.items():
+            if not 0 <= shortest <= longest:
+                raise ValueError(
+                    f"QORCH_EMULATOR_QUEUE_S: {pool} needs 0 <= shortest <= longest seconds"
+                )
+        return value
 
     @field_validator("admin_key")
     @classmethod
@@ -358,6 +380,26 @@ class Settings(BaseSettings):
     aws_region: str = ""
     aws_poll_timeout_s: float = Field(3600.0, gt=0)
 
+    # Emulated devices (docs/emulated-devices.md)
+    device_profiles_dir: str = Field(
+        "",
+        description="A folder of more device profiles (`<profile>.json`, as `qorch devices "
+        "snapshot` writes them), each serving pool `emu-<profile>` next to the shipped ones; "
+        "one named as a shipped profile replaces it. The API and the agents must see the same "
+        "files.",
+    )
+    emulator_queue_s: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="pool -> [shortest, longest] emulated queue delay of one task, in seconds, "
+        'over the profiles\' own (`{"emu-garnet": [0, 0]}`: no delay).',
+    )
+    emulator_seed: int = Field(
+        0,
+        ge=0,
+        description="Seed of the emulated queue delays an agent draws: the same seed gives the "
+        "same delays, task by task.",
+    )
+
     # Embedded stack
     data_dir: str = Field(".qorch", description="Where the embedded Postgres keeps its data.")
 
@@ -382,18 +424,40 @@ class Settings(BaseSettings):
         """Qubit limit of ``pool``."""
         if pool in self.pool_max_qubits:
             return self.pool_max_qubits[pool]
-        return DEFAULT_POOL_MAX_QUBITS.get(pool, self.default_max_qubits)
+        if pool in DEFAULT_POOL_MAX_QUBITS:
+            return DEFAULT_POOL_MAX_QUBITS[pool]
+        profile = self.emulated_profile(pool)
+        if profile is not None:
+            return min(profile.qubits, DENSITY_MATRIX_MAX_QUBITS)
+        return self.default_max_qubits
 
     def declared_pools(self) -> set[str]:
         """The pools the platform knows without an agent having served them: built in
-        (``local-sv``, ``local-dm``, the managed AWS simulators) or named in the settings
-        (``QORCH_POOL_MAX_QUBITS``, ``QORCH_AWS_DEVICES``)."""
+        (``local-sv``, ``local-dm``, the managed AWS simulators, an ``emu-*`` pool per device
+        profile) or named in the settings (``QORCH_POOL_MAX_QUBITS``, ``QORCH_AWS_DEVICES``,
+        the profiles in ``QORCH_DEVICE_PROFILES_DIR``)."""
         return {
             *DEFAULT_POOL_MAX_QUBITS,
             *self.pool_max_qubits,
             *DEFAULT_AWS_DEVICES,
             *self.aws_devices,
+            *self.emulated_profiles(),
         }
+
+    def emulated_profiles(self) -> dict[str, DeviceProfile]:
+        """The device profile of every ``emu-*`` pool, by pool: shipped, then those in
+        ``QORCH_DEVICE_PROFILES_DIR``."""
+        return emulated_profiles(self.device_profiles_dir)
+
+    def emulated_profile(self, pool: str) -> DeviceProfile | None:
+        """The device profile behind an ``emu-*`` pool, or None when there is none."""
+        if not pool.startswith(EMULATED_PREFIX):
+            return None
+        return self.emulated_profiles().get(pool)
+
+    def emulator_queue(self, profile: DeviceProfile) -> tuple[float, float]:
+        """Shortest and longest emulated queue delay of one task on ``profile``'s pool."""
+        return self.emulator_queue_s.get(profile.pool, profile.queue_s)
 
     def aws_device_arn(self, pool: str) -> str | None:
         """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
@@ -401,7 +465,8 @@ class Settings(BaseSettings):
 
     def aws_price(self, pool: str) -> dict[str, float]:
         """USD per task and per shot on ``pool`` (``per_task``, ``per_shot``)."""
-        table = {**DEFAULT_AWS_PRICES, **self.aws_prices}
+        emulated = {name: dict(p.price) for name, p in self.emulated_profiles().items()}
+        table = {**DEFAULT_AWS_PRICES, **emulated, **self.aws_prices}
         price = table.get(pool, table["default"])
         return {"per_task": price.get("per_task", 0.0), "per_shot": price.get("per_shot", 0.0)}
 

@@ -291,7 +291,8 @@ def _builtin_tables() -> list[str]:
     """The pools' built-in qubit limits, device ARNs and prices."""
     out = ["## Pool qubit limits", ""]
     out += _paragraph(
-        "The qubit limit of each pool the platform knows; any other pool takes "
+        "The qubit limit of each pool the platform knows (an emulated pool's is its device's "
+        "qubit count, at most the 13 a density matrix allows); any other pool takes "
         "`QORCH_DEFAULT_MAX_QUBITS`, and `QORCH_POOL_MAX_QUBITS` overrides any of them."
     )
     out += ["", "| pool | qubits |", "| --- | --- |"]
@@ -306,8 +307,9 @@ def _builtin_tables() -> list[str]:
     out += ["", "## AWS prices", ""]
     out += _paragraph(
         "USD per quantum task and per shot, used for cost estimates and caps "
-        "([security.md](security.md#cost-caps)); a pool not named takes `default`, and "
-        "`QORCH_AWS_PRICES` overrides any of them."
+        "([security.md](security.md#cost-caps)); an emulated pool costs what its device "
+        "costs ([emulated-devices.md](emulated-devices.md)), a pool not named takes "
+        "`default`, and `QORCH_AWS_PRICES` overrides any of them."
     )
     out += ["", "| pool | per task | per shot |", "| --- | --- | --- |"]
     for pool, price in DEFAULT_AWS_PRICES.items():

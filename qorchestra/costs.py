@@ -1,4 +1,5 @@
-"""What a job will cost on a paid (``aws-*``) pool: an upper bound from a price table. Pure.
+"""What a job will cost on a paid pool (``aws-*``, ``emu-*``): an upper bound from a price table.
+Pure.
 
 Braket bills per quantum task and per shot. How many tasks a job makes is its kind's to say
 (``JobKind.prepare`` in ``qorchestra/jobs/``); this module prices them.
@@ -18,9 +19,15 @@ class Price:
     per_shot: float
 
 
+#: Pools whose jobs are priced: Braket's devices and managed simulators (``aws-*``), and the
+#: emulated devices (``emu-*``), which carry their device's price so that a job's cost cap,
+#: estimate and budget are rehearsed before it runs on the real one.
+PAID_PREFIXES = ("aws-", "emu-")
+
+
 def is_paid(pool: str) -> bool:
-    """Whether jobs on ``pool`` cost money (real devices and managed simulators)."""
-    return pool.startswith("aws-")
+    """Whether jobs on ``pool`` are priced and charged to the tenant's budget."""
+    return pool.startswith(PAID_PREFIXES)
 
 
 def estimate_usd(tasks: int, shots: int, price: Price) -> float:

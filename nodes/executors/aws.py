@@ -1,15 +1,23 @@
 """Braket devices on AWS (QPUs and the managed simulators SV1, DM1, TN1), through the Braket SDK.
 
-Each binding becomes one quantum task (several when sampled observables cannot share one) whose
-results Braket writes to ``s3://<bucket>/<prefix>/``. Credentials and the results bucket are
-checked when the executor is built, and every missing piece is named in one
-:class:`ExecutionError`; the agent then serves the pool with an executor that fails each
-fragment at once with that message (``nodes.executors.factory.serving_executor``).
+A fragment's bindings go as program sets where the device takes them (one task per chunk of
+bindings within the device's limits), else as one quantum task per binding (several when
+sampled observables cannot share one); :mod:`nodes.executors.submission` plans them. Every task
+is created with a client token derived from the fragment, its attempt and the task's index, so
+a fragment delivered again finds the tasks its first delivery created instead of paying twice.
+Results are written to ``s3://<bucket>/<prefix>/`` and read back with this node's own S3 client.
+Endpoints come from boto3's usual settings (``AWS_ENDPOINT_URL_BRAKET``, ``AWS_ENDPOINT_URL_S3``).
+
+Credentials and the results bucket are checked when the executor is built, and every missing
+piece is named in one :class:`ExecutionError`; the agent then serves the pool with an executor
+that fails each fragment at once with that message (``nodes.executors.factory.serving_executor``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -20,16 +28,28 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
-from braket.aws import AwsDevice, AwsQuantumTask, AwsSession
-from braket.ir.openqasm import Program
+from braket.aws import AwsDevice, AwsSession
+from braket.device_schema import DeviceActionType
 from braket.tasks import GateModelQuantumTaskResult
 
 from nodes.executors.base import ExecutionError
-from nodes.executors.local import binding_inputs
-from nodes.program import ProgramError, prepare_fragment
+from nodes.executors.braket_results import (
+    RESULTS_FILE,
+    Reader,
+    parse_result,
+    program_set_outcomes,
+)
+from nodes.executors.local import prepared_work
+from nodes.executors.sampled import Outcome
+from nodes.executors.submission import Submission, TaskRequest, client_token, plan_submission
+from nodes.program import TaskResult
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.program_sets import ProgramSetLimits
 
 logger = logging.getLogger(__name__)
+
+#: Task states after which nothing changes.
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 CREDENTIALS_HELP = (
     "AWS credentials were not found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -61,8 +81,10 @@ class AwsDeviceExecutor:
     """Runs fragments on one Braket device, results to ``s3://s3_bucket/s3_prefix``.
 
     ``region`` defaults to the device ARN's region (QPUs), then to boto3's configured region.
-    ``poll_timeout_s`` bounds the wait for each task; a task still unfinished then is cancelled
-    and the fragment fails as retryable. ``boto_session`` replaces the default boto3 session.
+    ``poll_timeout_s`` bounds the wait for the next of a fragment's tasks to end: when none
+    ends for that long, the unfinished ones are cancelled and the fragment fails as retryable.
+    ``poll_interval_s`` is the time between polls (default: the device's own, else 1 s).
+    ``boto_session`` replaces the default boto3 session.
     """
 
     def __init__(
@@ -119,33 +141,20 @@ class AwsDeviceExecutor:
         return self._destination
 
     def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
-        """Create every task of the fragment, then wait for their results, in order."""
-        try:
-            prepared = prepare_fragment(fragment)
-        except ProgramError as exc:
-            raise ExecutionError(str(exc), retryable=False, error_type="ProgramError") from exc
-        inputs = [binding_inputs(b, i) for i, b in enumerate(fragment.bindings)]
+        """Create every task of the fragment, wait for them all, and read their results back,
+        one per binding, in order (:mod:`nodes.executors.submission` plans the tasks)."""
+        prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # every observable is the identity
             return [prepared.binding_result([]) for _ in inputs]
-        tasks: list[AwsQuantumTask] = []
+        tasks: list[_Task] = []
         try:
             device = self._get_device()
-            for values in inputs:
-                for run in prepared.runs:
-                    task = device.run(
-                        Program(source=run.source, inputs=values),
-                        s3_destination_folder=self._destination,
-                        shots=fragment.shots,
-                        poll_timeout_seconds=self._poll_timeout_s,
-                        poll_interval_seconds=self._poll_interval_s,
-                    )
-                    tasks.append(task)
-                    logger.debug(
-                        "created Braket task %s",
-                        task.id,
-                        extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
-                    )
-            results = [self._result(task) for task in tasks]
+            submission = plan_submission(fragment, prepared, inputs, program_set_limits(device))
+            session = device.aws_session
+            for index, request in enumerate(submission.requests):
+                tasks.append(self._create(session, fragment, index, request))
+            self._wait(tasks)
+            results = self._results(submission, tasks)
         except ExecutionError:
             _cancel_unfinished(tasks)
             raise
@@ -164,46 +173,170 @@ class AwsDeviceExecutor:
                 ) from exc
         return self._device
 
-    def _result(self, task: AwsQuantumTask) -> GateModelQuantumTaskResult:
-        result = task.result()
-        if isinstance(result, GateModelQuantumTaskResult):
-            return result
-        if result is not None:
+    def _create(
+        self, session: AwsSession, fragment: pb.Fragment, index: int, request: TaskRequest
+    ) -> _Task:
+        """CreateQuantumTask with the request's client token: the task already created for it,
+        if there is one, else a new one."""
+        arguments = request.create_arguments(self._arn, *self._destination)
+        token = client_token(fragment.fragment_id, fragment.attempt, index, arguments)
+        arn = session.create_quantum_task(**arguments, clientToken=token)
+        logger.info(
+            "Braket task %s for task %d of the fragment (%s, client token %s)",
+            arn,
+            index,
+            "program set" if request.program_set else "one program",
+            token,
+            extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
+        )
+        return _Task(arn, session)
+
+    def _wait(self, tasks: list[_Task]) -> None:
+        """Poll the tasks in order, each until it ends (one GetQuantumTask per interval, as
+        later tasks usually end later); fail (retryable) when none ends for
+        ``poll_timeout_s``."""
+        interval = self._poll_interval_s
+        if interval is None:
+            service = self._get_device().properties.service
+            millis = getattr(service, "getTaskPollIntervalMillis", None) or 0
+            interval = millis / 1000.0 if millis else 1.0
+        deadline = time.monotonic() + self._poll_timeout_s
+        for task in tasks:
+            while True:
+                task.metadata = task.session.get_quantum_task(task.arn)
+                if task.status in TERMINAL_STATES:
+                    deadline = time.monotonic() + self._poll_timeout_s
+                    break
+                if time.monotonic() >= deadline:
+                    unfinished = sum(1 for t in tasks if t.status not in TERMINAL_STATES)
+                    raise ExecutionError(
+                        f"Braket task {task.arn} did not finish within "
+                        f"{self._poll_timeout_s:g} s (state {task.status}; {unfinished} of "
+                        f"{len(tasks)} tasks unfinished)",
+                        retryable=True,
+                        error_type="TaskTimeout",
+                    )
+                time.sleep(interval)
+
+    def _results(self, submission: Submission, tasks: list[_Task]) -> list[TaskResult]:
+        """Every run of every binding, binding-major, from the ended tasks' result files."""
+        slots: list[TaskResult | None] = [None] * (
+            submission.bindings * submission.runs_per_binding
+        )
+        for task, request in zip(tasks, submission.requests, strict=True):
+            _check_ended(task)
+            read = _s3_reader(task.session)
+            bucket = str(task.metadata["outputS3Bucket"])
+            folder = str(task.metadata["outputS3Directory"])
+            result = parse_result(read(bucket, f"{folder}/{RESULTS_FILE}"))
+            if isinstance(result, GateModelQuantumTaskResult):
+                (entry,) = request.entries
+                slots[submission.slot(entry.bindings[0], entry.run)] = result
+            else:
+                programs = program_set_outcomes(result, read, task.arn)
+                _place_program_set(submission, request, programs, slots, task.arn)
+        missing = [i for i, r in enumerate(slots) if r is None]
+        if missing:
             raise ExecutionError(
-                f"Braket task {task.id} returned {type(result).__name__}, not a gate-model result",
+                f"no Braket result for {len(missing)} runs of the fragment",
                 retryable=False,
                 error_type="UnexpectedResult",
             )
-        state = task.state()
-        if state == "FAILED":
-            reason = task.metadata(use_cached_value=True).get("failureReason", "no reason given")
-            raise ExecutionError(
-                f"Braket task {task.id} failed: {reason}", retryable=False, error_type="TaskFailed"
-            )
-        if state == "CANCELLED":
-            raise ExecutionError(
-                f"Braket task {task.id} was cancelled", retryable=True, error_type="TaskCancelled"
-            )
-        raise ExecutionError(
-            f"Braket task {task.id} did not finish within {self._poll_timeout_s:g} s "
-            f"(state {state})",
-            retryable=True,
-            error_type="TaskTimeout",
-        )
+        return [r for r in slots if r is not None]
 
     def close(self) -> None:
         """Drop the device handle; boto3 sessions hold nothing that needs closing."""
         self._device = None
 
 
-def _cancel_unfinished(tasks: list[AwsQuantumTask]) -> None:
+@dataclass
+class _Task:
+    """A created task and what GetQuantumTask last said of it."""
+
+    arn: str
+    session: AwsSession
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """The last known status; empty before the first poll."""
+        return str(self.metadata.get("status", ""))
+
+
+def _place_program_set(
+    submission: Submission,
+    request: TaskRequest,
+    programs: list[list[Outcome]],
+    slots: list[TaskResult | None],
+    arn: str,
+) -> None:
+    """Put each executable's result where its binding and run go."""
+    if submission.sampled is None or len(programs) != len(request.entries):
+        raise ExecutionError(
+            f"Braket task {arn} returned {len(programs)} programs' results for a task of "
+            f"{len(request.entries) if request.program_set else 'no'} program set programs",
+            retryable=False,
+            error_type="UnexpectedResult",
+        )
+    for entry, outcomes in zip(request.entries, programs, strict=True):
+        if len(outcomes) != len(entry.bindings):
+            raise ExecutionError(
+                f"Braket task {arn} returned {len(outcomes)} results for a program of "
+                f"{len(entry.bindings)} executables",
+                retryable=False,
+                error_type="UnexpectedResult",
+            )
+        run = submission.sampled[entry.run]
+        for binding, outcome in zip(entry.bindings, outcomes, strict=True):
+            slots[submission.slot(binding, entry.run)] = run.result(outcome)
+
+
+def _s3_reader(session: AwsSession) -> Reader:
+    """Reads S3 objects with the session's one S3 client (the SDK's own reader builds a new
+    client for every object)."""
+    client = session.s3_client
+
+    def read(bucket: str, key: str) -> str:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return str(body.decode("utf-8"))
+
+    return read
+
+
+def program_set_limits(device: AwsDevice) -> ProgramSetLimits | None:
+    """The device's program-set limits; None where it does not take program sets."""
+    action = device.properties.action.get(DeviceActionType.OPENQASM_PROGRAM_SET)
+    if action is None:
+        return None
+    return ProgramSetLimits(
+        max_executables=int(action.maximumExecutables),
+        max_total_shots=int(action.maximumTotalShots),
+        min_total_shots=int(getattr(action, "minimumTotalShots", None) or 0),
+    )
+
+
+def _check_ended(task: _Task) -> None:
+    """Raise for a task that ended without results."""
+    if task.status == "FAILED":
+        reason = task.metadata.get("failureReason") or "no reason given"
+        raise ExecutionError(
+            f"Braket task {task.arn} failed: {reason}", retryable=False, error_type="TaskFailed"
+        )
+    if task.status == "CANCELLED":
+        raise ExecutionError(
+            f"Braket task {task.arn} was cancelled", retryable=True, error_type="TaskCancelled"
+        )
+
+
+def _cancel_unfinished(tasks: list[_Task]) -> None:
     """Best effort: do not leave paid tasks running for a fragment that failed."""
     for task in tasks:
+        if task.status in TERMINAL_STATES:
+            continue
         try:
-            if task.state(use_cached_value=True) not in AwsQuantumTask.TERMINAL_STATES:
-                task.cancel()
+            task.session.cancel_quantum_task(task.arn)
         except Exception as exc:  # cancelling is a courtesy; the failure is reported anyway
-            logger.warning("could not cancel Braket task %s: %s", task.id, exc)
+            logger.warning("could not cancel Braket task %s: %s", task.arn, exc)
 
 
 def _as_execution_error(exc: Exception) -> ExecutionError:

@@ -7,6 +7,7 @@ import logging
 from nodes.executors.base import ExecutionError, Executor
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.config import DEFAULT_AWS_DEVICES, Settings
+from qorchestra.devices import EMULATED_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -15,11 +16,12 @@ LOCAL_POOLS = {"local-sv": "braket_sv", "local-dm": "braket_dm"}
 
 
 def executor_for_pool(pool: str, settings: Settings) -> Executor:
-    """``local-sv``/``local-dm``: the local simulators; ``aws-*``: the pool's Braket device.
+    """``local-sv``/``local-dm``: the local simulators; ``aws-*``: the pool's Braket device;
+    ``emu-<profile>``: Braket's emulator of the profile's device.
 
-    Raises ValueError for a pool that is neither local nor ``aws-*``, and a non-retryable
-    ExecutionError (``ConfigurationError``) naming everything an AWS pool lacks: its device ARN
-    mapping, results bucket, credentials, region.
+    Raises ValueError for a pool that is neither local, ``aws-*`` nor an ``emu-*`` pool with a
+    device profile, and a non-retryable ExecutionError (``ConfigurationError``) naming
+    everything an AWS pool lacks: its device ARN mapping, results bucket, credentials, region.
     """
     if pool in LOCAL_POOLS:
         from nodes.executors.local import LocalExecutor
@@ -50,9 +52,22 @@ def executor_for_pool(pool: str, settings: Settings) -> Executor:
                 retryable=False,
                 error_type=exc.error_type,
             ) from exc
+    if pool.startswith(EMULATED_PREFIX):
+        from nodes.executors.emulated import EmulatedExecutor
+
+        profile = settings.emulated_profile(pool)
+        if profile is None:
+            known = ", ".join(sorted(settings.emulated_profiles()))
+            raise ValueError(
+                f"unknown emulated device {pool!r} (known: {known}; more profiles go in "
+                "QORCH_DEVICE_PROFILES_DIR)"
+            )
+        return EmulatedExecutor(
+            profile, queue_s=settings.emulator_queue(profile), seed=settings.emulator_seed
+        )
     raise ValueError(
-        f"unknown pool {pool!r}: expected local-sv, local-dm or aws-<device> "
-        "(an aws-* pool mapped to a device ARN)"
+        f"unknown pool {pool!r}: expected local-sv, local-dm, aws-<device> (an aws-* pool "
+        "mapped to a device ARN) or emu-<profile> (a device profile)"
     )
 
 

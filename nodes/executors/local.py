@@ -14,7 +14,7 @@ from braket.tasks import GateModelQuantumTaskResult
 from nodes.executors.base import ExecutionError
 from nodes.executors.compiled import CompiledProgram, Unsupported, compile_program
 from nodes.executors.kernels import ThreadingLayer, limit_kernel_threads, select_threading_layer
-from nodes.program import ProgramError, prepare_fragment
+from nodes.program import PreparedProgram, ProgramError, prepare_fragment
 from proto.qorch.v1 import fragments_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,7 @@ class LocalExecutor:
         """Run every binding; one result per binding, in order."""
         if self._threads:
             limit_kernel_threads(self._threads)
-        try:
-            prepared = prepare_fragment(fragment)
-        except ProgramError as exc:
-            raise ExecutionError(str(exc), retryable=False, error_type="ProgramError") from exc
-        inputs = [binding_inputs(b, i) for i, b in enumerate(fragment.bindings)]
+        prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # nothing to simulate: every observable is the identity
             return [prepared.binding_result([]) for _ in inputs]
         compiled = [self._compiled_program(r.source, fragment.shots) for r in prepared.runs]
@@ -141,6 +137,17 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Nothing to release: the simulator holds no outside resources."""
+
+
+def prepared_work(fragment: pb.Fragment) -> tuple[PreparedProgram, list[dict[str, float]]]:
+    """The fragment's program prepared for its runs, and each binding's inputs. A program or
+    binding the agent cannot run fails the fragment for good (ExecutionError, not retryable):
+    running it again would fail again."""
+    try:
+        prepared = prepare_fragment(fragment)
+    except ProgramError as exc:
+        raise ExecutionError(str(exc), retryable=False, error_type="ProgramError") from exc
+    return prepared, [binding_inputs(b, i) for i, b in enumerate(fragment.bindings)]
 
 
 def binding_inputs(binding: pb.Binding, index: int) -> dict[str, float]:

@@ -34,7 +34,7 @@ from qorchestra.training.trainer import Setup
 CIRCUITS_EXAMPLE: dict[str, Any] = example("bell-sweep")
 
 _PAULI = re.compile(r"^[IXYZ]+$")
-_POOL = re.compile(r"^(local-sv|local-dm|aws-[a-z0-9][a-z0-9-]*)$")
+_POOL = re.compile(r"^(local-sv|local-dm|(aws|emu)-[a-z0-9][a-z0-9-]*)$")
 
 
 class ResultType(StrEnum):
@@ -93,8 +93,8 @@ class CircuitsJob(BaseModel):
     kind: Literal["circuits"] = Field("circuits", description="`circuits`: run circuit batches.")
     pool: str = Field(
         "local-sv",
-        description="Device pool: `local-sv` (state vector), `local-dm` (density matrix) or an "
-        "AWS pool such as `aws-sv1`.",
+        description="Device pool: `local-sv` (state vector), `local-dm` (density matrix), an "
+        "AWS pool such as `aws-sv1`, or an emulated device such as `emu-garnet`.",
     )
     shots: int = Field(0, ge=0, description="Shots per binding; 0 = exact results.")
     result: ResultSpec = Field(description="What each binding returns.")
@@ -112,7 +112,7 @@ class CircuitsJob(BaseModel):
     @classmethod
     def _pool_name(cls, value: str) -> str:
         if not _POOL.match(value):
-            raise ValueError("pool must be local-sv, local-dm or aws-<device>")
+            raise ValueError("pool must be local-sv, local-dm, aws-<device> or emu-<profile>")
         return value
 
 
@@ -128,6 +128,9 @@ def validate_job(job: CircuitsJob, settings: Settings) -> list[ProgramInfo]:
 
     if job.pool.startswith("aws-") and settings.aws_device_arn(job.pool) is None:
         fail("pool", msg=f"unknown AWS pool {job.pool!r}; configure it in QORCH_AWS_DEVICES")
+    if job.pool.startswith("emu-") and settings.emulated_profile(job.pool) is None:
+        known = ", ".join(sorted(settings.emulated_profiles()))
+        fail("pool", msg=f"unknown emulated device {job.pool!r} (known: {known})")
     if job.shots > settings.max_shots:
         fail("shots", msg=f"at most {settings.max_shots} shots")
     if job.result.type == ResultType.COUNTS and job.shots == 0:

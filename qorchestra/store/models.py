@@ -48,7 +48,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     pool: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), index=True)
-    #: Estimated cost on an aws-* pool, charged to the tenant's budget at submission.
+    #: Estimated cost on a paid pool (aws-*, emu-*), charged to the tenant's budget at submission.
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The spec can be large (every binding); it is loaded only when asked for.
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)

@@ -32,9 +32,9 @@ MaxCostUsd = Annotated[
     Field(
         ge=0,
         le=1e9,
-        description="Spending cap in USD; required on `aws-*` pools. The API estimates the "
-        "job's cost from its price table and refuses (422, with the estimate) a job whose "
-        "estimate exceeds the cap or the tenant's remaining budget.",
+        description="Spending cap in USD; required on paid pools (`aws-*`, `emu-*`). The API "
+        "estimates the job's cost from its price table and refuses (422, with the estimate) a "
+        "job whose estimate exceeds the cap or the tenant's remaining budget.",
     ),
 ]
 

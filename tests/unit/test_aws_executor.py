@@ -1,32 +1,20 @@
-"""AwsDeviceExecutor at the boto3 boundary: no network, no mocks inside the Braket SDK.
+"""AwsDeviceExecutor's configuration checks: decided from the environment, with no network.
 
-A ``before-send`` hook on the boto3 session answers the HTTP requests the real SDK makes
-(GetDevice, CreateQuantumTask, GetQuantumTask, CancelQuantumTask, S3 GetObject) the way the
-Braket service would; task results are computed by the real local simulator.
+Running fragments against Braket's API and S3 over HTTP is in
+``tests/integration/test_braket_tasks.py``.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from braket.default_simulator import StateVectorSimulator
-from braket.devices import LocalSimulator
-from braket.ir.openqasm import Program
 
 from nodes.executors.aws import AwsDeviceExecutor
-from nodes.executors.base import ExecutionError, Executor
+from nodes.executors.base import ExecutionError
 from nodes.executors.factory import UnconfiguredExecutor, executor_for_pool, serving_executor
-from nodes.executors.local import LocalExecutor
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.config import Settings
 
@@ -41,115 +29,6 @@ ry(a) q[0];
 cnot q[0], q[1];
 rx(a) q[2];
 """
-
-
-class _Body(io.BytesIO):
-    """What botocore reads an HTTP response body from (``stream()`` and ``read()``)."""
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.getvalue()
-
-
-def _response(
-    request: AWSPreparedRequest, status: int, body: bytes | dict[str, Any]
-) -> AWSResponse:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
-    if status >= 400 and isinstance(body, dict):
-        headers["x-amzn-ErrorType"] = body["__type"]
-    return AWSResponse(request.url, status, headers, _Body(data))
-
-
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars in a result document, as JSON."""
-    return value.tolist()
-
-
-class FakeBraket:
-    """The Braket and S3 endpoints as seen through one boto3 session."""
-
-    def __init__(self, session: boto3.Session) -> None:
-        self.created: list[dict[str, Any]] = []
-        self.cancelled: list[str] = []
-        self.objects: dict[tuple[str, str], bytes] = {}
-        self.task_status = "COMPLETED"
-        self.failure_reason = ""
-        self.create_error: tuple[int, str] | None = None
-        self.gets = 0
-        self._tasks: dict[str, dict[str, Any]] = {}
-        session.events.register("before-send.braket", self._braket)
-        session.events.register("before-send.s3", self._s3)
-
-    def _braket(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse:
-        operation = event_name.rsplit(".", 1)[-1]
-        path = unquote(urlparse(request.url).path)
-        if operation == "GetDevice":
-            return _response(request, 200, self._device())
-        if operation == "CreateQuantumTask":
-            return self._create(request)
-        if operation == "GetQuantumTask":
-            self.gets += 1
-            arn = path.split("/quantum-task/", 1)[1]
-            return _response(request, 200, {**self._tasks[arn], "status": self.task_status})
-        if operation == "CancelQuantumTask":
-            arn = path.split("/quantum-task/", 1)[1].rsplit("/cancel", 1)[0]
-            self.cancelled.append(arn)
-            return _response(
-                request, 200, {"quantumTaskArn": arn, "cancellationStatus": "CANCELLING"}
-            )
-        raise AssertionError(f"unexpected Braket call {operation}")
-
-    def _device(self) -> dict[str, Any]:
-        return {
-            "deviceArn": SV1,
-            "deviceName": "SV1",
-            "deviceType": "SIMULATOR",
-            "deviceStatus": "ONLINE",
-            "providerName": "Amazon Braket",
-            "deviceCapabilities": LocalSimulator("braket_sv").properties.json(),
-        }
-
-    def _create(self, request: AWSPreparedRequest) -> AWSResponse:
-        if self.create_error is not None:
-            status, code = self.create_error
-            return _response(request, status, {"__type": code, "message": f"{code} (fake)"})
-        body = json.loads(request.body or b"{}")
-        self.created.append(body)
-        task_id = str(uuid.uuid4())
-        arn = f"arn:aws:braket:us-west-2:123456789012:quantum-task/{task_id}"
-        directory = f"{body['outputS3KeyPrefix']}/{task_id}"
-        action = json.loads(body["action"])
-        # What the service would write to S3: the simulator's result document.
-        result = StateVectorSimulator().run(
-            Program(source=action["source"], inputs=action.get("inputs") or {}), shots=body["shots"]
-        )
-        result.taskMetadata.id = arn
-        if not result.measurements:  # the service leaves them out when nothing was sampled
-            result.measurements = None
-        document = json.dumps(result.dict(exclude_none=True), default=_plain).encode()
-        self.objects[(body["outputS3Bucket"], f"{directory}/results.json")] = document
-        self._tasks[arn] = {
-            "quantumTaskArn": arn,
-            "deviceArn": body["deviceArn"],
-            "deviceParameters": body.get("deviceParameters", "{}"),
-            "shots": body["shots"],
-            "outputS3Bucket": body["outputS3Bucket"],
-            "outputS3Directory": directory,
-            "createdAt": "2026-01-01T00:00:00Z",
-            "failureReason": self.failure_reason,
-            "actionMetadata": {
-                "actionType": json.loads(body["action"])["braketSchemaHeader"]["name"]
-            },
-        }
-        return _response(request, 201, {"quantumTaskArn": arn})
-
-    def _s3(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse:
-        assert event_name.endswith(".GetObject"), event_name
-        url = urlparse(request.url)
-        bucket = url.netloc.split(".", 1)[0]
-        key = unquote(url.path).lstrip("/")
-        data = self.objects[(bucket, key)]
-        return AWSResponse(request.url, 200, {"Content-Length": str(len(data))}, _Body(data))
 
 
 @pytest.fixture
@@ -287,88 +166,3 @@ def test_an_unconfigured_aws_pool_is_served_by_an_executor_that_fails_each_fragm
     with pytest.raises(ValueError, match="unknown pool 'gpu'"):
         serving_executor("gpu", Settings())
     assert no_network == []
-
-
-def test_tasks_go_to_the_device_and_bucket_and_results_are_parsed(
-    fake_session: boto3.Session,
-) -> None:
-    fake = FakeBraket(fake_session)
-    executor = AwsDeviceExecutor(SV1, BUCKET, PREFIX, "", 60.0, boto_session=fake_session)
-    assert isinstance(executor, Executor)
-    assert executor.name == SV1
-    frag = fragment(pb.RESULT_KIND_EXPECTATION, ["ZZI", "IIZ", "III"])
-
-    results = executor.execute(frag)
-
-    assert len(fake.created) == 2
-    for request, binding in zip(fake.created, frag.bindings, strict=True):
-        assert request["deviceArn"] == SV1
-        assert (request["outputS3Bucket"], request["outputS3KeyPrefix"]) == (BUCKET, PREFIX)
-        assert request["shots"] == 0
-        action = json.loads(request["action"])
-        assert action["inputs"] == dict(binding.values)
-        assert "#pragma braket result expectation z(q[0]) @ z(q[1])" in action["source"]
-    assert results == LocalExecutor("braket_sv").execute(frag)
-    assert [r.expectations.values[2] for r in results] == [1.0, 1.0]
-
-
-def test_probabilities_and_counts(fake_session: boto3.Session) -> None:
-    FakeBraket(fake_session)
-    executor = AwsDeviceExecutor(SV1, BUCKET, PREFIX, "", 60.0, boto_session=fake_session)
-    local = LocalExecutor("braket_sv")
-
-    probabilities = fragment(pb.RESULT_KIND_PROBABILITIES)
-    assert executor.execute(probabilities) == local.execute(probabilities)
-    counts = executor.execute(fragment(pb.RESULT_KIND_COUNTS, shots=100))
-    assert [sum(r.counts.counts.values()) for r in counts] == [100, 100]
-
-
-def test_a_failed_task_fails_for_good_with_the_service_reason(
-    fake_session: boto3.Session,
-) -> None:
-    fake = FakeBraket(fake_session)
-    fake.task_status = "FAILED"
-    fake.failure_reason = "Unsupported gate foo"
-    executor = AwsDeviceExecutor(SV1, BUCKET, PREFIX, "", 60.0, boto_session=fake_session)
-
-    with pytest.raises(ExecutionError, match="Unsupported gate foo") as info:
-        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
-    assert info.value.retryable is False
-    assert info.value.error_type == "TaskFailed"
-
-
-def test_unfinished_tasks_time_out_as_retryable_and_are_cancelled(
-    fake_session: boto3.Session,
-) -> None:
-    fake = FakeBraket(fake_session)
-    fake.task_status = "RUNNING"
-    executor = AwsDeviceExecutor(
-        SV1, BUCKET, PREFIX, "", 0.2, poll_interval_s=0.05, boto_session=fake_session
-    )
-
-    with pytest.raises(ExecutionError, match="did not finish") as info:
-        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
-    assert info.value.retryable is True
-    assert len(fake.cancelled) == 2
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "retryable"),
-    [
-        (429, "ThrottlingException", True),
-        (500, "InternalServiceException", True),
-        (400, "ValidationException", False),
-        (403, "AccessDeniedException", False),
-    ],
-)
-def test_service_errors_say_whether_a_retry_can_help(
-    fake_session: boto3.Session, status: int, code: str, retryable: bool
-) -> None:
-    fake = FakeBraket(fake_session)
-    fake.create_error = (status, code)
-    executor = AwsDeviceExecutor(SV1, BUCKET, PREFIX, "", 60.0, boto_session=fake_session)
-
-    with pytest.raises(ExecutionError, match=code) as info:
-        executor.execute(fragment(pb.RESULT_KIND_PROBABILITIES))
-    assert info.value.retryable is retryable
-    assert info.value.error_type == code

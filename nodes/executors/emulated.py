@@ -1,0 +1,132 @@
+"""Emulated devices (pools ``emu-<profile>``): Braket's ``LocalEmulator`` built from a device
+profile (:mod:`qorchestra.devices`), behind an emulated queue.
+
+The emulator is the Braket SDK's own: it checks a program against the device as the device's
+properties describe it (native gates, connectivity, qubit count, result types) and runs it on
+the density-matrix simulator under a noise model made from the device's calibration data
+(depolarizing noise after each gate from its gate fidelities, bit flips before readout from its
+readout fidelities). Nothing is compiled: a program runs gate for gate as written, as in a
+verbatim box on the device, and a program without a verbatim box is run as if its whole body
+were one. A program that is not native to the device fails at once, not retryable, with the
+emulator's own message (e.g. ``Gate H is not a native gate for this device.``).
+
+Each task (one program run for one binding, as a Braket device bills it) first waits in the
+emulated queue: a delay drawn from the seeded distribution of the pool, uniform between the
+profile's ``queue_s`` bounds (``QORCH_EMULATOR_QUEUE_S`` overrides them).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from braket.circuits import Circuit
+from braket.tasks import GateModelQuantumTaskResult
+
+from nodes.executors.base import ExecutionError
+from nodes.executors.local import prepared_work, simulator_failure
+from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.devices import DeviceProfile
+from qorchestra.devices.emulation import build_emulator, native_circuit
+
+logger = logging.getLogger(__name__)
+
+#: Programs an executor keeps parsed and checked (a training job sends the same ones again).
+CIRCUIT_CACHE_SIZE = 32
+#: Queue delays an executor remembers (:attr:`EmulatedExecutor.queue_waits`).
+QUEUE_WAITS_KEPT = 4096
+
+
+class EmulatedExecutor:
+    """Runs fragments on Braket's ``LocalEmulator`` of one device profile, in this process.
+
+    ``queue_s`` bounds the emulated queue delay of each task (default: the profile's), drawn
+    with a ``random.Random(seed)`` that lives as long as the executor: the same seed gives the
+    same delays, task by task. ``sleep`` waits them out. :attr:`queue_waits` keeps the last
+    :data:`QUEUE_WAITS_KEPT` delays drawn, in order.
+    """
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        *,
+        queue_s: tuple[float, float] | None = None,
+        seed: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        shortest, longest = queue_s if queue_s is not None else profile.queue_s
+        if not 0 <= shortest <= longest:
+            raise ValueError(f"queue_s must be 0 <= shortest <= longest, not {queue_s}")
+        self.profile = profile
+        self._queue_s = (shortest, longest)
+        self._random = random.Random(seed)
+        self._sleep = sleep
+        self._emulator = build_emulator(profile)
+        self._circuits: OrderedDict[str, Circuit] = OrderedDict()
+        self.queue_waits: deque[float] = deque(maxlen=QUEUE_WAITS_KEPT)
+        logger.info(
+            "emulating %s (%d qubits) from %s; queue %g-%g s per task",
+            profile.device,
+            profile.qubits,
+            profile.path or profile.name,
+            shortest,
+            longest,
+            extra={"pool": profile.pool},
+        )
+
+    @property
+    def name(self) -> str:
+        """``LocalEmulator(<profile>)``, as heartbeats show the backend."""
+        return f"LocalEmulator({self.profile.name})"
+
+    def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
+        """Check the fragment's programs against the device, then run every binding: one
+        result per binding, in order."""
+        prepared, inputs = prepared_work(fragment)
+        if not prepared.runs:  # nothing to run: every observable is the identity
+            return [prepared.binding_result([]) for _ in inputs]
+        circuits = [self._checked_circuit(run.source) for run in prepared.runs]
+        results: list[GateModelQuantumTaskResult] = []
+        for index, values in enumerate(inputs):
+            for circuit in circuits:
+                self._wait_in_queue()
+                try:
+                    task = self._emulator.run(circuit.copy(), shots=fragment.shots, inputs=values)
+                    results.append(task.result())
+                except Exception as exc:
+                    raise simulator_failure(exc, index) from exc
+        return prepared.binding_results(results)
+
+    def close(self) -> None:
+        """Nothing to release: the emulator holds no outside resources."""
+
+    def _checked_circuit(self, source: str) -> Circuit:
+        """``source`` as a native circuit, checked by the emulator's validation passes (cached
+        by source); a program the device cannot run fails the fragment, not retryable."""
+        circuit = self._circuits.get(source)
+        if circuit is not None:
+            self._circuits.move_to_end(source)
+            return circuit
+        try:
+            circuit = native_circuit(source)
+            self._emulator.validate(circuit)  # EmulatorValidationError, with the pass's message
+        except Exception as exc:  # Braket raises ValueError, TypeError, KeyError, ...
+            raise ExecutionError(
+                f"the program does not run on {self.profile.device} (pool {self.profile.pool}): "
+                f"{exc or type(exc).__name__}",
+                retryable=False,
+                error_type="ProgramError",
+            ) from exc
+        self._circuits[source] = circuit
+        if len(self._circuits) > CIRCUIT_CACHE_SIZE:
+            self._circuits.popitem(last=False)
+        return circuit
+
+    def _wait_in_queue(self) -> None:
+        """Wait the emulated queue delay of one task."""
+        delay = self._random.uniform(*self._queue_s)
+        self.queue_waits.append(delay)
+        self._sleep(delay)

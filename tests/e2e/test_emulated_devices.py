@@ -1,0 +1,107 @@
+"""An emulated device end to end: a stack started like ``qorch up --pool emu-garnet=1`` runs a
+Bell-state job on Braket's emulator of IQM Garnet, priced like the device, and its results
+equal ``LocalEmulator`` run directly. A program that is not native to Garnet fails after one
+attempt with the emulator's message."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from braket.circuits import Circuit
+from braket.emulation.local_emulator import LocalEmulator
+
+from qorch.client import ApiError, QorchClient
+from qorch.stack import Stack
+from qorchestra.devices import SHIPPED_PROFILES
+from tests.support.stack import running_stack
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings("ignore:You are running a noise-free circuit"),
+]
+
+POOL = "emu-garnet"
+
+#: A Bell state in Garnet's native gates (``theta`` = pi/2: the Bell state itself).
+BELL = """OPENQASM 3.0;
+input float theta;
+qubit[2] q;
+prx(theta, pi/2) q[0];
+prx(-pi/2, pi/2) q[1];
+cz q[0], q[1];
+prx(pi/2, pi/2) q[1];
+"""
+THETAS = (math.pi / 2, 0.4, 2.0)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """One agent of emu-garnet; fragments of two bindings; a budget for priced jobs."""
+    with running_stack(
+        database_url,
+        kafka_bootstrap,
+        tmp_path_factory,
+        pools=[POOL],
+        fragment_bindings=2,
+        tenant_budget_usd=10.0,
+    ) as stack:
+        yield stack
+
+
+def run_job(client: QorchClient, spec: dict[str, Any]) -> dict[str, Any]:
+    """Submit on emu-garnet, follow to the end; the finished job."""
+    job = client.submit({"pool": POOL, "shots": 0, **spec})
+    events = list(client.watch(job["id"]))
+    assert events[-1].type in ("succeeded", "failed"), events[-1]
+    return client.job(job["id"])
+
+
+def test_a_bell_job_on_an_emulated_device(client: QorchClient) -> None:
+    spec = {
+        "result": {"type": "probabilities"},
+        "programs": [{"source": BELL, "bindings": [{"theta": t} for t in THETAS]}],
+    }
+    with pytest.raises(ApiError) as uncapped:
+        client.submit({"pool": POOL, "shots": 0, **spec})
+    assert uncapped.value.status == 422 and "max_cost_usd" in str(uncapped.value)
+
+    spent = client.tenant("admin")["spent_usd"]
+    job = run_job(client, {**spec, "max_cost_usd": 1.0})
+    assert job["status"] == "SUCCEEDED", job["error"]
+    # charged like the device: three tasks at Garnet's $0.30, no shots
+    assert client.tenant("admin")["spent_usd"] - spent == pytest.approx(0.90)
+    nodes = [n for n in client.nodes()["data"] if n["pool"] == POOL]
+    assert [n["backend"] for n in nodes] == ["LocalEmulator(garnet)"]
+
+    emulator = LocalEmulator.from_json(json.dumps(SHIPPED_PROFILES[POOL].emulator_properties()))
+    boxed = BELL.replace("qubit[2] q;\n", "qubit[2] q;\n#pragma braket verbatim\nbox {\n") + "}\n"
+    values = client.result(job["id"])["result"]["programs"][0]["values"]
+    for theta, got in zip(THETAS, values, strict=True):
+        circuit = Circuit.from_ir(
+            boxed + "#pragma braket result probability q[0], q[1]\n", inputs={"theta": theta}
+        )
+        expected = emulator.run(circuit, shots=0).result().values[0]
+        for index, probability in enumerate(expected):
+            assert got.get(format(index, "02b"), 0.0) == pytest.approx(probability, abs=1e-10)
+
+
+def test_a_program_not_native_to_the_device_fails_after_one_attempt(client: QorchClient) -> None:
+    source = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
+    job = run_job(
+        client,
+        {
+            "result": {"type": "probabilities"},
+            "programs": [{"source": source}],
+            "max_cost_usd": 1.0,
+        },
+    )
+    assert job["status"] == "FAILED"
+    assert "after 1 attempt(s)" in job["error"], job["error"]
+    assert "Gate H is not a native gate for this device." in job["error"], job["error"]
+    assert job["progress"]["redispatches"] == 0
