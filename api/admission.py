@@ -195,18 +195,22 @@ def screen(
 ) -> list[str]:
     """Refuse early: 429 past the tenant's submission rate; 422 for a pool nobody declared,
     enrolled or served (``check_pool``); 422 for a program that is too long, nested too deep,
-    or does not parse within the time bound; 422 for a dataset the tenant does not own (as for
-    one that does not exist). Returns the submission's warnings: that no live agent serves its
-    pool now.
+    or does not parse within the time bound, or, on an emulated pool (``emu-<profile>``), that
+    the device's emulator refuses as a node agent of the pool would (a gate that is not native,
+    two qubits without a coupler, too many qubits: the emulator's message); 422 for a dataset
+    the tenant does not own (as for one that does not exist). Returns the submission's
+    warnings: that no live agent serves its pool now.
 
-    The programs' parses share one budget (``parse_budget_s``, waits for a worker included;
-    programs parsed before cost nothing): the program that was parsing when it ran out is
+    The programs' parses (and the emulator's checks, in the same parse worker) share one
+    budget (``parse_budget_s``, waits for a worker included; programs parsed before for the
+    same device cost nothing): the program that was parsing when it ran out is
     refused (422) and the rest are not parsed. A program that finds no free parser within
     ``parse_wait_s`` (or before the budget runs out) is no fault of the program: ParsersBusy,
     meant to be answered 503 with Retry-After."""
     rate_limit(principal, session, settings, limiter)
     errors, warnings = check_pool(job, settings, session, pools)
     kind = job_kind(job.kind)
+    device = settings.emulated_profile(job.pool)  # None off emulated pools
     deadline = time.monotonic() + settings.parse_budget_s
     for loc, source in kind.programs(job):
         if len(source) > settings.max_program_chars:
@@ -221,6 +225,7 @@ def screen(
                     deadline=deadline,
                     wait_s=settings.parse_wait_s,
                     tenant_workers=settings.parse_tenant_workers,
+                    device=device,
                 )
             except BudgetSpent as exc:
                 errors.append(FieldError(loc, str(exc)))

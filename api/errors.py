@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError
 
 from api.admission import CostError, ParsersBusy, TooManyRequests
-from api.use_cases import Conflict
+from api.use_cases import Conflict, IdempotencyKeyReused
 from qorchestra.jobs.errors import SpecError
 from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import InvalidTransition
@@ -144,6 +144,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=422, content=jsonable_encoder({"detail": spec_error_detail(exc)})
         )
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def key_reused(_: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        detail = [{"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}]
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(InvalidTransition)
     @app.exception_handler(Conflict)

@@ -7,9 +7,9 @@ longer than the bound is killed (and replaced) and the program is refused.
 
 The workers are shared by every tenant, so no tenant may hold them all (DESIGN.md, Trust):
 
-- a parse outcome is cached by (tenant, hash of the source): a program parsed before costs
-  nothing; a program that parsed is remembered in this process too (``qasm.remember``), so
-  validation does not parse it again;
+- a parse outcome is cached by (tenant, hash of the source, device): a program parsed before
+  costs nothing; a program that parsed is remembered in this process too (``qasm.remember``),
+  so validation does not parse it again;
 - a caller waits at most ``wait_s`` for a worker (then :class:`WorkersBusy`, answered 503 with
   Retry-After), and at most until its request's ``deadline`` (the request's parse budget);
 - the workers are handed out round robin between the tenants waiting (:class:`FairQueue`), and
@@ -19,6 +19,14 @@ The workers are shared by every tenant, so no tenant may hold them all (DESIGN.m
   API for the seconds an import of Braket costs (where the platform cannot fork and pass file
   descriptors, each worker is a fresh process that imports Braket itself);
 - spare workers are started ahead of time, so a killed worker's replacement is ready at once.
+
+A program for an emulated device (pool ``emu-<profile>``) is also judged, in the same worker and
+under the same bound, by that device's emulator as a node agent judges it
+(``qorchestra.devices.emulation.checked_circuit``): a gate that is not native, two qubits
+without a coupler or too many qubits refuse it with the emulator's message. The zygote builds
+the emulators of the shipped profiles before it forks, so every worker has them; a worker builds
+any other profile's (``QORCH_DEVICE_PROFILES_DIR``) the first time it is asked about it, from
+the properties the API then sends it.
 """
 
 from __future__ import annotations
@@ -37,12 +45,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from multiprocessing.connection import Connection
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cachetools import LRUCache
 
 from qorchestra import qasm
+from qorchestra.devices import SHIPPED_PROFILES, DeviceProfile
 from qorchestra.qasm import ProgramError, ProgramInfo, source_digest
+
+if TYPE_CHECKING:
+    from braket.emulation.local_emulator import LocalEmulator
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +70,9 @@ WAIT_S = 2.0
 FORK_TIMEOUT_S = 10.0
 #: Parsed by the zygote before it forks anyone, so that no worker loads the grammar itself.
 WARM_UP_PROGRAM = "OPENQASM 3.0;\ninput float a;\nqubit[2] q;\nrx(a) q[0];\ncnot q[0], q[1];\n"
+#: Device emulators a worker keeps, by the digest of their properties (the shipped profiles'
+#: and those of ``QORCH_DEVICE_PROFILES_DIR`` it was asked about).
+EMULATORS_KEPT = 16
 
 T = TypeVar("T")
 
@@ -83,23 +98,28 @@ class Closed(RuntimeError):
         super().__init__("the program sandbox is closed")
 
 
+CacheKey = tuple[str, str, str]
+
+
 class ParseCache:
     """Bounded LRU of parse outcomes (a ProgramInfo, or the error message of a refusal), by
-    (tenant, sha256 of the source). Thread-safe. Keyed by tenant, so one tenant can neither
-    learn from timing which programs another submitted nor plant a refusal for another."""
+    (tenant, sha256 of the source, device). Thread-safe. Keyed by tenant, so one tenant can
+    neither learn from timing which programs another submitted nor plant a refusal for another;
+    by device (:func:`device_key`), since a program native to one device may not be to
+    another."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._items: LRUCache[tuple[str, str], ProgramInfo | str] = LRUCache(maxsize=size)
+        self._items: LRUCache[CacheKey, ProgramInfo | str] = LRUCache(maxsize=size)
         self.hits = 0
         self.misses = 0
 
     @staticmethod
-    def key(tenant: str, source: str) -> tuple[str, str]:
-        return tenant, source_digest(source)
+    def key(tenant: str, source: str, device: str = "") -> CacheKey:
+        return tenant, source_digest(source), device
 
-    def get(self, key: tuple[str, str]) -> ProgramInfo | str | None:
+    def get(self, key: CacheKey) -> ProgramInfo | str | None:
         with self._lock:
             value = self._items.get(key)
             if value is None:
@@ -108,13 +128,19 @@ class ParseCache:
                 self.hits += 1
             return value
 
-    def put(self, key: tuple[str, str], value: ProgramInfo | str) -> None:
+    def put(self, key: CacheKey, value: ProgramInfo | str) -> None:
         with self._lock:
             self._items[key] = value
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+def device_key(device: DeviceProfile | None) -> str:
+    """How the parse cache names the device a program is judged for: its pool and the digest
+    of its properties (a profile file that changes is another device); "" for none."""
+    return "" if device is None else f"{device.pool}@{device.digest}"
 
 
 @dataclasses.dataclass
@@ -223,10 +249,107 @@ class FairQueue(Generic[T]):
             self._cond.notify_all()
 
 
-def _serve(inbox: Connection, outbox: Connection, memory_mb: int) -> None:
-    """Worker loop: receive a source, answer {"ok": info} or {"error": message} as JSON."""
-    from qorchestra.qasm import analyze
+class Emulators:
+    """The device emulators of one parse worker (``LocalEmulator``, built by
+    ``qorchestra.devices.emulation``), by the digest of the device's properties
+    (``DeviceProfile.digest``): at most :data:`EMULATORS_KEPT`, the least recently used given
+    up first. Owned by the worker's loop, which is single-threaded."""
 
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, LocalEmulator] = OrderedDict()
+
+    @classmethod
+    def shipped(cls) -> Emulators:
+        """The emulators of the shipped profiles, each used once (Braket builds parts of its
+        interpreter and passes on first use): built by the zygote before it forks, or by a
+        fresh worker before it serves. A profile whose emulator cannot be built is left out
+        (a program for it is refused with Braket's message when it comes)."""
+        emulators = cls()
+        for profile in SHIPPED_PROFILES.values():
+            try:
+                emulators.add(profile.digest, profile.emulator_properties())
+            except Exception as exc:
+                logger.error("no emulator of %s for parse workers: %s", profile.pool, exc)
+                continue
+            _refusal(emulators, profile.digest, WARM_UP_PROGRAM, None)  # rx: native nowhere
+        return emulators
+
+    def get(self, digest: str) -> LocalEmulator | None:
+        emulator = self._kept.get(digest)
+        if emulator is not None:
+            self._kept.move_to_end(digest)
+        return emulator
+
+    def add(self, digest: str, properties: dict[str, Any]) -> LocalEmulator:
+        """The emulator built from ``properties``, kept as ``digest``; Braket's error when it
+        cannot be built."""
+        from qorchestra.devices.emulation import emulator_from_properties
+
+        emulator = emulator_from_properties(properties)
+        self._kept[digest] = emulator
+        while len(self._kept) > EMULATORS_KEPT:
+            self._kept.popitem(last=False)
+        return emulator
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._kept
+
+
+def judge(request: dict[str, Any], emulators: Emulators, memory_mb: int) -> dict[str, Any]:
+    """A worker's answer to one request, ``{"source": ...}`` plus, for an emulated device,
+    ``"device"`` (its digest) and, when asked for, ``"properties"``:
+
+    - ``{"ok": ProgramInfo as a dict}``: it parsed (and the device can run it);
+    - ``{"error": message}``: it does not parse, or needs more than ``memory_mb`` to;
+    - ``{"refused": message}``: the device's emulator refuses it, with the emulator's message;
+    - ``{"need": "properties"}``: this worker has no emulator of the device yet: send the
+      request again with the device's properties.
+    """
+    source: str = request["source"]
+    digest: str | None = request.get("device")
+    properties: dict[str, Any] | None = request.get("properties")
+    if digest is not None and digest not in emulators and properties is None:
+        return {"need": "properties"}  # before the parse: the next request parses again
+    try:
+        info = qasm.analyze(source)
+        if digest is not None:
+            refusal = _refusal(emulators, digest, source, properties)
+            if refusal is not None:
+                return {"refused": refusal}
+        return {"ok": dataclasses.asdict(info)}
+    except ProgramError as exc:
+        return {"error": str(exc)}
+    except MemoryError:
+        return {"error": f"the program needs more than {memory_mb} MiB to parse"}
+    except Exception as exc:
+        return {"error": f"the program cannot be parsed: {type(exc).__name__}"}
+
+
+def _refusal(
+    emulators: Emulators, digest: str, source: str, properties: dict[str, Any] | None
+) -> str | None:
+    """Why the emulator of device ``digest`` (built from ``properties`` when ``emulators``
+    has none) refuses ``source``: its message (``checked_circuit``, as a node agent checks
+    a program); None when the device runs it."""
+    try:
+        from qorchestra.devices.emulation import NotNative, checked_circuit
+
+        emulator = emulators.get(digest)
+        if emulator is None:
+            emulator = emulators.add(digest, properties or {})
+    except MemoryError:
+        raise
+    except Exception as exc:  # Braket raises ValueError, pydantic's errors, ImportError ...
+        return f"Braket cannot build the device's emulator: {exc}"
+    try:
+        checked_circuit(emulator, source)
+    except NotNative as exc:
+        return str(exc)
+    return None
+
+
+def _serve(inbox: Connection, outbox: Connection, memory_mb: int, emulators: Emulators) -> None:
+    """Worker loop: receive a request (JSON), answer what :func:`judge` says, as JSON."""
     try:
         import resource
 
@@ -239,19 +362,10 @@ def _serve(inbox: Connection, outbox: Connection, memory_mb: int) -> None:
     outbox.send_bytes(b'"ready"')
     while True:
         try:
-            source = inbox.recv_bytes().decode("utf-8", errors="surrogatepass")
+            request = json.loads(inbox.recv_bytes())
         except EOFError:
             return
-        answer: dict[str, object]
-        try:
-            answer = {"ok": dataclasses.asdict(analyze(source))}
-        except ProgramError as exc:
-            answer = {"error": str(exc)}
-        except MemoryError:
-            answer = {"error": f"the program needs more than {memory_mb} MiB to parse"}
-        except Exception as exc:
-            answer = {"error": f"the program cannot be parsed: {type(exc).__name__}"}
-        outbox.send_bytes(json.dumps(answer).encode())
+        outbox.send_bytes(json.dumps(judge(request, emulators, memory_mb)).encode())
 
 
 def _zygote(control: socket.socket, memory_mb: int) -> None:
@@ -262,6 +376,7 @@ def _zygote(control: socket.socket, memory_mb: int) -> None:
     from qorchestra.qasm import analyze
 
     analyze(WARM_UP_PROGRAM)  # load the grammar once, for every worker
+    emulators = Emulators.shipped()  # and the shipped devices' emulators
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
     control.sendall(b"ready")
     while control.recv(1):
@@ -276,7 +391,7 @@ def _zygote(control: socket.socket, memory_mb: int) -> None:
                 os.close(from_worker)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 inbox = Connection(to_child, writable=False)
-                _serve(inbox, Connection(from_child, readable=False), memory_mb)
+                _serve(inbox, Connection(from_child, readable=False), memory_mb, emulators)
             except BaseException:
                 code = 1
             finally:
@@ -540,16 +655,20 @@ class ProgramSandbox:
         deadline: float | None = None,
         wait_s: float | None = None,
         tenant_workers: int | None = None,
+        device: DeviceProfile | None = None,
     ) -> ProgramInfo:
         """Braket's view of ``source``; ProgramError when it is invalid, needs too much memory
         or takes longer than the bound to parse (BudgetSpent when it ran past ``deadline``, a
         ``time.monotonic()`` instant: the request's parse budget); WorkersBusy when no worker
-        came free within ``wait_s`` (or before ``deadline``). Outcomes are cached per tenant;
-        a program that parsed is also remembered for ``qasm.analyze`` in this process."""
-        key = ParseCache.key(tenant, source)
+        came free within ``wait_s`` (or before ``deadline``). With ``device`` (an emulated
+        pool's profile), ProgramError too when the device's emulator refuses the program, with
+        ``device.refusal`` of the emulator's message. Outcomes are cached per tenant and
+        device; a program that parsed is also remembered for ``qasm.analyze`` in this
+        process."""
+        key = ParseCache.key(tenant, source, device_key(device))
         cached = self.cache.get(key)
         if cached is None:
-            cached, keep = self._run(source, tenant, deadline, wait_s, tenant_workers)
+            cached, keep = self._run(source, tenant, deadline, wait_s, tenant_workers, device)
             if keep:
                 self.cache.put(key, cached)
         if isinstance(cached, str):
@@ -575,6 +694,7 @@ class ProgramSandbox:
         deadline: float | None,
         wait_s: float | None,
         tenant_workers: int | None,
+        device: DeviceProfile | None,
     ) -> tuple[ProgramInfo | str, bool]:
         """(outcome, whether to cache it): a refusal for the request's budget is not cached."""
         self.start()
@@ -599,8 +719,15 @@ class ProgramSandbox:
         with self._lock:
             self._busy.add(worker)
         try:
-            worker.send.send_bytes(source.encode("utf-8", errors="surrogatepass"))
-            if not worker.recv.poll(bound):
+            end = worker.busy_since + bound
+            request: dict[str, Any] = {"source": source}
+            if device is not None:
+                request["device"] = device.digest
+            answer = _ask(worker, request, end)
+            if answer is not None and "need" in answer and device is not None:
+                request["properties"] = device.emulator_properties()  # once per worker
+                answer = _ask(worker, request, end)
+            if answer is None:
                 self.killed += 1
                 if bound < self.timeout_s:
                     raise BudgetSpent(
@@ -608,14 +735,20 @@ class ProgramSandbox:
                         "left of it); send fewer or simpler programs"
                     )
                 logger.warning("a program took longer than %.1fs to parse; refused", bound)
+                if device is not None:  # Braket's checks of a long verbatim box are slow too
+                    return (
+                        f"parsing and the checks of {device.device}'s emulator took longer "
+                        f"than {self.timeout_s:g}s; simplify the program"
+                    ), True
                 return f"parsing took longer than {self.timeout_s:g}s; simplify the program", True
-            answer = json.loads(worker.recv.recv_bytes())
             healthy = True
             if "ok" in answer:
                 info = answer["ok"]
                 parsed = ProgramInfo(tuple(info["inputs"]), int(info["qubits"]), info["measures"])
                 return parsed, True
-            return str(answer["error"]), True
+            if "refused" in answer and device is not None:
+                return device.refusal(str(answer["refused"])), True
+            return str(answer.get("error", f"the parser answered {sorted(answer)}")), True
         except (EOFError, OSError):
             return "the program cannot be parsed (the parser process ended)", False
         finally:
@@ -643,6 +776,16 @@ class ProgramSandbox:
             zygote.close()
 
 
+def _ask(worker: _Worker, request: dict[str, Any], end: float) -> dict[str, Any] | None:
+    """Send ``request`` to ``worker``; its answer, or None when none came by ``end`` (a
+    ``time.monotonic()`` instant). EOFError or OSError when the worker is gone."""
+    worker.send.send_bytes(json.dumps(request).encode())
+    if not worker.recv.poll(max(0.0, end - time.monotonic())):
+        return None
+    answer: dict[str, Any] = json.loads(worker.recv.recv_bytes())
+    return answer
+
+
 def _main(argv: list[str]) -> None:
     """Entry point of a worker process: ``python -m api.sandbox IN_FD OUT_FD MIB``, or of the
     zygote: ``python -m api.sandbox zygote SOCKET_FD MIB``."""
@@ -651,7 +794,7 @@ def _main(argv: list[str]) -> None:
         return
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
-    _serve(inbox, outbox, int(argv[2]))
+    _serve(inbox, outbox, int(argv[2]), Emulators.shipped())
 
 
 if __name__ == "__main__":

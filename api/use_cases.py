@@ -8,6 +8,8 @@ table per transport (``api/errors.py`` for HTTP, ``api/grpc_server.py`` for gRPC
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import uuid
 from collections import deque
@@ -42,6 +44,11 @@ class Conflict(Exception):
     """The job is not in a state that allows what was asked (HTTP 409)."""
 
 
+class IdempotencyKeyReused(Exception):
+    """A submission's ``Idempotency-Key`` was sent before with a different body (HTTP 422,
+    naming the header)."""
+
+
 @dataclass(frozen=True)
 class Announcer:
     """How the API makes committed events known: on the ``events`` topic for every API
@@ -62,11 +69,14 @@ class Announcer:
 @dataclass(frozen=True)
 class Submitted:
     """A job just stored, its cut plans with their (empty) progress, and what the submitter
-    should know (``admission.screen``: no live agent serves its pool now)."""
+    should know (``admission.screen``: no live agent serves its pool now). ``repeated``: the
+    submission repeated an earlier one (its ``Idempotency-Key``), and ``job`` is the one that
+    stored, as it is now."""
 
     job: Job
     cutting: dict[str, Any] | None
     warnings: list[str] = field(default_factory=list)
+    repeated: bool = False
 
 
 T = TypeVar("T")
@@ -153,6 +163,8 @@ class _Submission:
     """One job on its way to the store, and what storing it came to."""
 
     candidate: admission.Candidate
+    idempotency_key: str | None = None
+    request_digest: str | None = None
     job: Job | None = None
     events: list[JobEventRow] = field(default_factory=list)
     refusal: Exception | None = None  # refused by admission (422, 429)
@@ -166,9 +178,10 @@ def _store(session: Session, settings: Settings, batch: list[_Submission]) -> No
     then gets its own ``failure``, if any)."""
     try:
         _store_together(session, settings, batch)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         if len(batch) == 1:
-            raise
+            batch[0].failure = exc
+            return
         for submission in batch:
             try:
                 _store_together(session, settings, [submission])
@@ -236,6 +249,8 @@ def _create(session: Session, tenant: str, batch: Sequence[_Submission]) -> None
                 max_queue_s=body.max_queue_s,
                 # the cut plan, shown by GET from now on; the result keeps it
                 result={"cutting": prepared.cut_plans} if prepared.cut_plans else None,
+                idempotency_key=submission.idempotency_key,
+                request_digest=submission.request_digest,
             )
         )
     for submission, (job, event) in zip(batch, repo.create_jobs(session, new), strict=True):
@@ -252,19 +267,32 @@ def submit_job(
     limiter: RateLimiter,
     pools: admission.PoolLookup,
     commits: GroupCommit[_Submission] | None = None,
+    idempotency_key: str | None = None,
 ) -> Submitted:
     """Screen, validate, admit and store a job, then announce it. Nothing is stored when any
     step refuses it (429, 422; a pool nobody declared, enrolled or served is a 422 too). With
     ``commits``, it is stored in a batch with the tenant's submissions that come at the same
     time (in this ``session`` or another caller's). The answer warns when no live agent serves
-    the job's pool (``pools`` keeps what the store said of it)."""
+    the job's pool (``pools`` keeps what the store said of it).
+
+    With ``idempotency_key``, a tenant's second submission with the key gets the job the
+    first stored (``repeated``), before any quota counts it; with another body, it is refused
+    (IdempotencyKeyReused). Two that come at once both pass that look-up; the unique index on
+    the key stores one, and the other, refused by it, answers with that one."""
+    digest = request_digest(body) if idempotency_key is not None else None
+    if idempotency_key is not None:
+        earlier = _submitted_before(session, principal, idempotency_key, digest)
+        if earlier is not None:
+            return earlier
     warnings = admission.screen(body, principal, settings, sandbox, limiter, session, pools)
     prepared = job_kind(body.kind).prepare(
         body, settings, lambda dataset_id: training.load_dataset(session, dataset_id)
     )
     session.rollback()  # the lookups above must not hold a transaction open
     cost = admission.estimate(body, settings, prepared)
-    submission = _Submission(admission.Candidate(principal, body, prepared, cost))
+    submission = _Submission(
+        admission.Candidate(principal, body, prepared, cost), idempotency_key, digest
+    )
     if commits is None:
         _store(session, settings, [submission])
     else:
@@ -272,6 +300,10 @@ def submit_job(
     if submission.refusal is not None:
         raise submission.refusal
     if submission.failure is not None:
+        if idempotency_key is not None and repo.is_idempotency_conflict(submission.failure):
+            earlier = _submitted_before(session, principal, idempotency_key, digest)
+            if earlier is not None:  # stored by the submission with the key that won the race
+                return earlier
         raise submission.failure
     if submission.job is None:  # every path above sets one of the three
         raise RuntimeError("the submission was neither stored nor refused")
@@ -280,6 +312,31 @@ def submit_job(
     if prepared.cut_plans:  # nothing has run yet
         plans = with_progress(prepared.cut_plans, {}, prepared.binding_counts)
     return Submitted(submission.job, plans, warnings)
+
+
+def request_digest(body: AnyJob) -> str:
+    """sha256 of a submitted body as parsed (before validation settles any of it): what a
+    repeat with the same ``Idempotency-Key`` must match."""
+    text = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _submitted_before(
+    session: Session, principal: Principal, key: str, digest: str | None
+) -> Submitted | None:
+    """The job the tenant submitted with ``key``, as it is now (None: there is none);
+    IdempotencyKeyReused when it was submitted with another body."""
+    with session.begin():
+        job = repo.job_by_idempotency_key(session, principal.tenant, key)
+        if job is None:
+            return None
+        if job.request_digest != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was used for job {job.id}, whose body differs from "
+                "this one: use a new key for a new job"
+            )
+        cutting = cut_progress(session, job)
+    return Submitted(job, cutting, repeated=True)
 
 
 def read_job(session: Session, principal: Principal, job_id: str) -> Job:

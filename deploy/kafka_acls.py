@@ -16,7 +16,10 @@ Roles (docs/deployment.md):
 - ``qorch-orchestrator``: creates the topics; reads ``results`` and ``heartbeats`` in its two
   groups; writes ``fragments.<every pool>``, ``fragments.dlq`` and ``events``.
 - ``qorch-node-<pool>``, one per pool: reads ``fragments.<pool>`` in the pool's group; writes
-  ``results``, ``heartbeats`` and ``fragments.dlq``. Nothing else.
+  ``results``, ``heartbeats`` and ``fragments.dlq``. The agents of a pool of paid quantum
+  tasks (``aws-*``) also read the pool's cancel topic, ``fragments.<pool>.cancel``, in the
+  group ``<prefix>pool.<pool>.cancel`` (the orchestrator writes it: ``fragments.`` prefixed).
+  Nothing else.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from qorchestra.config import Settings
+from qorchestra.config import Settings, creates_quantum_tasks
 from qorchestra.kafka import CORE_TOPICS
 
 #: Principal (SCRAM user) names; a pool's agents share ``qorch-node-<pool>``.
@@ -106,6 +109,11 @@ def agent_group(prefix: str, pool: str) -> str:
     return f"{prefix}pool.{pool}"
 
 
+def cancel_group(prefix: str, pool: str) -> str:
+    """The consumer group in which ``pool``'s agents read its cancel topic (nodes/agent.py)."""
+    return f"{agent_group(prefix, pool)}.cancel"
+
+
 def orchestrator_groups(prefix: str) -> tuple[str, str]:
     """The orchestrator's groups on ``results`` and on ``heartbeats`` (orchestrator/service.py)."""
     return f"{prefix}orchestrator", f"{prefix}orchestrator.nodes"
@@ -115,7 +123,11 @@ def topics(prefix: str, pools: Iterable[str]) -> list[tuple[str, dict[str, str]]
     """Every topic of a deployment with ``pools``, and its config."""
     settings = _settings(prefix)
     core = [(settings.topic(t), TOPIC_CONFIGS.get(t, {})) for t in CORE_TOPICS]
-    return core + [(settings.fragments_topic(p), {}) for p in check_pools(pools)]
+    found = check_pools(pools)
+    cancels: list[tuple[str, dict[str, str]]] = [
+        (settings.cancel_topic(p), {}) for p in found if creates_quantum_tasks(p)
+    ]
+    return core + [(settings.fragments_topic(p), {}) for p in found] + cancels
 
 
 def principals(prefix: str, pools: Iterable[str]) -> list[Principal]:
@@ -162,6 +174,14 @@ def principals(prefix: str, pools: Iterable[str]) -> list[Principal]:
                 Acl("topic", results, "literal", ("Write",)),
                 Acl("topic", heartbeats, "literal", ("Write",)),
                 Acl("topic", dlq, "literal", ("Write",)),
+                *(
+                    (
+                        Acl("topic", settings.cancel_topic(pool), "literal", ("Read",)),
+                        Acl("group", cancel_group(prefix, pool), "literal", ("Read",)),
+                    )
+                    if creates_quantum_tasks(pool)
+                    else ()
+                ),
             ),
         )
         for pool in check_pools(pools)

@@ -10,6 +10,16 @@ Results and heartbeats are signed with the agent's node credential (``QORCH_NODE
 Every message is untrusted: one too big to decode, undecodable or without ids goes to
 ``fragments.dlq``; a fragment over this pool's bounds (:mod:`nodes.bounds`) is answered with a
 non-retryable failure before anything runs it.
+
+Paid quantum tasks (an executor that is a :class:`QuantumTaskExecutor`: Braket devices): once
+a fragment's tasks exist, the agent publishes their ARNs (a signed ``FragmentSubmitted`` on
+``results``), waits for the broker's acknowledgement, and only then commits the fragment's
+offset and waits on the tasks, reporting them again every third of the fragment timeout so the
+orchestrator keeps the attempt alive. From then on the orchestrator, not Kafka, holds the
+fragment: if this agent dies, the fragment is dispatched again carrying the ARNs, and the next
+agent resumes the tasks. A SIGTERM while waiting leaves the tasks running for that next agent.
+A second consumer, in group ``<prefix>pool.<pool>.cancel``, reads the pool's cancel topic and
+cancels the tasks of jobs that ended unfinished (docs/qpu.md, "Idempotent submission").
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from types import TracebackType
 
 from confluent_kafka import Message
@@ -29,7 +40,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodes.bounds import FragmentLimits, LimitExceeded, check_fragment
 from nodes.encoding import EncodingError, apply_encoding
-from nodes.executors.base import ExecutionError, Executor
+from nodes.executors.base import (
+    Abandoned,
+    ExecutionError,
+    Executor,
+    QuantumTaskExecutor,
+    SubmittedTask,
+)
 from nodes.executors.factory import serving_executor
 from nodes.program import ProgramError
 from proto.qorch.v1 import fragments_pb2 as pb
@@ -37,6 +54,7 @@ from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorchestra.config import Settings
 from qorchestra.kafka import Consumer, Handled, Producer, consume
 from qorchestra.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
+from qorchestra.quantum_tasks import cancellable_arns
 from qorchestra.signing import NodeSigner
 
 logger = logging.getLogger(__name__)
@@ -98,6 +116,10 @@ class NodeAgent:
         self.group = f"{settings.topic_prefix}pool.{pool}"
         self._owns_executor = executor is None
         self.executor: Executor = executor or serving_executor(pool, settings)
+        #: The executor, when its work is paid quantum tasks (reported, resumed, cancelled).
+        self._tasks_executor = (
+            self.executor if isinstance(self.executor, QuantumTaskExecutor) else None
+        )
         self.limits = FragmentLimits.for_pool(settings, pool)
         self._producer = producer
         self._owns_producer = producer is None
@@ -112,6 +134,7 @@ class NodeAgent:
         self.bindings_done = 0
         self.dead_letters = 0  # messages sent to fragments.dlq: undecodable, incomplete, too big
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._consumer: Consumer | None = None  # the fragments consumer, while run() runs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -147,10 +170,16 @@ class NodeAgent:
         heartbeats = threading.Thread(
             target=self._heartbeat_loop, name=f"heartbeat-{self.node_id}", daemon=True
         )
+        cancels = threading.Thread(
+            target=self._cancel_loop, name=f"cancels-{self.node_id}", daemon=True
+        )
         consumer: Consumer | None = None
         try:
             consumer = Consumer(self.settings, [topic], self.group)
+            self._consumer = consumer
             heartbeats.start()
+            if self._tasks_executor is not None:
+                cancels.start()
             logger.info(
                 "node agent started on %s (backend %s)", topic, self.executor.name, extra=extra
             )
@@ -161,8 +190,11 @@ class NodeAgent:
             if heartbeats.is_alive():
                 heartbeats.join()
                 self._final_heartbeat()
+            if cancels.is_alive():
+                cancels.join()
             if consumer is not None:
                 consumer.close()
+            self._consumer = None
             if self._owns_producer:
                 producer.close()
             if self._owns_executor:
@@ -202,7 +234,15 @@ class NodeAgent:
         if missing:
             return self._dead_letter(msg, key, fragment, f"Fragment without {', '.join(missing)}")
         self._note_delivery(fragment)
-        result = self._execute(fragment)
+        try:
+            result = self._execute(fragment, msg)
+        except Abandoned as exc:  # stopping: its tasks run on for the next agent to resume
+            logger.warning(
+                "fragment left unanswered: %s",
+                exc,
+                extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
+            )
+            return False
         if not self._publish(self.settings.topic("results"), fragment.job_id, result, sign=True):
             return False
         NODE_FRAGMENTS.labels(result.WhichOneof("outcome") or "none").inc()
@@ -235,7 +275,7 @@ class NodeAgent:
         if len(self._seen) > SEEN_FRAGMENTS:
             self._seen.popitem(last=False)
 
-    def _execute(self, fragment: pb.Fragment) -> pb.FragmentResult:
+    def _execute(self, fragment: pb.Fragment, msg: Message) -> pb.FragmentResult:
         extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
         result = pb.FragmentResult(
             fragment_id=fragment.fragment_id,
@@ -262,7 +302,11 @@ class NodeAgent:
                 apply_encoding(fragment)
             except EncodingError as exc:
                 raise ExecutionError(str(exc), retryable=False, error_type="EncodingError") from exc
-            outcome = self.executor.execute(fragment)
+            if self._tasks_executor is not None:
+                reporter = _TaskReports(self, fragment, msg)
+                outcome = self._tasks_executor.execute_tasks(fragment, reporter)
+            else:
+                outcome = self.executor.execute(fragment)
             if len(outcome) != len(fragment.bindings):
                 raise ExecutionError(
                     f"executor returned {len(outcome)} results for {len(fragment.bindings)} "
@@ -272,6 +316,8 @@ class NodeAgent:
                 )
             result.success.results.extend(outcome)
             logger.info("fragment done (%d bindings)", len(outcome), extra=extra)
+        except Abandoned:
+            raise
         except ExecutionError as exc:
             result.failure.CopyFrom(
                 pb.FragmentFailure(
@@ -337,6 +383,101 @@ class NodeAgent:
         while not self._stopping and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.05))
 
+    # -- paid quantum tasks ----------------------------------------------------------------
+
+    def _report_tasks(
+        self,
+        fragment: pb.Fragment,
+        msg: Message,
+        device_arn: str,
+        tasks: Sequence[SubmittedTask],
+        *,
+        first: bool,
+    ) -> None:
+        """Publish a report of the fragment's tasks. The ``first`` report is waited on, and
+        the fragment's offset committed once the broker has it (the orchestrator now holds
+        the fragment); Abandoned when the agent stopped first. Later ones are not waited on."""
+        assert self._producer is not None
+        report = pb.FragmentSubmitted(
+            fragment_id=fragment.fragment_id,
+            job_id=fragment.job_id,
+            attempt=fragment.attempt,
+            node_id=self.node_id,
+            nonce=fragment.nonce,
+            device_arn=device_arn,
+            tasks=[
+                pb.QuantumTask(
+                    index=t.index,
+                    arn=t.arn,
+                    client_token=t.client_token,
+                    generation=t.generation,
+                    status=t.status,
+                )
+                for t in tasks
+            ],
+            sent_at=now(),
+        )
+        topic = self.settings.topic("results")
+        extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
+        if not first:
+            try:
+                self._producer.send(topic, fragment.job_id, self._signer.seal(report))
+            except Exception:  # a missed progress report must not fail the fragment
+                logger.exception("could not send a task report", extra=extra)
+            return
+        if not self._publish(topic, fragment.job_id, report, sign=True):
+            raise Abandoned("stopped before the broker acknowledged the report of the tasks")
+        assert self._consumer is not None
+        committed = self._consumer.commit_now(msg)
+        logger.info(
+            "%d Braket tasks reported (attempt %d)%s; waiting on them",
+            len(tasks),
+            fragment.attempt,
+            "" if committed else " but the fragment's offset was not committed",
+            extra=extra,
+        )
+
+    def _cancel_loop(self) -> None:
+        """Consume the pool's cancel topic (group ``<prefix>pool.<pool>.cancel``) until
+        shutdown; a crash here is logged and ends only this loop."""
+        topic = self.settings.cancel_topic(self.pool)
+        try:
+            consumer = Consumer(
+                self.settings,
+                [topic],
+                f"{self.group}.cancel",
+                fetch_wait_max_ms=self.settings.kafka_background_fetch_wait_max_ms,
+            )
+            consume(consumer, self._on_cancel, lambda: self._stopping, POLL_TIMEOUT_S)
+        except Exception:
+            logger.exception("the cancel consumer stopped; cancels wait for a restart")
+
+    def _on_cancel(self, msg: Message) -> Handled:
+        """Cancel the tasks one cancel request names (any agent of the pool may: a task is
+        cancelled by its ARN). A request that is not one is logged and skipped."""
+        assert self._tasks_executor is not None
+        try:
+            request = pb.CancelTasks.FromString(msg.value() or b"")
+            arns = cancellable_arns(request.tasks)
+        except (DecodeError, ValueError) as exc:
+            logger.warning(
+                "cancel request %s[%d]@%d skipped: %s",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            return Handled.COMMIT
+        cancelled = self._tasks_executor.cancel_tasks(arns)
+        logger.info(
+            "%d of %d Braket tasks cancelled: %s",
+            cancelled,
+            len(arns),
+            request.reason[:200] or "on request",
+            extra={"job_id": request.job_id[:64], "fragment_id": request.fragment_id[:64]},
+        )
+        return Handled.COMMIT
+
     # -- heartbeats ------------------------------------------------------------------------
 
     def heartbeat(self, state: nodes_pb.NodeState.ValueType) -> nodes_pb.Heartbeat:
@@ -381,3 +522,27 @@ class NodeAgent:
                 logger.warning("the STOPPED heartbeat was not acknowledged")
         except Exception:
             logger.exception("could not send the STOPPED heartbeat")
+
+
+class _TaskReports:
+    """How an executor of paid tasks reports one fragment's tasks (a ``TaskReporter``)."""
+
+    def __init__(self, agent: NodeAgent, fragment: pb.Fragment, msg: Message) -> None:
+        self._agent = agent
+        self._fragment = fragment
+        self._msg = msg
+
+    @property
+    def interval_s(self) -> float:
+        """A third of the fragment timeout: the orchestrator moves the attempt's deadline on
+        with each report, so two may be lost before it gives up on this agent."""
+        return self._agent.settings.fragment_timeout_s / 3
+
+    def submitted(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        self._agent._report_tasks(self._fragment, self._msg, device_arn, tasks, first=True)
+
+    def waiting(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        self._agent._report_tasks(self._fragment, self._msg, device_arn, tasks, first=False)
+
+    def stopping(self) -> bool:
+        return self._agent.stopping

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator import windows
 from proto.qorch.v1 import fragments_pb2 as pb
-from qorchestra.config import Settings
+from qorchestra.config import Settings, creates_quantum_tasks
 from qorchestra.lifecycle import JobStatus
 from qorchestra.planning import FragmentPlan, build_fragment
 from qorchestra.store import repository as repo
@@ -46,7 +46,8 @@ def describe(fragment: Fragment) -> str:
 def payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
     """The fragment's message for its current attempt, with that attempt's nonce: stored at
     planning (training steps), or built again from the job's spec and a slice of its bindings
-    (circuits jobs)."""
+    (circuits jobs). On a pool of quantum tasks it carries the tasks earlier attempts reported
+    (the latest of each index), for the agent to resume instead of creating them again."""
     if fragment.payload is not None:  # stored at planning (training steps)
         message = pb.Fragment.FromString(fragment.payload)
         message.attempt = fragment.attempt
@@ -64,6 +65,17 @@ def payload(session: Session, job: Job, fragment: Fragment) -> pb.Fragment:
             bindings=bindings,
         )
     message.nonce = control_plane_signer(session).nonce(fragment.id, fragment.attempt)
+    if creates_quantum_tasks(job.pool):  # what earlier attempts created: resumed, not paid again
+        message.tasks.extend(
+            pb.QuantumTask(
+                index=task.task_index,
+                arn=task.arn,
+                client_token=task.client_token,
+                generation=task.generation,
+                status=task.status,
+            )
+            for task in repo.recorded_tasks(session, fragment.id)
+        )
     return message
 
 
@@ -75,17 +87,19 @@ def redispatch(
     fragment.status = repo.FragmentStatus.PENDING
     fragment.deadline_at = None
     job.redispatches += 1
+    message = payload(session, job, fragment)
     repo.enqueue(
         session,
         topic=settings.fragments_topic(job.pool),
         key=fragment_key(fragment.id, fragment.attempt),
-        payload=payload(session, job, fragment).SerializeToString(),
+        payload=message.SerializeToString(),
         job_id=job.id,
         fragment_id=fragment.id,
     )
     logger.warning(
-        "fragment dispatched again: %s",
+        "fragment dispatched again: %s%s",
         reason,
+        f" (with {len(message.tasks)} recorded Braket tasks to resume)" if message.tasks else "",
         extra={"job_id": job.id, "fragment_id": fragment.id, "attempt": fragment.attempt},
     )
     return repo.append_event(

@@ -2,8 +2,11 @@
 
 A pool's agents are live when they are RUNNING and heartbeated within
 ``QORCH_NODE_OFFLINE_AFTER_S``. Once a second (with the overdue sweep) the watch
-- holds the deadlines of such pools' dispatched fragments, so an attempt's clock runs only while
-  an agent could answer it: an agent that starts late finds its job still running;
+- holds the deadlines of the dispatched fragments of pools without a free live agent, so an
+  attempt's clock runs only while an agent could answer it: an agent that starts late finds its
+  job still running. An agent of a QPU pool that waits on the quantum tasks it reported
+  (within ``QORCH_FRAGMENT_TIMEOUT_S``) is not free: the fragments queued behind its own in
+  Kafka wait for it, however long the device's queue, and are not dispatched again meanwhile;
 - marks each of their running jobs waiting (``jobs.waiting_since``, a ``waiting`` event), clears
   the mark when an agent is back (a ``resumed`` event), and fails a job that waited longer than
   its ``max_queue_s``.
@@ -31,10 +34,14 @@ def watch_pools(factory: SessionFactory, settings: Settings) -> list[JobEventRow
     now = utcnow()
     events: list[JobEventRow] = []
     with session_scope(factory) as session:
-        live = set(
-            repo.live_agents(session, now - timedelta(seconds=settings.node_offline_after_s))
+        live_since = now - timedelta(seconds=settings.node_offline_after_s)
+        agents = repo.live_agents(session, live_since)
+        live = set(agents)
+        busy = repo.busy_agents(
+            session, live_since, now - timedelta(seconds=settings.fragment_timeout_s)
         )
-        repo.hold_deadlines(session, live, now + timedelta(seconds=settings.fragment_timeout_s))
+        free = {pool for pool, count in agents.items() if count > busy.get(pool, 0)}
+        repo.hold_deadlines(session, free, now + timedelta(seconds=settings.fragment_timeout_s))
         for job in repo.jobs_to_watch(session, live, now, WATCH_JOBS):
             if job.waiting_since is None:
                 job.waiting_since = now

@@ -2,8 +2,10 @@
 
 Three threads share one producer and one engine:
 - dispatch: plans queued jobs, relays the outbox, watches for pools without a live agent
-  (``pool_watch``), re-dispatches overdue fragments;
-- results: consumes ``results`` (group ``<prefix>orchestrator``) and applies each result;
+  (``pool_watch``), re-dispatches overdue fragments, queues the cancels of the quantum tasks of
+  jobs that ended unfinished (``quantum_tasks``);
+- results: consumes ``results`` (group ``<prefix>orchestrator``) and applies each result, and
+  records each report of an attempt's quantum tasks;
 - nodes: consumes ``heartbeats`` and keeps the ``nodes`` table current.
 Offsets are committed only after the database transaction committed (at-least-once; the
 aggregation is idempotent). Several orchestrators may run at once.
@@ -25,8 +27,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from orchestrator.dispatch import plan_next_job, relay_outbox, sweep_overdue
 from orchestrator.pool_watch import watch_pools
+from orchestrator.quantum_tasks import apply_signed_submitted, queue_cancels
 from orchestrator.recovery import BrokerWatch, resend_unanswered
 from orchestrator.results import Outcome, apply_signed_result
+from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2
 from qorchestra import metrics
 from qorchestra.config import Settings
@@ -39,7 +43,7 @@ from qorchestra.kafka import (
     ensure_topics,
     topic_ids,
 )
-from qorchestra.signing import ControlPlaneSigner, Rejected, Rejection, open_envelope
+from qorchestra.signing import ControlPlaneSigner, Rejected, Rejection, body_type, open_envelope
 from qorchestra.store import repository as repo
 from qorchestra.store.credentials import load_control_plane_signer, verify_node_message
 from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
@@ -189,6 +193,10 @@ class Orchestrator:
                         elif event.type == "failed":
                             metrics.DEAD_LETTERS.labels("orchestrator").inc()
                     publish_events(producer, self.settings, signer, swept)
+                cancelling = self._with_db(lambda: queue_cancels(self._factory, self.settings))
+                if cancelling:
+                    busy = True
+                    self._ensure_topics(cancelling)
                 next_sweep = time.monotonic() + 1.0
             if time.monotonic() >= next_topic_check:
                 self._check_broker(watch)
@@ -219,10 +227,19 @@ class Orchestrator:
         """Create the fragments topic of a pool the first time a job uses it."""
         with session_scope(self._factory) as session:
             pools = repo.active_pools(session)
+        self._ensure_topics(pools)
+
+    def _ensure_topics(self, pools: set[str]) -> None:
+        """Create the topics of pools this process has not created yet (a pool's fragments
+        topic, and its cancel topic where its agents create quantum tasks). Should the broker
+        refuse now, the next broker check creates them (it covers every known pool)."""
         new = pools - self._known_pools
         if new:
-            ensure_topics(self.settings, sorted(new))
             self._known_pools |= new
+            try:
+                ensure_topics(self.settings, sorted(new))
+            except Exception as exc:
+                logger.warning("could not create the topics of %s now: %s", sorted(new), exc)
 
     def _results_loop(self) -> None:
         consumer = Consumer(
@@ -241,9 +258,17 @@ class Orchestrator:
             self._refuse("results", msg, exc)
             return Handled.COMMIT
 
+        try:
+            # A result, or a report of an attempt's quantum tasks (signed as what it claims).
+            kind = body_type(envelope, [pb.FragmentResult, pb.FragmentSubmitted])
+        except Rejected as exc:
+            self._refuse("results", msg, exc)
+            return Handled.COMMIT
+        applier = apply_signed_submitted if kind is pb.FragmentSubmitted else apply_signed_result
+
         def apply() -> Outcome:
             with session_scope(self._factory) as session:
-                outcome = apply_signed_result(session, envelope, self.settings)
+                outcome = applier(session, envelope, self.settings)
             _observe(outcome.kind)
             return outcome
 

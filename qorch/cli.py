@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import grpc
-import httpx
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from qorch.client import TERMINAL_EVENTS, ApiError, QorchClient
+from qorch.client import ApiError, Client, ConnectionFailed, Job, JobStatus, Timeout
 from qorch.devices_cli import add_commands as add_device_commands
 from qorch.training_cli import (
     DEMO_CLASSIFIER,
@@ -200,7 +200,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  ready in {time.monotonic() - started:.1f}s; API {stack.api_url}, "
             f"gRPC {stack.grpc_target}, logs in {log_dir}/"
         )
-        with QorchClient(stack.api_url, stack.grpc_target, api_key=stack.admin_key) as client:
+        with Client(stack.api_url, stack.admin_key, stack.grpc_target) as client:
             if args.cut:
                 from qorch.cut_demo import run_cut_demo
 
@@ -210,12 +210,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             spec = demo_job(args.settings, shots=args.shots)
             job = client.submit(spec)
-            console.print(f"Submitted job [cyan]{job['id']}[/cyan]: {spec['name']}")
-            status = watch_with_progress(client, job["id"])
-            if status != "SUCCEEDED":
-                console.print(f"[red]job {status}: {client.job(job['id'])['error']}[/red]")
+            console.print(f"Submitted job [cyan]{job.id}[/cyan]: {spec['name']}")
+            status = watch_with_progress(client, job.id)
+            if status != JobStatus.SUCCEEDED:
+                console.print(f"[red]job {status}: {job.refresh().error}[/red]")
                 return 1
-            print_summary(client, job["id"])
+            print_summary(client, job.id)
             if args.train and not _demo_training(client):
                 return 1
             _await_heartbeats(client, settings)
@@ -228,27 +228,27 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 # ------------------------------------------------------------------ client commands
 
 
-def _client(settings: Settings) -> QorchClient:
+def _client(settings: Settings) -> Client:
     tls, roots = settings.client_grpc_tls()
-    return QorchClient(
+    return Client(
         settings.client_api_url(),
+        settings.api_key.get_secret_value(),
         settings.client_grpc_target(),
-        api_key=settings.api_key.get_secret_value(),
         grpc_credentials=grpc.ssl_channel_credentials(roots) if tls else None,
     )
 
 
-def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> str:
+def watch_with_progress(client: Client, job_id: str, from_seq: int = 0) -> JobStatus:
     """Follow a job over gRPC with a progress bar; returns its final status.
 
-    A dropped stream is resumed from the last event seen, so nothing is missed or repeated.
-    The job is looked up over REST first, so an unknown job or an unreachable API is reported
-    at once rather than after the reconnection attempts.
+    ``Client.watch`` resumes a dropped stream from the last event seen, so nothing is missed
+    or repeated. The job is looked up over REST first, so an unknown job or an unreachable API
+    is reported at once rather than after the reconnection attempts.
     """
     job = client.job(job_id)
-    if job["kind"] in ("train", "minimize"):
+    if job.kind in ("train", "minimize"):
         return watch_training(client, job, from_seq)
-    last_seq, status, retries = from_seq, "QUEUED", 0
+    status = JobStatus.QUEUED
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -258,45 +258,30 @@ def watch_with_progress(client: QorchClient, job_id: str, from_seq: int = 0) -> 
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("queued", total=None)
-        while True:
-            try:
-                for event in client.watch(job_id, last_seq):
-                    retries = 0
-                    last_seq = event.seq
-                    status = _status_name(event.status)
-                    progress.update(
-                        task,
-                        description=status.lower(),
-                        completed=event.bindings_done,
-                        total=event.bindings_total or None,
-                    )
-                    if event.type in ("redispatched", "failed", "cancelled"):
-                        progress.console.print(f"  [yellow]{event.type}[/yellow]: {event.message}")
-                    if event.status in TERMINAL_EVENTS:
-                        return status
-                return client.job(job_id)["status"]
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or retries >= 10:
-                    raise
-                retries += 1
-                time.sleep(min(0.2 * 2**retries, 5.0))
+        for event in client.watch(job_id, from_seq):
+            status = event.status
+            progress.update(
+                task,
+                description=status.lower(),
+                completed=event.bindings_done,
+                total=event.bindings_total or None,
+            )
+            if event.type in ("redispatched", "failed", "cancelled"):
+                progress.console.print(f"  [yellow]{event.type}[/yellow]: {event.message}")
+            if event.terminal:
+                return status
+    return job.refresh().status
 
 
-def _status_name(value: int) -> str:
-    from proto.qorch.v1 import jobs_pb2
-
-    return jobs_pb2.JobStatus.Name(value).removeprefix("JOB_STATUS_")  # type: ignore[arg-type]
-
-
-def print_summary(client: QorchClient, job_id: str) -> None:
+def print_summary(client: Client, job_id: str) -> None:
     """A short table of a finished job's result."""
     job = client.job(job_id)
-    result = client.result(job_id)["result"]
-    timings = job["timings"]
+    result = client.result(job_id).result
+    timings, progress = job.timings, job.progress
     console.print(
-        f"[bold green]SUCCEEDED[/bold green] {job['progress']['bindings_done']} circuits in "
-        f"{job['progress']['fragments_total']} fragments, {timings['run_s']:.2f}s "
-        f"(queued {timings['queued_s']:.2f}s), redispatches: {job['progress']['redispatches']}"
+        f"[bold green]SUCCEEDED[/bold green] {progress.bindings_done} circuits in "
+        f"{progress.fragments_total} fragments, {timings.run_s or 0.0:.2f}s "
+        f"(queued {timings.queued_s or 0.0:.2f}s), redispatches: {progress.redispatches}"
     )
     kind = result["result_type"]
     for program in result["programs"]:
@@ -325,69 +310,70 @@ def print_summary(client: QorchClient, job_id: str) -> None:
             console.print(f"program {program['index']} binding 0, top {kind}: {top}")
 
 
-def _demo_training(client: QorchClient) -> bool:
+def _demo_training(client: Client) -> bool:
     """Train the demo classifier on ``moons``, show it learning, classify two new points."""
     console.print(
         "\n[bold]Training[/bold] a 4-qubit classifier on moons: every step's circuits (forward "
         "and parameter-shifted) run on the agents"
     )
-    job = client.submit(DEMO_CLASSIFIER)
-    status = watch_training(client, client.job(job["id"]))
-    if status != "SUCCEEDED":
-        console.print(f"[red]training {status}: {client.job(job['id'])['error']}[/red]")
+    job = client.train(DEMO_CLASSIFIER)
+    status = watch_training(client, job)
+    if status != JobStatus.SUCCEEDED:
+        console.print(f"[red]training {status}: {job.refresh().error}[/red]")
         return False
-    print_metrics(client, job["id"])
+    print_metrics(client, job.id)
     points = [[0.0, 1.0], [1.0, -0.5], [-0.8, 0.3], [2.0, 0.2]]
-    answer = client.predict(job["id"], points)
-    for point, p in zip(points, answer["predictions"], strict=True):
+    answer = client.predict(job.id, points)
+    for point, p in zip(points, answer.predictions, strict=True):
         console.print(
-            f"  predict {point}: class {p['class']} (p = {max(p['probabilities'].values()):.3f})"
+            f"  predict {point}: class {p.class_} (p = {max(p.probabilities.values()):.3f})"
         )
     return True
 
 
-def _await_heartbeats(client: QorchClient, settings: Settings) -> None:
+def _await_heartbeats(client: Client, settings: Settings) -> None:
     """Give the agents up to two heartbeats to report the last fragments of the jobs.
 
     ``/v1/nodes`` counts what the agents last reported, so right after a job ends the table
     could otherwise miss the final fragments.
     """
-    fragments = sum(j["progress"]["fragments_done"] for j in client.jobs(limit=500)["data"])
+    fragments = sum(j.progress.fragments_done for j in client.jobs(limit=500).data)
     deadline = time.monotonic() + 2 * settings.heartbeat_interval_s
     while time.monotonic() < deadline:
-        if sum(n["fragments_done"] for n in client.nodes()["data"]) >= fragments:
+        if sum(n.fragments_done for n in client.nodes().data) >= fragments:
             return
         time.sleep(0.2)
 
 
-def print_nodes(client: QorchClient) -> None:
+def print_nodes(client: Client) -> None:
     """Which agents did the work, and every pool with its live agents and waiting work."""
     table = Table(title="node agents")
     for col in ("node", "pool", "state", "fragments", "circuits"):
         table.add_column(col)
-    for node in client.nodes()["data"]:
+    for node in client.nodes().data:
         table.add_row(
-            node["id"],
-            node["pool"],
-            node["state"],
-            str(node["fragments_done"]),
-            str(node["bindings_done"]),
+            node.id, node.pool, node.state, str(node.fragments_done), str(node.bindings_done)
         )
     console.print(table)
     pools = Table(title="pools")
     for col in ("pool", "live agents", "waiting jobs", "queued", "in flight", "oldest (s)"):
         pools.add_column(col)
-    for pool in client.pools()["data"]:
-        oldest = pool["oldest_in_flight_s"]
+    for pool in client.pools().data:
+        oldest = pool.oldest_in_flight_s
         pools.add_row(
-            pool["name"],
-            str(pool["agents_live"]),
-            str(pool["jobs_waiting"]),
-            str(pool["fragments_queued"]),
-            str(pool["fragments_in_flight"]),
+            pool.name,
+            str(pool.agents_live),
+            str(pool.jobs_waiting),
+            str(pool.fragments_queued),
+            str(pool.fragments_in_flight),
             "" if oldest is None else f"{oldest:.0f}",
         )
     console.print(pools)
+
+
+def _when(at: datetime | None) -> str:
+    """A time for a table, to the second (empty for None)."""
+    return "" if at is None else at.isoformat(timespec="seconds")
 
 
 def _load_spec(path: str) -> dict[str, Any]:
@@ -398,9 +384,9 @@ def _load_spec(path: str) -> dict[str, Any]:
     return spec
 
 
-def print_warnings(job: dict[str, Any]) -> None:
+def print_warnings(job: Job) -> None:
     """The warnings of a submission's answer (e.g. no live agent serves its pool), on stderr."""
-    for warning in job.get("warnings", []):
+    for warning in job.warnings:
         warnings_console.print(
             f"[bold yellow]warning:[/bold yellow] {escape(warning)}", soft_wrap=True
         )
@@ -409,10 +395,10 @@ def print_warnings(job: dict[str, Any]) -> None:
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         job = client.submit(_load_spec(args.file))
-        console.print(job["id"])
+        console.print(job.id)
         print_warnings(job)
         if args.watch:
-            return 0 if watch_with_progress(client, job["id"]) == "SUCCEEDED" else 1
+            return 0 if watch_with_progress(client, job.id) == JobStatus.SUCCEEDED else 1
     return 0
 
 
@@ -420,24 +406,24 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         status = watch_with_progress(client, args.job_id, args.from_seq)
         console.print(f"{args.job_id}: {status}")
-        return 0 if status == "SUCCEEDED" else 1
+        return 0 if status == JobStatus.SUCCEEDED else 1
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         page = client.jobs(args.status, args.limit)
-    table = Table(title=f"{page['count']} job(s)")
+    table = Table(title=f"{page.count} job(s)")
     for col in ("id", "name", "pool", "status", "progress", "created"):
         table.add_column(col)
-    for job in page["data"]:
-        p = job["progress"]
+    for job in page.data:
+        p = job.progress
         table.add_row(
-            job["id"],
-            job["name"][:40],
-            job["pool"],
-            job["status"],
-            f"{p['bindings_done']}/{p['bindings_total']}",
-            job["timings"]["created_at"],
+            job.id,
+            job.name[:40],
+            job.pool,
+            job.status,
+            f"{p.bindings_done}/{p.bindings_total}",
+            _when(job.timings.created_at),
         )
     console.print(table)
     return 0
@@ -445,19 +431,19 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
-        console.print_json(json.dumps(client.job(args.job_id)))
+        console.print_json(json.dumps(client.job(args.job_id).to_dict()))
     return 0
 
 
 def cmd_result(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
-        console.print_json(json.dumps(client.result(args.job_id)))
+        console.print_json(json.dumps(client.result(args.job_id).to_dict()))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
-        console.print(client.cancel(args.job_id)["status"])
+        console.print(client.cancel(args.job_id).status)
     return 0
 
 
@@ -466,23 +452,23 @@ def cmd_nodes(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         if args.nodes_command == "enroll":
             made = client.enroll_node(args.pool, args.name)
-            console.print(f"node credential {made['id']} for pool {made['pool']}")
+            console.print(f"node credential {made.id} for pool {made.pool}")
             console.print(
                 "It is shown only this once; start the agent with QORCH_NODE_CREDENTIAL set to:"
             )
-            print(made["credential"])
+            print(made.credential)
         elif args.nodes_command == "credentials":
             table = Table(title="node credentials")
             for col in ("id", "pool", "name", "created", "revoked"):
                 table.add_column(col)
-            for row in client.node_credentials(args.pool, args.revoked)["data"]:
+            for row in client.node_credentials(args.pool, args.revoked).data:
                 table.add_row(
-                    row["id"], row["pool"], row["name"], row["created_at"], row["revoked_at"] or ""
+                    row.id, row.pool, row.name, _when(row.created_at), _when(row.revoked_at)
                 )
             console.print(table)
         elif args.nodes_command == "revoke":
             row = client.revoke_node(args.credential_id)
-            console.print(f"node credential {row['id']} revoked at {row['revoked_at']}")
+            console.print(f"node credential {row.id} revoked at {_when(row.revoked_at)}")
         else:
             print_nodes(client)
     return 0
@@ -492,42 +478,40 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     """``qorch keys create|list|revoke|rotate-admin`` (needs an admin key in QORCH_API_KEY)."""
     with _client(settings) as client:
         if args.keys_command == "create":
-            key = client.create_key(args.tenant, args.scope or ["read", "submit"], args.name)
-            console.print(
-                f"key {key['id']} for tenant {key['tenant']} ({', '.join(key['scopes'])})"
-            )
+            made = client.create_key(args.tenant, args.scope or ["read", "submit"], args.name)
+            console.print(f"key {made.id} for tenant {made.tenant} ({', '.join(made.scopes)})")
             console.print("It is shown only this once; keep it secret:")
-            print(key["key"])
+            print(made.key)
         elif args.keys_command == "list":
             table = Table(title="API keys")
             columns = ("id", "prefix", "tenant", "scopes", "name", "created", "revoked")
             for col in (*columns, "configured"):
                 table.add_column(col)
-            for key in client.keys()["data"]:
+            for key in client.keys().data:
                 table.add_row(
-                    key["id"],
-                    f"{key['prefix']}...",
-                    key["tenant"],
-                    ",".join(key["scopes"]),
-                    key["name"],
-                    key["created_at"],
-                    key["revoked_at"] or "",
-                    "yes" if key.get("configured") else "",
+                    key.id,
+                    f"{key.prefix}...",
+                    key.tenant,
+                    ",".join(key.scopes),
+                    key.name,
+                    _when(key.created_at),
+                    _when(key.revoked_at),
+                    "yes" if key.configured else "",
                 )
             console.print(table)
         elif args.keys_command == "rotate-admin":
-            key = client.rotate_admin_key()
-            old = ", ".join(f"{k['prefix']}..." for k in key["revoked"]) or "none"
-            console.print(f"new admin key {key['id']}; revoked configured admin key(s): {old}")
+            rotated = client.rotate_admin_key()
+            old = ", ".join(f"{k.prefix}..." for k in rotated.revoked) or "none"
+            console.print(f"new admin key {rotated.id}; revoked configured admin key(s): {old}")
             console.print("It is shown only this once; keep it secret:")
-            print(key["key"], flush=True)
+            print(rotated.key, flush=True)
             console.print(
                 "Put it in QORCH_ADMIN_KEY (the deployment's secret) before the API starts "
                 "next, and in QORCH_API_KEY for these commands: the old key is refused from now on."
             )
         else:
-            key = client.revoke_key(args.key_id)
-            console.print(f"revoked {key['id']} ({key['prefix']}...)")
+            revoked = client.revoke_key(args.key_id)
+            console.print(f"revoked {revoked.id} ({revoked.prefix}...)")
     return 0
 
 
@@ -546,9 +530,9 @@ def cmd_tenant(args: argparse.Namespace, settings: Settings) -> int:
             if getattr(args, name) is not None
         }
         if changes:
-            console.print_json(json.dumps(client.set_tenant(args.tenant, changes)))
+            console.print_json(json.dumps(client.set_tenant(args.tenant, **changes).to_dict()))
         else:
-            console.print_json(json.dumps(client.tenant(args.tenant)))
+            console.print_json(json.dumps(client.tenant(args.tenant).to_dict()))
     return 0
 
 
@@ -699,7 +683,7 @@ def _pool_summary(pools: list[str]) -> str:
 
 
 def _with_client(
-    command: Callable[[argparse.Namespace, QorchClient], int],
+    command: Callable[[argparse.Namespace, Client], int],
 ) -> Callable[[argparse.Namespace, Settings], int]:
     """Adapt a client command to the parser's ``func(args, settings)``."""
 
@@ -728,16 +712,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args, settings)
     except ApiError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         return 1
-    except httpx.TransportError as exc:
+    except (ConnectionFailed, Timeout) as exc:
         console.print(
-            f"[red]cannot reach the API at {settings.client_api_url()}: {exc}[/red]\n"
+            f"[red]{escape(str(exc))}[/red]\n"
             "Is it running (`qorch up`)? Set QORCH_API_URL to point elsewhere."
         )
-        return 1
-    except grpc.RpcError as exc:
-        console.print(f"[red]gRPC {exc.code().name}: {exc.details()}[/red]")
         return 1
     return code
 

@@ -14,7 +14,7 @@ from braket.ir.openqasm import Program
 from rich.console import Console
 from rich.table import Table
 
-from qorch.client import QorchClient
+from qorch.client import Client, JobStatus
 from qorch.samples import CUT_NODE_QUBITS, cut_demo_job
 
 console = Console()
@@ -45,24 +45,24 @@ def print_plan(plan: dict[str, Any]) -> None:
     )
 
 
-def run_cut_demo(client: QorchClient, watch: Any) -> bool:
+def run_cut_demo(client: Client, watch: Any) -> bool:
     """Submit the wide job, follow it with ``watch(client, job_id) -> status``, compare."""
     spec = cut_demo_job()
     console.print(
         f"\n[bold]Cutting[/bold]: {spec['name']} (nodes take at most {CUT_NODE_QUBITS} qubits)"
     )
     job = client.submit(spec)
-    print_plan(job["cutting"]["0"])
-    status = watch(client, job["id"])
-    if status != "SUCCEEDED":
-        console.print(f"[red]job {status}: {client.job(job['id'])['error']}[/red]")
+    print_plan((job.cutting or {})["0"])
+    status = watch(client, job.id)
+    if status != JobStatus.SUCCEEDED:
+        console.print(f"[red]job {status}: {job.refresh().error}[/red]")
         return False
-    progress = client.job(job["id"])["progress"]
+    progress = job.refresh().progress
     console.print(
-        f"  {progress['bindings_done']} subexperiment runs in {progress['fragments_total']} "
+        f"  {progress.bindings_done} subexperiment runs in {progress.fragments_total} "
         "fragments, knitted back:"
     )
-    result = client.result(job["id"])["result"]
+    result = job.result().result
     observables = result["observables"]
     source = spec["programs"][0]["source"]
     table = Table(title="cut and knitted vs the whole circuit simulated directly")

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from proto.qorch.v1 import jobs_pb2
-from qorch.client import TERMINAL_EVENTS, QorchClient
+from qorch.client import Client, Job, JobStatus, Metric
 from qorchestra.examples import example
 
 console = Console()
@@ -25,33 +22,16 @@ console = Console()
 DEMO_CLASSIFIER: dict[str, Any] = {**example("moons-classifier"), "name": "demo: moons classifier"}
 
 
-def _events(client: QorchClient, job_id: str, from_seq: int) -> Iterator[jobs_pb2.JobEvent]:
-    """The job's events, resuming after a dropped stream without gaps or repeats."""
-    last_seq, retries = from_seq, 0
-    while True:
-        try:
-            for event in client.watch(job_id, last_seq):
-                retries = 0
-                last_seq = event.seq
-                yield event
-            return
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or retries >= 10:
-                raise
-            retries += 1
-            time.sleep(min(0.2 * 2**retries, 5.0))
-
-
 def _step_time(metrics: dict[str, float]) -> str:
     """' (1.25 s/step)' from a step event's ``step_time_s``; empty from an older server."""
     seconds = metrics.get("step_time_s")
     return "" if seconds is None else f" ({seconds:.2f} s/step)"
 
 
-def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) -> str:
+def watch_training(client: Client, job: Job, from_seq: int = 0) -> JobStatus:
     """Follow a train or minimize job: a bar over epochs (or steps) with the live loss, and a
-    line per epoch. Returns the final status."""
-    training = job["kind"] == "train"
+    line per epoch (``Client.watch`` resumes a dropped stream). Returns the final status."""
+    training = job.kind == "train"
     unit = "epochs" if training else "steps"
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -60,12 +40,12 @@ def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) 
         TextColumn(unit),
         TimeElapsedColumn(),
     )
-    status = job["status"]
+    status = job.status
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(status.lower(), total=None)
-        for event in _events(client, job["id"], from_seq):
-            status = jobs_pb2.JobStatus.Name(event.status).removeprefix("JOB_STATUS_")
-            m = dict(event.metrics)
+        for event in client.watch(job.id, from_seq):
+            status = event.status
+            m = event.metrics
             if event.type == "step" and training:
                 progress.update(
                     task,
@@ -86,54 +66,54 @@ def watch_training(client: QorchClient, job: dict[str, Any], from_seq: int = 0) 
                 progress.console.print(f"  {event.message}")
             elif event.type in ("redispatched", "failed", "cancelled", "succeeded"):
                 progress.console.print(f"  {event.type}: {event.message}")
-            if event.status in TERMINAL_EVENTS:
+            if event.terminal:
                 break
     return status
 
 
-def print_metrics(client: QorchClient, job_id: str) -> list[dict[str, Any]]:
+def print_metrics(client: Client, job_id: str) -> list[Metric]:
     """A table of the epoch metrics (minimisation: every 10th step); returns the history."""
-    history: list[dict[str, Any]] = client.metrics(job_id)["data"]
-    epochs = [m for m in history if m["kind"] == "epoch"]
-    rows = epochs or [m for m in history if m["kind"] != "epoch"][::10]
+    history = client.metrics(job_id).data
+    epochs = [m for m in history if m.kind == "epoch"]
+    rows = epochs or [m for m in history if m.kind != "epoch"][::10]
     if not rows:
         console.print("no metrics yet")
         return history
-    keys = [k for k in rows[-1]["values"] if k not in ("epochs", "steps")]
+    keys = [k for k in rows[-1].values if k not in ("epochs", "steps")]
     table = Table(title=f"metrics of {job_id}")
     for key in keys:
         table.add_column(key, justify="right")
     for row in rows:
-        table.add_row(*(f"{row['values'].get(k, float('nan')):.4g}" for k in keys))
+        table.add_row(*(f"{row.values.get(k, float('nan')):.4g}" for k in keys))
     console.print(table)
     return history
 
 
-def plot_metrics(history: list[dict[str, Any]], path: Path) -> None:
+def plot_metrics(history: Sequence[Metric], path: Path) -> None:
     """Loss (and accuracy, for classifiers) curves to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [m for m in history if m["kind"] == "step"]
-    epochs = [m for m in history if m["kind"] == "epoch"]
+    steps = [m for m in history if m.kind == "step"]
+    epochs = [m for m in history if m.kind == "epoch"]
     panels = 2 if epochs else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     loss_ax = axes[0][0]
-    key = "energy" if steps and "energy" in steps[0]["values"] else "loss"
-    loss_ax.plot([m["step"] for m in steps], [m["values"][key] for m in steps], label=f"step {key}")
+    key = "energy" if steps and "energy" in steps[0].values else "loss"
+    loss_ax.plot([m.step for m in steps], [m.values[key] for m in steps], label=f"step {key}")
     if epochs:
-        at = [m["step"] for m in epochs]
+        at = [m.step for m in epochs]
         for name in ("train_loss", "val_loss"):
-            if name in epochs[0]["values"]:
-                loss_ax.plot(at, [m["values"][name] for m in epochs], "o-", label=name)
+            if name in epochs[0].values:
+                loss_ax.plot(at, [m.values[name] for m in epochs], "o-", label=name)
         acc_ax = axes[0][1]
         for name in ("train_accuracy", "val_accuracy"):
-            if name in epochs[0]["values"]:
+            if name in epochs[0].values:
                 acc_ax.plot(
-                    [m["epoch"] for m in epochs],
-                    [m["values"][name] for m in epochs],
+                    [m.epoch for m in epochs],
+                    [m.values[name] for m in epochs],
                     "o-",
                     label=name,
                 )
@@ -149,7 +129,7 @@ def plot_metrics(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def cmd_metrics(args: argparse.Namespace, client: QorchClient) -> int:
+def cmd_metrics(args: argparse.Namespace, client: Client) -> int:
     """``qorch metrics JOB [--plot file.png]``."""
     history = print_metrics(client, args.job_id)
     if args.plot:
@@ -158,22 +138,23 @@ def cmd_metrics(args: argparse.Namespace, client: QorchClient) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace, client: QorchClient) -> int:
+def cmd_predict(args: argparse.Namespace, client: Client) -> int:
     """``qorch predict JOB '[[x, y], ...]'`` (or a JSON file)."""
     text = Path(args.samples).read_text() if Path(args.samples).is_file() else args.samples
-    answer = client.predict(args.job_id, json.loads(text))
-    table = Table(title=f"predictions (job {answer['job_id']})")
+    samples = json.loads(text)
+    answer = client.predict(args.job_id, samples)
+    table = Table(title=f"predictions (job {answer.job_id})")
     table.add_column("sample")
     table.add_column("class")
     table.add_column("probabilities")
-    for sample, p in zip(json.loads(text), answer["predictions"], strict=True):
-        probs = ", ".join(f"{k}: {v:.3f}" for k, v in p["probabilities"].items())
-        table.add_row(str(sample), p["class"], probs)
+    for sample, p in zip(samples, answer.predictions, strict=True):
+        probs = ", ".join(f"{k}: {v:.3f}" for k, v in p.probabilities.items())
+        table.add_row(str(sample), p.class_, probs)
     console.print(table)
     return 0
 
 
-def cmd_dataset_upload(args: argparse.Namespace, client: QorchClient) -> int:
+def cmd_dataset_upload(args: argparse.Namespace, client: Client) -> int:
     """``qorch dataset upload FILE.csv [--label-column label] [--name NAME]``."""
     dataset = client.upload_dataset(
         Path(args.file).read_text(),
@@ -181,8 +162,8 @@ def cmd_dataset_upload(args: argparse.Namespace, client: QorchClient) -> int:
         label_column=args.label_column,
     )
     console.print(
-        f"dataset [cyan]{dataset['id']}[/cyan]: {dataset['rows']} rows, features "
-        f"{dataset['feature_names']}, classes {dataset['classes']}"
+        f"dataset [cyan]{dataset.id}[/cyan]: {dataset.rows} rows, features "
+        f"{dataset.feature_names}, classes {dataset.classes}"
     )
     return 0
 

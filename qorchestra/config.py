@@ -36,6 +36,15 @@ DEFAULT_AWS_DEVICES: dict[str, str] = {
     "aws-tn1": "arn:aws:braket:::device/quantum-simulator/amazon/tn1",
 }
 
+#: Pools whose agents create paid Braket quantum tasks: their agents report each task's ARN
+#: to the orchestrator, and read cancellations from ``Settings.cancel_topic`` (docs/qpu.md).
+QUANTUM_TASK_POOL_PREFIX = "aws-"
+
+
+def creates_quantum_tasks(pool: str) -> bool:
+    """Whether ``pool``'s agents create paid Braket quantum tasks (the ``aws-*`` pools)."""
+    return pool.startswith(QUANTUM_TASK_POOL_PREFIX)
+
 
 # Price table of the paid pools (docs/security.md): USD per quantum task and per shot. A pool
 # not named here takes "default"; ``QORCH_AWS_PRICES`` overrides any of them. Braket bills the
@@ -165,7 +174,8 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         description="Time bound of parsing one submitted program (in a worker process that is "
-        "killed at the bound); beyond: 422. The longest valid programs take about 15 s.",
+        "killed at the bound), and on an emulated pool of checking it against the device's "
+        "emulator; beyond: 422. The longest valid programs take about 15 s.",
     )
     parse_workers: int = Field(2, ge=1, description="Processes that parse submitted programs.")
     parse_memory_mb: int = Field(
@@ -477,6 +487,11 @@ class Settings(BaseSettings):
     def fragments_topic(self, pool: str) -> str:
         """Topic that carries work for ``pool``."""
         return self.topic(f"fragments.{pool}")
+
+    def cancel_topic(self, pool: str) -> str:
+        """Topic that carries the orchestrator's cancellations of ``pool``'s quantum tasks
+        (``fragments.<pool>.cancel``; only pools that ``creates_quantum_tasks``)."""
+        return self.topic(f"fragments.{pool}.cancel")
 
 
 @lru_cache(maxsize=1)

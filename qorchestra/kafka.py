@@ -22,7 +22,7 @@ from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.message import Message as ProtoMessage
 
-from qorchestra.config import Settings
+from qorchestra.config import Settings, creates_quantum_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def ensure_topics(
     admin: AdminClient | None = None,
     core: Iterable[str] = CORE_TOPICS,
 ) -> None:
-    """Create the ``core`` topics and one fragments topic per pool, if they do not exist yet.
+    """Create the ``core`` topics and one fragments topic per pool (and, for pools whose agents
+    create quantum tasks, its cancel topic), if they do not exist yet.
 
     Topics are created explicitly, with their partition counts, before anyone subscribes. A
     service names only the core topics it uses: under per-role ACLs a principal sees no
@@ -81,7 +82,9 @@ def ensure_topics(
     A service that checks again and again passes its own long-lived ``admin`` client: each
     new client starts threads and connections (measurable at a check every few seconds).
     """
+    pools = list(pools)
     names = [settings.topic(t) for t in core] + [settings.fragments_topic(p) for p in pools]
+    names += [settings.cancel_topic(p) for p in pools if creates_quantum_tasks(p)]
     admin = admin or admin_client(settings)
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = []
@@ -334,11 +337,24 @@ class Consumer:
 
     def commit(self, msg: Message) -> None:
         """Record that ``msg`` has been fully processed (at-least-once)."""
-        self._consumer.store_offsets(msg)
         try:
+            self._consumer.store_offsets(msg)
             self._consumer.commit(asynchronous=True)
-        except KafkaException as exc:  # e.g. nothing stored after a rebalance
+        except KafkaException as exc:  # e.g. its partition was revoked meanwhile
             logger.debug("commit skipped: %s", exc)
+
+    def commit_now(self, msg: Message) -> bool:
+        """Commit ``msg``'s offset and wait for the broker to take it: for a message whose
+        further progress is recorded elsewhere before its work ends (a node agent's paid
+        tasks, once the orchestrator has their ARNs). False when the commit failed (the
+        message may then be delivered again)."""
+        try:
+            self._consumer.store_offsets(msg)
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            logger.warning("offset of %s[%d] not committed: %s", msg.topic(), msg.partition(), exc)
+            return False
+        return True
 
     def assignment(self) -> list[TopicPartition]:
         """Partitions currently assigned (call from the polling thread only)."""

@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 RESULTS = Counter(
     "qorch_results_total",
     "Fragment results, by outcome (counted, duplicate, late, stale, retried, failed, unknown; "
-    "malformed and rejected messages are dropped).",
+    "malformed and rejected messages are dropped), and reports of a fragment's quantum tasks "
+    "(submitted: tasks recorded for the first time; progress: a report of known tasks).",
     ["outcome"],
 )
 HEARTBEATS = Counter(
@@ -78,6 +79,14 @@ NODE_REDELIVERIES = Counter(
 )
 PUBLISH_RETRIES = Counter(
     "qorch_publish_retries_total", "Sends retried because the broker did not acknowledge them."
+)
+NODE_QUANTUM_TASKS = Counter(
+    "qorch_node_quantum_tasks_total",
+    "Paid quantum tasks of the fragments an agent ran, by how it got each (created: a new "
+    "CreateQuantumTask; resumed: recorded by an earlier delivery or attempt, polled instead of "
+    "created again) or what it did to it (cancelled: on the orchestrator's request or because "
+    "its fragment failed).",
+    ["how"],
 )
 
 # ---------------------------------------------------------------- API

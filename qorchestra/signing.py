@@ -3,7 +3,8 @@
 Kafka is a transport, not a trust boundary (DESIGN.md, "Trust"). Every message a receiver acts
 on travels in a ``Signed`` envelope (proto/qorch/v1/signed.proto):
 
-- results and heartbeats are signed by the agent's *node credential*, an Ed25519 key pair. The
+- results, task reports and heartbeats are signed by the agent's *node credential*, an Ed25519
+  key pair (the envelope names the body's type, since ``results`` carries two). The
   store keeps only the public key; the private key is in the credential token an admin hands
   the agent once (``qorch nodes enroll``), so neither a reader of the database nor of the bus
   can sign as a node;
@@ -25,6 +26,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -116,11 +118,12 @@ class NodeSigner:
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
 
     def seal(self, message: ProtoMessage) -> bytes:
-        """The serialized ``Signed`` envelope of ``message``."""
+        """The serialized ``Signed`` envelope of ``message``, naming its type."""
         body = message.SerializeToString()
-        signature = self._key.sign(_signed_bytes(message.DESCRIPTOR.full_name, body))
+        full_name = message.DESCRIPTOR.full_name
+        signature = self._key.sign(_signed_bytes(full_name, body))
         return signed_pb2.Signed(
-            body=body, signer=self.credential_id, signature=signature
+            body=body, signer=self.credential_id, signature=signature, type=full_name
         ).SerializeToString()
 
 
@@ -155,6 +158,20 @@ def open_envelope(raw: bytes | None) -> signed_pb2.Signed:
     if not envelope.signer or not envelope.signature:
         raise Rejected(Rejection.UNSIGNED, envelope.signer)
     return envelope
+
+
+def body_type(
+    envelope: signed_pb2.Signed, types: Sequence[type[ProtoMessage]]
+) -> type[ProtoMessage]:
+    """Which of ``types`` the envelope says its body is: the one its ``type`` names, the first
+    when it names none; Rejected (malformed) for any other. Only a claim: verifying the
+    signature under that type is what proves it."""
+    if not envelope.type:
+        return types[0]
+    for message_type in types:
+        if message_type.DESCRIPTOR.full_name == envelope.type:
+            return message_type
+    raise Rejected(Rejection.MALFORMED, envelope.signer, f"unexpected type {envelope.type[:100]!r}")
 
 
 def _body(envelope: signed_pb2.Signed, message_type: type[M]) -> M:

@@ -7,13 +7,13 @@ the embedded ones are started once per test session on free loopback ports and s
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from qorch.embedded import EmbeddedBroker, EmbeddedPostgres
 from qorchestra.config import Settings
+from tests.support.databases import database_of_its_own
 from tests.support.settings import enrolled, make_settings
 
 
@@ -46,23 +46,8 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def fresh_database(database_url: str) -> Iterator[str]:
     """A migrated database of its own in the session's Postgres server, dropped afterwards."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    from qorchestra.store.migrate import upgrade
-
-    url = make_url(database_url)
-    name = f"qorch_test_{uuid.uuid4().hex[:10]}"
-    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    if url.password:
-        admin += f" password={url.password}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    fresh = url.set(database=name).render_as_string(hide_password=False)
-    upgrade(fresh)
-    yield fresh
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_of_its_own(database_url) as fresh:
+        yield fresh
 
 
 @pytest.fixture

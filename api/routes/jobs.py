@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api import use_cases
@@ -21,11 +21,39 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(description="The job's id, as returned on submission.")]
 
 
-@router.post("", status_code=201, response_model=JobPublic, summary="Submit a job")
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): a submission sent again with the same key "
+        "and body is answered with the job the first one stored (200), never a second job. "
+        "The same key with another body is a 422. Keys are kept per tenant, with the job.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    summary="Submit a job",
+    responses={
+        200: {
+            "model": JobPublic,
+            "description": "A repeat of an earlier submission (its `Idempotency-Key`): the job "
+            "that one stored, as it is now; nothing new is stored.",
+        }
+    },
+)
 async def submit_job(
     body: Annotated[AnyJob, Body(openapi_examples=JOB_EXAMPLES)],
     principal: Submitter,
     request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Validate the job and queue it; answers at once with its id. Invalid jobs get 422 and
     nothing is stored. ``kind`` picks the job: ``circuits`` (the default), ``train`` or
@@ -34,18 +62,25 @@ async def submit_job(
     must fit the cap and the tenant's budget (422 with ``estimate_usd`` otherwise). A pool that
     no setting declares, no node credential was enrolled for and no agent has served is a 422;
     on a pool that no live agent serves now, the job is queued and ``warnings`` says so (it
-    waits until one starts)."""
+    waits until one starts). With an `Idempotency-Key`, a retried submission gets the job
+    the first one stored (200)."""
     # The whole submission runs in one worker thread: a sync route with the session, settings,
     # sandbox... as dependencies would hop to a thread and back for each of them.
     state = request.app.state
     if getattr(state, "commits", None) is None:  # in the event loop: made once, without a race
         state.commits = use_cases.GroupCommit()
-    return await run_in_threadpool(_submit, state, principal, body)
+    job, repeated = await run_in_threadpool(_submit, state, principal, body, idempotency_key)
+    if repeated:
+        response.status_code = 200
+    return job
 
 
-def _submit(state: Any, principal: Principal, body: AnyJob) -> JobPublic:
+def _submit(
+    state: Any, principal: Principal, body: AnyJob, key: str | None
+) -> tuple[JobPublic, bool]:
     """Submit ``body`` with the app's session factory, sandbox, limiter (``api/app.py`` puts
-    them on ``app.state``) and batches of submissions; the answer is built in this thread."""
+    them on ``app.state``) and batches of submissions; the answer, built in this thread, and
+    whether the submission repeated an earlier one (its ``Idempotency-Key``)."""
     settings = state.settings
     announcer = use_cases.Announcer(state.producer, settings, state.hub, state.signer)
     with state.sessions() as session:
@@ -59,10 +94,12 @@ def _submit(state: Any, principal: Principal, body: AnyJob) -> JobPublic:
             state.limiter,
             state.pools,
             state.commits,
+            idempotency_key=key,
         )
-    return JobPublic.of(
+    public = JobPublic.of(
         submitted.job, datetime.now(UTC), cutting=submitted.cutting, warnings=submitted.warnings
     )
+    return public, submitted.repeated
 
 
 @router.get("", response_model=JobsPublic, summary="List jobs")

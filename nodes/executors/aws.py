@@ -3,8 +3,14 @@
 A fragment's bindings go as program sets where the device takes them (one task per chunk of
 bindings within the device's limits), else as one quantum task per binding (several when
 sampled observables cannot share one); :mod:`nodes.executors.submission` plans them. Every task
-is created with a client token derived from the fragment, its attempt and the task's index, so
-a fragment delivered again finds the tasks its first delivery created instead of paying twice.
+is created with a client token derived from the fragment, the task's index, its request and a
+generation (1 but for the replacement of a cancelled task), so a fragment delivered again, or
+dispatched again, finds the tasks an earlier delivery created instead of paying twice. Before
+it waits, the executor reports the tasks (their ARNs) through the agent, which records them with
+the orchestrator; a fragment dispatched again carries them, and the tasks whose client token
+still names the same request are resumed (polled, their results read) without a
+CreateQuantumTask at all (docs/qpu.md, "Idempotent submission"). ``cancel_tasks`` cancels tasks
+on the orchestrator's request.
 Results are written to ``s3://<bucket>/<prefix>/`` and read back with this node's own S3 client.
 Endpoints come from boto3's usual settings (``AWS_ENDPOINT_URL_BRAKET``, ``AWS_ENDPOINT_URL_S3``).
 
@@ -16,7 +22,9 @@ that fails each fragment at once with that message (``nodes.executors.factory.se
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +40,7 @@ from braket.aws import AwsDevice, AwsSession
 from braket.device_schema import DeviceActionType
 from braket.tasks import GateModelQuantumTaskResult
 
-from nodes.executors.base import ExecutionError
+from nodes.executors.base import Abandoned, ExecutionError, SubmittedTask, TaskReporter
 from nodes.executors.braket_results import (
     RESULTS_FILE,
     Reader,
@@ -44,6 +52,7 @@ from nodes.executors.sampled import Outcome
 from nodes.executors.submission import Submission, TaskRequest, client_token, plan_submission
 from nodes.program import TaskResult
 from proto.qorch.v1 import fragments_pb2 as pb
+from qorchestra.metrics import NODE_QUANTUM_TASKS
 from qorchestra.program_sets import ProgramSetLimits
 
 logger = logging.getLogger(__name__)
@@ -128,6 +137,8 @@ class AwsDeviceExecutor:
                 "; ".join(problems), retryable=False, error_type="ConfigurationError"
             )
         self._session = session
+        self._lock = threading.Lock()  # guards the two below: the cancel thread uses them too
+        self._braket: AwsSession | None = None
         self._device: AwsDevice | None = None
 
     @property
@@ -141,8 +152,19 @@ class AwsDeviceExecutor:
         return self._destination
 
     def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
-        """Create every task of the fragment, wait for them all, and read their results back,
-        one per binding, in order (:mod:`nodes.executors.submission` plans the tasks)."""
+        """Create (or resume) every task of the fragment, wait for them all, and read their
+        results back, one per binding, in order; the tasks are reported to nobody."""
+        return self.execute_tasks(fragment, None)
+
+    def execute_tasks(
+        self, fragment: pb.Fragment, reporter: TaskReporter | None
+    ) -> list[pb.BindingResult]:
+        """Resume the tasks the fragment carries and create the others
+        (:mod:`nodes.executors.submission` plans them), report them all through ``reporter``
+        before waiting, wait for them, and read their results back, one per binding, in order.
+
+        A failure cancels the unfinished tasks; :class:`Abandoned` (the agent stopped while
+        waiting) leaves them running for the next delivery or attempt to resume."""
         prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # every observable is the identity
             return [prepared.binding_result([]) for _ in inputs]
@@ -150,11 +172,13 @@ class AwsDeviceExecutor:
         try:
             device = self._get_device()
             submission = plan_submission(fragment, prepared, inputs, program_set_limits(device))
-            session = device.aws_session
-            for index, request in enumerate(submission.requests):
-                tasks.append(self._create(session, fragment, index, request))
-            self._wait(tasks)
+            self._submit(device.aws_session, fragment, submission, tasks)
+            if reporter is not None:
+                reporter.submitted(self._arn, [t.submitted() for t in tasks])
+            self._wait(tasks, reporter)
             results = self._results(submission, tasks)
+        except Abandoned:
+            raise
         except ExecutionError:
             _cancel_unfinished(tasks)
             raise
@@ -163,24 +187,166 @@ class AwsDeviceExecutor:
             raise _as_execution_error(exc) from exc
         return prepared.binding_results(results)
 
-    def _get_device(self) -> AwsDevice:
-        if self._device is None:
+    def cancel_tasks(self, arns: Sequence[str]) -> int:
+        """CancelQuantumTask for each ARN (best effort: a task that has ended, or is unknown,
+        is logged and skipped); returns how many cancels Braket accepted. Safe to call from
+        another thread than ``execute``'s."""
+        session = self._aws_session()
+        accepted = 0
+        for arn in arns:
             try:
-                self._device = AwsDevice(self._arn, aws_session=AwsSession(self._session))
-            except ValueError as exc:  # the SDK's "device not found"
-                raise ExecutionError(
-                    str(exc), retryable=False, error_type="DeviceNotFound"
-                ) from exc
-        return self._device
+                session.cancel_quantum_task(arn)
+            except Exception as exc:
+                logger.warning("could not cancel Braket task %s: %s", arn, exc)
+                continue
+            accepted += 1
+            NODE_QUANTUM_TASKS.labels("cancelled").inc()
+            logger.info("Braket task %s cancelled on request", arn)
+        return accepted
+
+    def _aws_session(self) -> AwsSession:
+        """The one Braket session (its clients are thread-safe; making them is not)."""
+        with self._lock:
+            if self._braket is None:
+                self._braket = AwsSession(self._session)
+            return self._braket
+
+    def _get_device(self) -> AwsDevice:
+        session = self._aws_session()
+        with self._lock:
+            if self._device is None:
+                try:
+                    self._device = AwsDevice(self._arn, aws_session=session)
+                except ValueError as exc:  # the SDK's "device not found"
+                    raise ExecutionError(
+                        str(exc), retryable=False, error_type="DeviceNotFound"
+                    ) from exc
+            return self._device
+
+    def _submit(
+        self,
+        session: AwsSession,
+        fragment: pb.Fragment,
+        submission: Submission,
+        tasks: list[_Task],
+    ) -> None:
+        """Append every task of the fragment to ``tasks``, in order: the one the fragment
+        carries for an index when it is the same request and was not cancelled (resumed),
+        else a new one (created: generation 1, or one more than the carried task's). A
+        carried task that computes something this plan does not ask for is cancelled, once
+        every task is known (never one that serves)."""
+        carried = {task.index: task for task in fragment.tasks}  # the latest of each index
+        extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
+        unwanted: list[str] = []
+        for index, request in enumerate(submission.requests):
+            arguments = request.create_arguments(self._arn, *self._destination)
+            earlier = carried.pop(index, None)
+            if earlier is None:
+                tasks.append(self._create(session, fragment, index, arguments, request, 1))
+                continue
+            resumed = self._resume(session, fragment, index, arguments, earlier, unwanted)
+            tasks.append(
+                resumed
+                or self._create(
+                    session, fragment, index, arguments, request, earlier.generation + 1
+                )
+            )
+        for stray in carried.values():
+            logger.warning(
+                "recorded Braket task %s (task %d) is not in this fragment's plan of %d tasks",
+                stray.arn,
+                stray.index,
+                len(submission.requests),
+                extra=extra,
+            )
+            unwanted.append(stray.arn)
+        serving = {task.arn for task in tasks}
+        for arn in unwanted:
+            if arn not in serving:
+                logger.warning("cancelling Braket task %s: nothing uses it", arn, extra=extra)
+                _cancel(session, arn)
+
+    def _resume(
+        self,
+        session: AwsSession,
+        fragment: pb.Fragment,
+        index: int,
+        arguments: dict[str, Any],
+        earlier: pb.QuantumTask,
+        unwanted: list[str],
+    ) -> _Task | None:
+        """The task an earlier delivery or attempt created for task ``index``, polled once;
+        None when it cannot serve: made for another request (its client token says so: it
+        goes to ``unwanted``), unknown to Braket, on another device, or cancelled."""
+        extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
+        token = client_token(fragment.fragment_id, earlier.generation, index, arguments)
+        if token != earlier.client_token:
+            logger.warning(
+                "recorded Braket task %s was made for another request than task %d is now "
+                "(the plan changed); creating a new one",
+                earlier.arn,
+                index,
+                extra=extra,
+            )
+            unwanted.append(earlier.arn)
+            return None
+        try:
+            metadata = session.get_quantum_task(earlier.arn)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in ("ResourceNotFoundException", "ValidationException"):
+                raise
+            logger.warning(
+                "recorded Braket task %s is unknown to Braket (%s); creating a new one",
+                earlier.arn,
+                code,
+                extra=extra,
+            )
+            return None
+        status = str(metadata.get("status", ""))
+        if metadata.get("deviceArn") != self._arn:
+            logger.warning(
+                "recorded Braket task %s runs on %s, not on %s; creating a new one",
+                earlier.arn,
+                metadata.get("deviceArn"),
+                self._arn,
+                extra=extra,
+            )
+            return None
+        if status in ("CANCELLING", "CANCELLED"):
+            logger.warning(
+                "recorded Braket task %s was cancelled; creating a new one for task %d",
+                earlier.arn,
+                index,
+                extra=extra,
+            )
+            return None
+        NODE_QUANTUM_TASKS.labels("resumed").inc()
+        logger.info(
+            "Braket task %s resumed for task %d of the fragment (%s)",
+            earlier.arn,
+            index,
+            status,
+            extra=extra,
+        )
+        return _Task(
+            earlier.arn, session, index, earlier.client_token, earlier.generation, metadata
+        )
 
     def _create(
-        self, session: AwsSession, fragment: pb.Fragment, index: int, request: TaskRequest
+        self,
+        session: AwsSession,
+        fragment: pb.Fragment,
+        index: int,
+        arguments: dict[str, Any],
+        request: TaskRequest,
+        generation: int,
     ) -> _Task:
-        """CreateQuantumTask with the request's client token: the task already created for it,
-        if there is one, else a new one."""
-        arguments = request.create_arguments(self._arn, *self._destination)
-        token = client_token(fragment.fragment_id, fragment.attempt, index, arguments)
+        """CreateQuantumTask with the request's client token in ``generation``: the task
+        already created for it, if there is one, else a new one."""
+        token = client_token(fragment.fragment_id, generation, index, arguments)
         arn = session.create_quantum_task(**arguments, clientToken=token)
+        NODE_QUANTUM_TASKS.labels("created").inc()
         logger.info(
             "Braket task %s for task %d of the fragment (%s, client token %s)",
             arn,
@@ -189,21 +355,24 @@ class AwsDeviceExecutor:
             token,
             extra={"job_id": fragment.job_id, "fragment_id": fragment.fragment_id},
         )
-        return _Task(arn, session)
+        return _Task(arn, session, index, token, generation)
 
-    def _wait(self, tasks: list[_Task]) -> None:
+    def _wait(self, tasks: list[_Task], reporter: TaskReporter | None = None) -> None:
         """Poll the tasks in order, each until it ends (one GetQuantumTask per interval, as
         later tasks usually end later); fail (retryable) when none ends for
-        ``poll_timeout_s``."""
+        ``poll_timeout_s``. With a ``reporter``: report the tasks every
+        ``reporter.interval_s``, and raise :class:`Abandoned` once the agent is stopping."""
         interval = self._poll_interval_s
         if interval is None:
             service = self._get_device().properties.service
             millis = getattr(service, "getTaskPollIntervalMillis", None) or 0
             interval = millis / 1000.0 if millis else 1.0
         deadline = time.monotonic() + self._poll_timeout_s
+        next_report = time.monotonic() + (reporter.interval_s if reporter else 0.0)
         for task in tasks:
             while True:
-                task.metadata = task.session.get_quantum_task(task.arn)
+                if task.status not in TERMINAL_STATES:  # a resumed task may have ended
+                    task.metadata = task.session.get_quantum_task(task.arn)
                 if task.status in TERMINAL_STATES:
                     deadline = time.monotonic() + self._poll_timeout_s
                     break
@@ -216,6 +385,15 @@ class AwsDeviceExecutor:
                         retryable=True,
                         error_type="TaskTimeout",
                     )
+                if reporter is not None:
+                    if reporter.stopping():
+                        raise Abandoned(
+                            f"stopped while waiting on {len(tasks)} Braket tasks; they keep "
+                            "running for the fragment's next attempt to resume"
+                        )
+                    if time.monotonic() >= next_report:
+                        reporter.waiting(self._arn, [t.submitted() for t in tasks])
+                        next_report = time.monotonic() + reporter.interval_s
                 time.sleep(interval)
 
     def _results(self, submission: Submission, tasks: list[_Task]) -> list[TaskResult]:
@@ -246,21 +424,29 @@ class AwsDeviceExecutor:
 
     def close(self) -> None:
         """Drop the device handle; boto3 sessions hold nothing that needs closing."""
-        self._device = None
+        with self._lock:
+            self._device = None
 
 
 @dataclass
 class _Task:
-    """A created task and what GetQuantumTask last said of it."""
+    """A created (or resumed) task and what GetQuantumTask last said of it."""
 
     arn: str
     session: AwsSession
+    index: int = 0
+    client_token: str = ""
+    generation: int = 1  # of its client token
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
         """The last known status; empty before the first poll."""
         return str(self.metadata.get("status", ""))
+
+    def submitted(self) -> SubmittedTask:
+        """The task as the agent reports it."""
+        return SubmittedTask(self.index, self.arn, self.client_token, self.generation, self.status)
 
 
 def _place_program_set(
@@ -331,12 +517,18 @@ def _check_ended(task: _Task) -> None:
 def _cancel_unfinished(tasks: list[_Task]) -> None:
     """Best effort: do not leave paid tasks running for a fragment that failed."""
     for task in tasks:
-        if task.status in TERMINAL_STATES:
-            continue
-        try:
-            task.session.cancel_quantum_task(task.arn)
-        except Exception as exc:  # cancelling is a courtesy; the failure is reported anyway
-            logger.warning("could not cancel Braket task %s: %s", task.arn, exc)
+        if task.status not in TERMINAL_STATES:
+            _cancel(task.session, task.arn)
+
+
+def _cancel(session: AwsSession, arn: str) -> None:
+    """CancelQuantumTask, best effort: cancelling is a courtesy, a failure is only logged."""
+    try:
+        session.cancel_quantum_task(arn)
+    except Exception as exc:
+        logger.warning("could not cancel Braket task %s: %s", arn, exc)
+        return
+    NODE_QUANTUM_TASKS.labels("cancelled").inc()
 
 
 def _as_execution_error(exc: Exception) -> ExecutionError:

@@ -1,7 +1,10 @@
-"""What every executor offers, and the one error type it raises."""
+"""What every executor offers, and the one error type it raises; what an executor of paid
+quantum tasks offers besides, and how it reports its tasks to the agent."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from proto.qorch.v1 import fragments_pb2 as pb
@@ -49,4 +52,60 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor holds; safe to call twice."""
+        ...
+
+
+class Abandoned(Exception):
+    """The agent stopped while its executor waited on paid tasks: they are left running, for
+    the fragment's next delivery or attempt to resume, and no result is published."""
+
+
+@dataclass(frozen=True)
+class SubmittedTask:
+    """One paid task of a fragment attempt, as the agent reports it."""
+
+    index: int  # its position in the fragment's plan of tasks
+    arn: str
+    client_token: str
+    generation: int  # of its client token (``nodes.executors.submission.client_token``)
+    status: str = ""  # the state last seen; empty before the first poll
+
+
+class TaskReporter(Protocol):
+    """How an executor of paid tasks tells the agent about one fragment's tasks."""
+
+    @property
+    def interval_s(self) -> float:
+        """How often to report while waiting on the tasks."""
+        ...
+
+    def submitted(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        """Every task of the attempt exists (created or resumed): report them and return once
+        the broker acknowledged the report. Raises :class:`Abandoned` when the agent stopped
+        first (nothing is committed: the fragment will be delivered again)."""
+        ...
+
+    def waiting(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        """Still waiting on them (a progress report; not waited on)."""
+        ...
+
+    def stopping(self) -> bool:
+        """Whether the agent is stopping (the executor then raises :class:`Abandoned`)."""
+        ...
+
+
+@runtime_checkable
+class QuantumTaskExecutor(Executor, Protocol):
+    """An executor whose work is paid quantum tasks (Braket devices): it reports them before
+    it waits on them, resumes those a fragment carries, and cancels tasks on request."""
+
+    def execute_tasks(
+        self, fragment: pb.Fragment, reporter: TaskReporter
+    ) -> list[pb.BindingResult]:
+        """As ``execute``, reporting the tasks through ``reporter``; raises
+        :class:`ExecutionError`, or :class:`Abandoned` when the agent stopped meanwhile."""
+        ...
+
+    def cancel_tasks(self, arns: Sequence[str]) -> int:
+        """Cancel these tasks (best effort); returns how many the service accepted."""
         ...

@@ -8,7 +8,9 @@ the density-matrix simulator under a noise model made from the device's calibrat
 readout fidelities). Nothing is compiled: a program runs gate for gate as written, as in a
 verbatim box on the device, and a program without a verbatim box is run as if its whole body
 were one. A program that is not native to the device fails at once, not retryable, with the
-emulator's own message (e.g. ``Gate H is not a native gate for this device.``).
+emulator's own message (e.g. ``Gate H is not a native gate for this device.``); the API refuses
+such a program at submission with the same check, so this one catches the fragments that
+did not come through it (and result types, which the API does not judge).
 
 Each task (one program run for one binding, as a Braket device bills it) first waits in the
 emulated queue: a delay drawn from the seeded distribution of the pool, uniform between the
@@ -30,7 +32,7 @@ from nodes.executors.base import ExecutionError
 from nodes.executors.local import prepared_work, simulator_failure
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.devices import DeviceProfile
-from qorchestra.devices.emulation import build_emulator, native_circuit
+from qorchestra.devices.emulation import NotNative, build_emulator, checked_circuit
 
 logger = logging.getLogger(__name__)
 
@@ -105,20 +107,18 @@ class EmulatedExecutor:
 
     def _checked_circuit(self, source: str) -> Circuit:
         """``source`` as a native circuit, checked by the emulator's validation passes (cached
-        by source); a program the device cannot run fails the fragment, not retryable."""
+        by source); a program the device cannot run fails the fragment, not retryable. The API
+        refuses such a program at submission with the same check (``checked_circuit``); this
+        one stands for fragments that did not come through it."""
         circuit = self._circuits.get(source)
         if circuit is not None:
             self._circuits.move_to_end(source)
             return circuit
         try:
-            circuit = native_circuit(source)
-            self._emulator.validate(circuit)  # EmulatorValidationError, with the pass's message
-        except Exception as exc:  # Braket raises ValueError, TypeError, KeyError, ...
+            circuit = checked_circuit(self._emulator, source)
+        except NotNative as exc:
             raise ExecutionError(
-                f"the program does not run on {self.profile.device} (pool {self.profile.pool}): "
-                f"{exc or type(exc).__name__}",
-                retryable=False,
-                error_type="ProgramError",
+                self.profile.refusal(str(exc)), retryable=False, error_type="ProgramError"
             ) from exc
         self._circuits[source] = circuit
         if len(self._circuits) > CIRCUIT_CACHE_SIZE:

@@ -6,13 +6,15 @@ device's limits, :mod:`nodes.executors.sampled` makes each run a measured progra
 task per binding and run otherwise. Every request records which binding and run each of its
 executables answers, so results map back exactly.
 
-:func:`client_token` derives each request's ``clientToken`` from the fragment id, the attempt,
-the task's index in the fragment and a digest of the request. The same attempt of a fragment,
-delivered again, sends the same tokens; Braket's API marks ``clientToken`` as the request's
-idempotency token, so the same token names the task already created instead of a second one.
-A new attempt (the orchestrator re-dispatches with ``attempt + 1``) gets new tasks, and so
-does a request whose content changed (the digest), so a token never names a task that
-computed something else.
+:func:`client_token` derives each request's ``clientToken`` from the fragment id, a generation,
+the task's index in the fragment and a digest of the request. Braket's API marks
+``clientToken`` as the request's idempotency token, so the same token names the task already
+created instead of a second one. The generation is 1 for the first task of an index, whatever
+the fragment's attempt: every delivery of the fragment, redelivered or dispatched again, sends
+the same tokens, and two that run at once (a straggler and its re-dispatch) share one task. Only
+the replacement of a task that cannot serve (it was cancelled) takes the next generation. A
+request whose content changed (the digest) gets a new token, so a token never names a task
+that computed something else.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from nodes.program import PreparedProgram
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.program_sets import ProgramSetLimits, TaskPlan, plan_tasks
 
-#: Namespace of the client tokens (UUID 5 of the fragment, attempt, task index and digest).
+#: Namespace of the client tokens (UUID 5 of the fragment, generation, task index and digest).
 TOKEN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "qorchestra:braket:client-token")
 
 
@@ -143,9 +145,9 @@ def _program_set(
     )
 
 
-def client_token(fragment_id: str, attempt: int, index: int, request: Mapping[str, Any]) -> str:
-    """The ``clientToken`` of task ``index`` of an attempt of a fragment: a UUID (36
-    characters; Braket takes 1 to 64), the same for the same fragment, attempt, index and
-    request (CreateQuantumTask's other arguments)."""
+def client_token(fragment_id: str, generation: int, index: int, request: Mapping[str, Any]) -> str:
+    """The ``clientToken`` of task ``index`` of a fragment, in its ``generation`` (1 for the
+    first task of the index): a UUID (36 characters; Braket takes 1 to 64), the same for the
+    same fragment, generation, index and request (CreateQuantumTask's other arguments)."""
     digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-    return str(uuid.uuid5(TOKEN_NAMESPACE, f"{fragment_id}\n{attempt}\n{index}\n{digest}"))
+    return str(uuid.uuid5(TOKEN_NAMESPACE, f"{fragment_id}\n{generation}\n{index}\n{digest}"))

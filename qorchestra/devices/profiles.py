@@ -20,6 +20,8 @@ beside this module; ``QORCH_DEVICE_PROFILES_DIR`` adds more (``qorch devices sna
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -76,6 +78,18 @@ class DeviceProfile:
     def qubits(self) -> int:
         """The device's qubit count."""
         return int(self.properties["paradigm"]["qubitCount"])
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of :meth:`emulator_properties`: what names the device its emulator judges
+        programs as (a profile file that changes, changes it)."""
+        text = json.dumps(self.emulator_properties(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def refusal(self, reason: str) -> str:
+        """Why a program does not run on this device, ``reason`` being the emulator's message:
+        what a node agent fails the fragment with, and the API refuses the submission with."""
+        return f"the program does not run on {self.device} (pool {self.pool}): {reason}"
 
     @property
     def native_gates(self) -> list[str]:

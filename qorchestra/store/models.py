@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -40,6 +41,17 @@ class Job(Base):
     """A submitted job: its spec, state, progress counters and, once done, its result."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # One job per key and tenant: a submission retried with its Idempotency-Key finds the
+        # job the first one stored, and two sent at once cannot both store one.
+        Index(
+            "uq_jobs_tenant_idempotency_key",
+            "tenant",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     #: The tenant whose key submitted it; only that tenant (and admins) can see it.
@@ -73,6 +85,11 @@ class Job(Base):
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     #: Fail the job once it has waited this long for an agent (None: wait for ever).
     max_queue_s: Mapped[float | None] = mapped_column(Float, default=None)
+    #: The submission's ``Idempotency-Key`` header (None: sent without one).
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: sha256 of the submitted body (``api.use_cases.request_digest``), stored with a key: a
+    #: repeat with the same key must carry the same body.
+    request_digest: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Fragment(Base):
@@ -101,6 +118,51 @@ class Fragment(Base):
     step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The serialized Fragment message, for fragments not rebuilt from the job's spec (training).
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+
+
+class QuantumTaskRow(Base):
+    """A paid quantum task (a Braket task) that an agent reported for one of a fragment's
+    attempts, before it waited on it (``FragmentSubmitted``; docs/qpu.md).
+
+    The next dispatch of the fragment carries the latest task of each ``task_index``, so the
+    next agent resumes it instead of paying for it again. ``cancel_wanted_at`` is set when the
+    job ends unfinished (cancelled or failed) while the task may still run;
+    ``cancel_sent_at`` once the orchestrator has queued the pool's ``CancelTasks`` for it.
+    """
+
+    __tablename__ = "quantum_tasks"
+    __table_args__ = (
+        Index("ix_quantum_tasks_fragment", "fragment_id", "task_index"),
+        Index("ix_quantum_tasks_job", "job_id"),
+        Index("ix_quantum_tasks_reported", "reported_at"),
+        Index(
+            "ix_quantum_tasks_cancel_wanted",
+            "cancel_wanted_at",
+            postgresql_where=text("cancel_wanted_at IS NOT NULL AND cancel_sent_at IS NULL"),
+        ),
+    )
+
+    arn: Mapped[str] = mapped_column(String(256), primary_key=True)
+    fragment_id: Mapped[str] = mapped_column(ForeignKey("fragments.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    #: The task's position in the fragment's plan of tasks.
+    task_index: Mapped[int] = mapped_column(Integer)
+    #: The generation of its client token: 1 for the first task of the index, one more for
+    #: each replacement of a cancelled one (``nodes.executors.submission.client_token``).
+    generation: Mapped[int] = mapped_column(Integer)
+    #: The attempt of the fragment whose report recorded it first.
+    attempt: Mapped[int] = mapped_column(Integer)
+    client_token: Mapped[str] = mapped_column(String(64))
+    device_arn: Mapped[str] = mapped_column(String(256))
+    #: The state the last report saw (QUEUED, RUNNING, COMPLETED, ...; empty before a poll).
+    status: Mapped[str] = mapped_column(String(16), default="")
+    #: The node that reported it last, and the attempt it was working for then.
+    node_id: Mapped[str] = mapped_column(String(200), default="")
+    reported_attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cancel_wanted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    cancel_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class OutboxMessage(Base):

@@ -16,16 +16,20 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     or_,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from qorchestra.config import creates_quantum_tasks
 from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import JobStatus, check_transition
+from qorchestra.quantum_tasks import TERMINAL_STATES, ReportedTask
 from qorchestra.signing import ControlPlaneSigner, with_nonce
 from qorchestra.store.models import (
     ApiKey,
@@ -36,6 +40,7 @@ from qorchestra.store.models import (
     Node,
     NodeCredentialRow,
     OutboxMessage,
+    QuantumTaskRow,
     Tenant,
 )
 from qorchestra.store.notify import announce_job
@@ -71,6 +76,8 @@ class NewJob:
     cost_usd: float = 0.0
     max_queue_s: float | None = None
     result: dict[str, Any] | None = None  # shown while it runs (a cut job's plan)
+    idempotency_key: str | None = None  # unique per tenant (``job_by_idempotency_key``)
+    request_digest: str | None = None  # of the body submitted with that key
 
 
 def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, JobEventRow]]:
@@ -86,6 +93,8 @@ def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, Job
             cost_usd=new.cost_usd,
             max_queue_s=new.max_queue_s,
             result=new.result,
+            idempotency_key=new.idempotency_key,
+            request_digest=new.request_digest,
             name=new.name,
             kind=new.kind,
             pool=new.pool,
@@ -140,6 +149,25 @@ def create_job(
         max_queue_s,
     )
     return create_jobs(session, [new])[0][0]
+
+
+#: The unique index that keeps one job per tenant and ``Idempotency-Key`` (migration 0008).
+IDEMPOTENCY_INDEX = "uq_jobs_tenant_idempotency_key"
+
+
+def job_by_idempotency_key(session: Session, tenant: str, key: str) -> Job | None:
+    """The job ``tenant`` submitted with ``key``, if any."""
+    query = select(Job).where(Job.tenant == tenant, Job.idempotency_key == key)
+    return session.execute(query).scalar_one_or_none()
+
+
+def is_idempotency_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is an insert refused because the tenant already has a job with that
+    ``Idempotency-Key`` (another submission with the key stored it first)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == IDEMPOTENCY_INDEX
 
 
 def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
@@ -242,6 +270,7 @@ def set_status(
         if status != JobStatus.SUCCEEDED:
             job.error = message or None
             drop_outbox(session, job.id)
+            want_task_cancels(session, job, now=now)
     return append_event(session, job, status.value.lower(), message, metrics)
 
 
@@ -555,6 +584,131 @@ def finished_fragments(session: Session, job_id: str) -> Sequence[Fragment]:
     )
 
 
+# ---------------------------------------------------------------- quantum tasks
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """One agent's report of the quantum tasks of an attempt of a fragment, checked."""
+
+    attempt: int  # the attempt the report answers
+    node_id: str
+    device_arn: str
+    tasks: Sequence[ReportedTask]
+
+
+def record_tasks(
+    session: Session, fragment: Fragment, report: TaskReport, *, now: datetime, cancel: bool
+) -> int:
+    """Record the reported tasks of a (locked) fragment: new ones are inserted, known ones get
+    the state, node and attempt of this report. With ``cancel`` (nobody will use them: their
+    job ended unfinished) they are marked for the pool's agents to cancel.
+
+    Returns how many were new; ValueError, before anything changed, when a reported ARN is
+    recorded for another fragment or another task of this one (untrusted input)."""
+    rows = [
+        {
+            "arn": task.arn,
+            "fragment_id": fragment.id,
+            "job_id": fragment.job_id,
+            "task_index": task.index,
+            "generation": task.generation,
+            "attempt": report.attempt,
+            "client_token": task.client_token,
+            "device_arn": report.device_arn,
+            "status": task.status,
+            "node_id": report.node_id,
+            "reported_attempt": report.attempt,
+            "reported_at": now,
+            "cancel_wanted_at": now if cancel and task.status not in TERMINAL_STATES else None,
+        }
+        for task in report.tasks
+    ]
+    stmt = insert(QuantumTaskRow).values(rows)
+    table = QuantumTaskRow.__table__.c
+    same_task = (
+        (table.fragment_id == stmt.excluded.fragment_id)
+        & (table.task_index == stmt.excluded.task_index)
+        & (table.generation == stmt.excluded.generation)
+        & (table.client_token == stmt.excluded.client_token)
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[table.arn],
+        set_={
+            "status": stmt.excluded.status,
+            "node_id": stmt.excluded.node_id,
+            "reported_attempt": stmt.excluded.reported_attempt,
+            "reported_at": stmt.excluded.reported_at,
+            "cancel_wanted_at": func.coalesce(
+                table.cancel_wanted_at, stmt.excluded.cancel_wanted_at
+            ),
+        },
+        where=same_task,
+    ).returning(table.arn, literal_column("xmax = 0").label("inserted"))
+    written = session.execute(upsert).all()
+    if len(written) != len(rows):
+        mine = {arn for arn, _ in written}
+        stolen = [row["arn"] for row in rows if row["arn"] not in mine]
+        raise ValueError(f"task {stolen[0]} is recorded for another task or fragment")
+    return sum(1 for _, inserted in written if inserted)
+
+
+def recorded_tasks(session: Session, fragment_id: str) -> Sequence[QuantumTaskRow]:
+    """The fragment's recorded tasks, the latest of each task index (the replacement of a
+    cancelled task is of the next generation), by index."""
+    return list(
+        session.execute(
+            select(QuantumTaskRow)
+            .where(QuantumTaskRow.fragment_id == fragment_id)
+            .order_by(
+                QuantumTaskRow.task_index,
+                QuantumTaskRow.generation.desc(),
+                QuantumTaskRow.created_at.desc(),
+            )
+            .ext(distinct_on(QuantumTaskRow.task_index))
+        ).scalars()
+    )
+
+
+def want_task_cancels(session: Session, job: Job, *, now: datetime) -> int:
+    """Mark the recorded tasks of the job's unfinished fragments that may still run, for the
+    pool's agents to cancel (the job ended unfinished); returns how many. Nothing to do on a
+    pool without quantum tasks."""
+    if not creates_quantum_tasks(job.pool):
+        return 0
+    unfinished = select(Fragment.id).where(
+        Fragment.job_id == job.id, Fragment.status != FragmentStatus.DONE
+    )
+    result = session.execute(
+        update(QuantumTaskRow)
+        .where(
+            QuantumTaskRow.job_id == job.id,
+            QuantumTaskRow.cancel_wanted_at.is_(None),
+            QuantumTaskRow.status.not_in(TERMINAL_STATES),
+            QuantumTaskRow.fragment_id.in_(unfinished),
+        )
+        .values(cancel_wanted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def tasks_to_cancel(session: Session, limit: int) -> list[tuple[QuantumTaskRow, str]]:
+    """Tasks marked for cancelling whose request has not been queued yet, each with its job's
+    pool, locked (other orchestrators skip them); the oldest marks first."""
+    rows = session.execute(
+        select(QuantumTaskRow, Job.pool)
+        .join(Job, Job.id == QuantumTaskRow.job_id)
+        .where(
+            QuantumTaskRow.cancel_wanted_at.is_not(None), QuantumTaskRow.cancel_sent_at.is_(None)
+        )
+        .order_by(QuantumTaskRow.cancel_wanted_at)
+        .limit(limit)
+        .with_for_update(of=QuantumTaskRow, skip_locked=True)
+    )
+    return [(row, pool) for row, pool in rows]
+
+
 # ---------------------------------------------------------------- windows
 
 #: Unanswered fragment states: planned (in the outbox) or dispatched.
@@ -626,6 +780,26 @@ def live_agents(session: Session, since: datetime) -> dict[str, int]:
     return {pool: int(count) for pool, count in rows}
 
 
+def busy_agents(session: Session, live_since: datetime, reported_since: datetime) -> dict[str, int]:
+    """Live node agents per pool (as ``live_agents``) that are waiting on the quantum tasks of
+    a dispatched fragment: they reported them at ``reported_since`` or later. Such an agent
+    takes no other fragment until those tasks end."""
+    rows = session.execute(
+        select(Node.pool, func.count(QuantumTaskRow.node_id.distinct()))
+        .select_from(QuantumTaskRow)
+        .join(Node, Node.id == QuantumTaskRow.node_id)
+        .join(Fragment, Fragment.id == QuantumTaskRow.fragment_id)
+        .where(
+            QuantumTaskRow.reported_at >= reported_since,
+            Fragment.status == FragmentStatus.DISPATCHED,
+            Node.state == "RUNNING",
+            Node.last_heartbeat_at >= live_since,
+        )
+        .group_by(Node.pool)
+    )
+    return {pool: int(count) for pool, count in rows}
+
+
 def _agentless(live: Collection[str]) -> ColumnElement[bool]:
     """Whether a job's pool is not among the ``live`` pools."""
     return Job.pool.not_in(list(live)) if live else true()
@@ -660,9 +834,9 @@ def jobs_to_watch(
 
 
 def hold_deadlines(session: Session, live: Collection[str], deadline: datetime) -> int:
-    """Move the deadlines of the dispatched fragments of running jobs on pools without a live
-    agent on to ``deadline``: an attempt's clock runs only while an agent could answer it.
-    Returns how many fragments were held."""
+    """Move the deadlines of the dispatched fragments of running jobs on pools not among
+    ``live`` (those with a live agent free to take work) on to ``deadline``: an attempt's
+    clock runs only while an agent could answer it. Returns how many fragments were held."""
     agentless_jobs = select(Job.id).where(Job.status == "RUNNING", _agentless(live))
     result = session.execute(
         update(Fragment)

@@ -1,7 +1,8 @@
 """An emulated device end to end: a stack started like ``qorch up --pool emu-garnet=1`` runs a
 Bell-state job on Braket's emulator of IQM Garnet, priced like the device, and its results
-equal ``LocalEmulator`` run directly. A program that is not native to Garnet fails after one
-attempt with the emulator's message."""
+equal ``LocalEmulator`` run directly. A program that is not native to Garnet is refused at
+submission with the emulator's message (the agent's own check, for fragments that bypass the
+API, is tested in tests/unit/test_executor_emulated.py)."""
 
 from __future__ import annotations
 
@@ -91,17 +92,19 @@ def test_a_bell_job_on_an_emulated_device(client: QorchClient) -> None:
             assert got.get(format(index, "02b"), 0.0) == pytest.approx(probability, abs=1e-10)
 
 
-def test_a_program_not_native_to_the_device_fails_after_one_attempt(client: QorchClient) -> None:
+def test_a_program_not_native_to_the_device_is_refused_at_submission(client: QorchClient) -> None:
+    spent = client.tenant("admin")["spent_usd"]
     source = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
-    job = run_job(
-        client,
-        {
-            "result": {"type": "probabilities"},
-            "programs": [{"source": source}],
-            "max_cost_usd": 1.0,
-        },
-    )
-    assert job["status"] == "FAILED"
-    assert "after 1 attempt(s)" in job["error"], job["error"]
-    assert "Gate H is not a native gate for this device." in job["error"], job["error"]
-    assert job["progress"]["redispatches"] == 0
+    with pytest.raises(ApiError) as refused:
+        client.submit(
+            {
+                "pool": POOL,
+                "shots": 0,
+                "result": {"type": "probabilities"},
+                "programs": [{"source": source}],
+                "max_cost_usd": 1.0,
+            }
+        )
+    assert refused.value.status == 422
+    assert "Gate H is not a native gate for this device." in str(refused.value), refused.value
+    assert client.tenant("admin")["spent_usd"] == spent  # nothing stored, nothing charged

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nodes.agent import NodeAgent
 from nodes.executors.aws import AwsDeviceExecutor
-from nodes.executors.base import ExecutionError, Executor
+from nodes.executors.base import Abandoned, ExecutionError, Executor, SubmittedTask
 from nodes.executors.local import LocalExecutor
 from proto.qorch.v1 import fragments_pb2 as pb
-from tests.support.braket_api import ACCESS_KEY, SECRET_KEY, BraketStandIn, moto_s3
+from proto.qorch.v1 import signed_pb2
+from qorchestra.config import Settings
+from qorchestra.kafka import Producer, ensure_topics
+from tests.support.agents import DEADLINE_S, TopicReader, running
+from tests.support.braket_api import ACCESS_KEY, SECRET_KEY, BraketStandIn, Call, moto_s3
+from tests.support.waiting import wait_until
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 BUCKET = "amazon-braket-qorch-test"
@@ -320,9 +328,13 @@ def test_a_redelivered_attempt_creates_no_second_task(
         assert [c.client_token for c in creates[3:]] == [c.client_token for c in creates[:3]]
         assert again == first
 
-        # A new attempt (the orchestrator re-dispatched the fragment) is new tasks.
-        executor().execute(fragment(25, pb.RESULT_KIND_COUNTS, shots=4, attempt=2))
-        assert len(braket.created()) == 6
+        # A new attempt that carries no recorded tasks (the orchestrator dispatched it again
+        # before any report of them came: a straggler and its re-dispatch, both running) sends
+        # the same tokens too: the tokens do not depend on the attempt.
+        third = executor().execute(fragment(25, pb.RESULT_KIND_COUNTS, shots=4, attempt=2))
+        assert len(braket.created()) == 3
+        assert [c.arn for c in braket.log("CreateQuantumTask")[6:]] == arns
+        assert third == first
 
 
 def test_an_executor_is_an_executor_named_by_its_device(braket: BraketStandIn) -> None:
@@ -374,3 +386,262 @@ def test_service_errors_say_whether_a_retry_can_help(
         executor().execute(fragment(2, pb.RESULT_KIND_COUNTS))
     assert info.value.retryable is retryable
     assert info.value.error_type == code
+
+
+# ------------------------------------------------------------------ reported and resumed tasks
+
+
+@dataclass
+class Reports:
+    """A TaskReporter that records what the executor reports, with the stand-in's call log as
+    it was at each report. ``on_waiting`` runs at each progress report; ``stop`` says the
+    agent is stopping."""
+
+    braket: BraketStandIn
+    interval_s: float = 3600.0
+    stop: bool = False
+    on_waiting: Callable[[], object] | None = None
+    first: list[tuple[str, list[SubmittedTask], list[Call]]] = field(default_factory=list)
+    later: list[list[SubmittedTask]] = field(default_factory=list)
+
+    def submitted(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        self.first.append((device_arn, list(tasks), self.braket.snapshot()))
+
+    def waiting(self, device_arn: str, tasks: Sequence[SubmittedTask]) -> None:
+        assert device_arn == SV1
+        self.later.append(list(tasks))
+        if self.on_waiting is not None:
+            self.on_waiting()
+
+    def stopping(self) -> bool:
+        return self.stop
+
+    def tasks(self) -> list[SubmittedTask]:
+        """The tasks of the (one) first report."""
+        ((_, tasks, _),) = self.first
+        return tasks
+
+
+def carrying(frag: pb.Fragment, tasks: Sequence[SubmittedTask]) -> pb.Fragment:
+    """``frag`` with ``tasks`` recorded, as the orchestrator dispatches it again."""
+    again = pb.Fragment()
+    again.CopyFrom(frag)
+    again.tasks.extend(
+        pb.QuantumTask(
+            index=t.index,
+            arn=t.arn,
+            client_token=t.client_token,
+            generation=t.generation,
+            status=t.status,
+        )
+        for t in tasks
+    )
+    return again
+
+
+def counts_of(results: list[pb.BindingResult]) -> list[dict[str, int]]:
+    return [dict(r.counts.counts) for r in results]
+
+
+def test_tasks_are_reported_before_the_executor_waits_on_them(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str
+) -> None:
+    frag = fragment(25, pb.RESULT_KIND_COUNTS, shots=4)
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        # every report while waiting comes at once (interval 0); the first releases the queue
+        reports = Reports(braket, interval_s=0.0, on_waiting=braket.release)
+
+        results = executor().execute_tasks(frag, reports)
+
+        creates = braket.log("CreateQuantumTask")
+        ((device, tasks, log_then),) = reports.first
+        assert device == SV1
+        assert [(t.index, t.arn, t.client_token, t.generation) for t in tasks] == [
+            (i, c.arn, c.client_token, 1) for i, c in enumerate(creates)
+        ]
+        # reported once all three exist, before a single poll
+        assert [c.operation for c in log_then] == ["GetDevice"] + ["CreateQuantumTask"] * 3
+        assert reports.later[0][0].status == "QUEUED"  # seen queued while waiting
+        assert counts_of(results) == [{format(i % 64, "06b"): 4} for i in range(25)]
+
+
+def test_a_stopped_agent_leaves_its_tasks_queued_and_the_next_attempt_resumes_them(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str
+) -> None:
+    frag = fragment(25, pb.RESULT_KIND_COUNTS, shots=4)
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        stopped = Reports(braket, stop=True)
+        with pytest.raises(Abandoned):
+            executor().execute_tasks(frag, stopped)
+        assert braket.log("CancelQuantumTask") == []  # left running for the next attempt
+        assert {t.status for t in braket.created()} == {"QUEUED"}
+        first_creates = len(braket.log("CreateQuantumTask"))
+        assert first_creates == 3
+
+        # Attempt 2 (on another agent: a new executor) carries the recorded tasks.
+        again = carrying(fragment(25, pb.RESULT_KIND_COUNTS, shots=4, attempt=2), stopped.tasks())
+        resumed = Reports(braket, interval_s=0.0, on_waiting=braket.release)
+        results = executor().execute_tasks(again, resumed)
+
+        assert len(braket.log("CreateQuantumTask")) == first_creates  # not one more
+        assert [t.arn for t in resumed.tasks()] == [t.arn for t in stopped.tasks()]
+        assert [t.generation for t in resumed.tasks()] == [1, 1, 1]
+        polled = {c.arn for c in braket.log("GetQuantumTask")}
+        assert polled == {t.arn for t in stopped.tasks()}
+        assert counts_of(results) == [{format(i % 64, "06b"): 4} for i in range(25)]
+
+
+def test_a_cancelled_task_is_created_again_and_the_others_resumed(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str
+) -> None:
+    frag = fragment(25, pb.RESULT_KIND_COUNTS, shots=4)
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        stopped = Reports(braket, stop=True)
+        with pytest.raises(Abandoned):
+            executor().execute_tasks(frag, stopped)
+        recorded = stopped.tasks()
+        braket.cancel_quantum_task(recorded[1].arn)  # someone cancelled it in the console
+
+        again = carrying(fragment(25, pb.RESULT_KIND_COUNTS, shots=4, attempt=2), recorded)
+        resumed = Reports(braket, interval_s=0.0, on_waiting=braket.release)
+        results = executor().execute_tasks(again, resumed)
+
+        creates = braket.log("CreateQuantumTask")
+        assert len(creates) == 4 and creates[3].created
+        now = resumed.tasks()
+        assert [t.arn for t in now][::2] == [recorded[0].arn, recorded[2].arn]
+        # the replacement's token is of the next generation: not the cancelled task's
+        assert now[1].arn == creates[3].arn and now[1].generation == 2
+        assert creates[3].client_token != recorded[1].client_token
+        assert counts_of(results) == [{format(i % 64, "06b"): 4} for i in range(25)]
+
+
+def test_a_recorded_task_that_is_not_this_request_is_cancelled_and_replaced(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str
+) -> None:
+    frag = fragment(25, pb.RESULT_KIND_COUNTS, shots=4)
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        stopped = Reports(braket, stop=True)
+        with pytest.raises(Abandoned):
+            executor().execute_tasks(frag, stopped)
+        recorded = stopped.tasks()
+        # Task 0 is recorded under another request's token (the plan changed), and the one
+        # recorded as task 7 is in no plan of this fragment (it is in truth task 2, which
+        # this delivery finds by its token: it must not be cancelled).
+        wrong = SubmittedTask(0, recorded[0].arn, recorded[1].client_token, 1)
+        stray = SubmittedTask(7, recorded[2].arn, recorded[2].client_token, 1)
+        again = carrying(
+            fragment(25, pb.RESULT_KIND_COUNTS, shots=4, attempt=2), [wrong, recorded[1], stray]
+        )
+        resumed = Reports(braket, interval_s=0.0, on_waiting=braket.release)
+        results = executor().execute_tasks(again, resumed)
+
+        assert [c.arn for c in braket.log("CancelQuantumTask")] == [recorded[0].arn]
+        creates = braket.log("CreateQuantumTask")[3:]
+        # task 0 anew (the next generation), task 2 by its token (the same task again)
+        assert [(c.created, c.arn == recorded[2].arn) for c in creates] == [
+            (True, False),
+            (False, True),
+        ]
+        assert [t.arn for t in resumed.tasks()] == [
+            creates[0].arn,
+            recorded[1].arn,
+            recorded[2].arn,
+        ]
+        assert counts_of(results) == [{format(i % 64, "06b"): 4} for i in range(25)]
+
+
+def test_cancel_tasks_cancels_by_arn(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str
+) -> None:
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        stopped = Reports(braket, stop=True)
+        with pytest.raises(Abandoned):
+            executor().execute_tasks(fragment(25, pb.RESULT_KIND_COUNTS, shots=4), stopped)
+        arns = [t.arn for t in stopped.tasks()]
+        unknown = "arn:aws:braket:us-west-2:123456789012:quantum-task/nothing-here"
+
+        # another executor, as another agent of the pool has
+        assert executor().cancel_tasks([*arns, unknown]) == 3
+        assert {t.status for t in braket.created()} == {"CANCELLED"}
+
+
+# ------------------------------------------------------------------ the agent around it
+
+
+def on_results(reader: TopicReader[signed_pb2.Signed]) -> list[Any]:
+    """What the results topic carries: FragmentSubmitted and FragmentResult messages."""
+    kinds = {m.DESCRIPTOR.full_name: m for m in (pb.FragmentSubmitted, pb.FragmentResult)}
+    return [kinds[e.type or "qorch.v1.FragmentResult"].FromString(e.body) for _, e in reader.read()]
+
+
+def task_reports(reader: TopicReader[signed_pb2.Signed]) -> list[pb.FragmentSubmitted]:
+    return [m for m in on_results(reader) if isinstance(m, pb.FragmentSubmitted)]
+
+
+def outcomes(reader: TopicReader[signed_pb2.Signed], outcome: str) -> list[pb.FragmentResult]:
+    return [
+        m
+        for m in on_results(reader)
+        if isinstance(m, pb.FragmentResult) and m.WhichOneof("outcome") == outcome
+    ]
+
+
+def test_the_agent_reports_tasks_before_waiting_and_cancels_on_request(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, kafka_settings: Settings
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"fragment_timeout_s": 0.3, "node_id": "qpu-node"}  # a report every 0.1 s
+    )
+    ensure_topics(settings, ["aws-sv1"])
+    results = TopicReader(settings, settings.topic("results"), signed_pb2.Signed)
+    producer = Producer(settings)
+    with stand_in(monkeypatch, s3_endpoint, max_executables=10, hold=True) as braket:
+        agent = NodeAgent(settings, "aws-sv1", executor())
+        try:
+            with running(agent):
+                frag = fragment(25, pb.RESULT_KIND_COUNTS, shots=4)
+                frag.nonce = "n-1"
+                assert producer.send_and_wait(settings.fragments_topic("aws-sv1"), "f-1", frag)
+
+                # reported, and reported again while the tasks wait in the queue
+                wait_until(lambda: task_reports(results)[2:], DEADLINE_S, what="three reports")
+                first = task_reports(results)[0]
+                assert (first.fragment_id, first.attempt, first.nonce) == ("f-1", 1, "n-1")
+                assert (first.node_id, first.device_arn) == ("qpu-node", SV1)
+                arns = [c.arn for c in braket.log("CreateQuantumTask")]
+                assert [t.arn for t in first.tasks] == arns and len(arns) == 3
+                braket.release()
+                done = wait_until(
+                    lambda: outcomes(results, "success"),
+                    DEADLINE_S,
+                    what="the result",
+                )
+                assert len(done[0].success.results) == 25
+                messages = on_results(results)
+                assert messages.index(done[0]) > messages.index(first)  # the report came first
+
+                # A cancel request from the orchestrator, for a fragment whose tasks wait.
+                braket.hold_tasks()
+                frag = fragment(4, pb.RESULT_KIND_COUNTS, shots=4, attempt=2)
+                assert producer.send_and_wait(settings.fragments_topic("aws-sv1"), "f-1/2", frag)
+                waiting = wait_until(
+                    lambda: [m for m in task_reports(results) if m.attempt == 2],
+                    DEADLINE_S,
+                    what="the second fragment's report",
+                )
+                cancel = pb.CancelTasks(
+                    job_id="j-1", fragment_id="f-1", tasks=waiting[0].tasks, reason="test"
+                )
+                assert producer.send_and_wait(settings.cancel_topic("aws-sv1"), "f-1", cancel)
+                failed = wait_until(
+                    lambda: outcomes(results, "failure"),
+                    DEADLINE_S,
+                    what="the cancelled fragment's failure",
+                )
+                assert failed[0].failure.error_type == "TaskCancelled"
+                cancelled = {c.arn for c in braket.log("CancelQuantumTask")}
+                assert cancelled == {t.arn for t in waiting[0].tasks}
+        finally:
+            producer.close()
+            results.close()

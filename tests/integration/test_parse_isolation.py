@@ -1,6 +1,7 @@
 """A real ProgramSandbox (worker processes): one tenant's slow programs do not hold up another
 tenant's fast one, a repeated program is served from the cache, a killed worker's replacement
-is a spare that imported Braket already, and a request's parse budget bounds its parses."""
+is a spare that imported Braket already, a request's parse budget bounds its parses, and the
+time bound holds for a program's parse and its emulated device's checks together."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from api.sandbox import BudgetSpent, ProgramSandbox
+from qorchestra.devices import SHIPPED_PROFILES
 from qorchestra.qasm import ProgramError
 
 FAST = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncnot q[0], q[1];\n"
@@ -99,3 +101,25 @@ def test_the_request_budget_bounds_its_parses(sandbox: ProgramSandbox) -> None:
         sandbox.analyze(FAST, tenant="a", deadline=deadline)
     # a budget refusal is not the program's fault: it is not cached
     assert sandbox.analyze(FAST, tenant="a").qubits == 2
+
+
+def test_the_bound_holds_for_the_parse_and_the_emulators_checks_together(
+    sandbox: ProgramSandbox,
+) -> None:
+    # Braket's connectivity check of a verbatim box takes time quadratic in its gates: seconds
+    # for these 1 200, a fraction of that to parse them
+    source = (
+        "OPENQASM 3.0;\nqubit[2] q;\nfor int i in [0:600] { prx(0.1, 0.2) q[0]; cz q[0], q[1]; }\n"
+    )
+    assert sandbox.analyze(source, tenant="a").qubits == 2
+    killed = sandbox.killed
+
+    start = time.monotonic()
+    with pytest.raises(ProgramError) as refused:
+        sandbox.analyze(source, tenant="a", device=SHIPPED_PROFILES["emu-garnet"])
+
+    assert str(refused.value) == (
+        "parsing and the checks of IQM Garnet's emulator took longer than 3s; simplify the program"
+    )
+    assert time.monotonic() - start < 5.0
+    assert sandbox.killed == killed + 1

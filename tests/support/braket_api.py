@@ -9,6 +9,10 @@ and keeps a log of every call. Program sets are checked against the device's lim
 results written as separate files (results, metadata, one per program, one per executable)
 that the result document names by relative key; ``split_results=False`` writes them inline.
 
+``hold=True`` (or :meth:`BraketStandIn.hold`) keeps every task created meanwhile QUEUED, its
+results written but not announced, until :meth:`BraketStandIn.release`: a test then knows the
+tasks are waiting in the queue, with no clock involved.
+
 Point boto3 at both with ``AWS_ENDPOINT_URL_BRAKET`` and ``AWS_ENDPOINT_URL_S3``.
 """
 
@@ -76,6 +80,7 @@ class BraketStandIn:
     capabilities, ``max_executables`` overriding its maximum). ``status``, when set, is what
     every task reports instead of COMPLETED (with ``failure_reason`` for FAILED);
     ``create_error`` ``(HTTP status, error code)`` refuses every CreateQuantumTask.
+    ``hold``: tasks created while it is set stay QUEUED until :meth:`release`.
     """
 
     s3_endpoint: str
@@ -88,6 +93,7 @@ class BraketStandIn:
     status: str | None = None
     failure_reason: str = ""
     create_error: tuple[int, str] | None = None
+    hold: bool = False
     calls: list[Call] = field(default_factory=list)
     tasks: dict[str, StandInTask] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
@@ -152,6 +158,26 @@ class BraketStandIn:
         with self._lock:
             return list(self.tasks.values())
 
+    def snapshot(self) -> list[Call]:
+        """Every call so far, in order."""
+        with self._lock:
+            return list(self.calls)
+
+    def hold_tasks(self) -> None:
+        """From now on, tasks stay QUEUED until :meth:`release`."""
+        with self._lock:
+            self.hold = True
+
+    def release(self) -> list[str]:
+        """End the hold: every held task that is still QUEUED completes (its results were
+        written when it was created). Returns their ARNs."""
+        with self._lock:
+            self.hold = False
+            released = [t.arn for t in self.tasks.values() if t.status == "QUEUED"]
+            for arn in released:
+                self.tasks[arn].status = "COMPLETED"
+        return released
+
     # -- the API ---------------------------------------------------------------------------
 
     def capabilities(self) -> dict[str, Any]:
@@ -201,6 +227,8 @@ class BraketStandIn:
             except ValueError as exc:
                 self.calls.append(Call("CreateQuantumTask", client_token=token))
                 return _error(400, "ValidationException", str(exc))
+            if self.hold:
+                task.status = "QUEUED"
             self.tasks[task.arn] = task
             self._tokens[token] = task.arn
             self.calls.append(Call("CreateQuantumTask", task.arn, token, created=True))
@@ -213,7 +241,8 @@ class BraketStandIn:
             task = self.tasks.get(arn)
         if task is None:
             return _error(404, "ResourceNotFoundException", f"no task {arn}")
-        status = task.status if task.status == "CANCELLED" else (self.status or task.status)
+        held = task.status in ("CANCELLED", "QUEUED")
+        status = task.status if held else (self.status or task.status)
         action: dict[str, Any] = {"actionType": task.action_type}
         if task.action_type == PROGRAM_SET_ACTION:
             action |= {"programCount": task.programs, "executableCount": task.executables}
@@ -237,6 +266,9 @@ class BraketStandIn:
             task = self.tasks.get(arn)
             if task is None:
                 return _error(404, "ResourceNotFoundException", f"no task {arn}")
+            held = task.status in ("CANCELLED", "QUEUED")
+            if (task.status if held else (self.status or task.status)) in ("COMPLETED", "FAILED"):
+                return _error(409, "ConflictException", f"task {arn} has ended")
             task.status = "CANCELLED"
         return 200, {"quantumTaskArn": arn, "cancellationStatus": "CANCELLING"}
 
@@ -410,12 +442,15 @@ def moto_s3(bucket: str, region: str = "us-west-2") -> Iterator[str]:
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
         )
-        if region == "us-east-1":
-            s3.create_bucket(Bucket=bucket)
-        else:
-            s3.create_bucket(
-                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region}
-            )
+        try:
+            if region == "us-east-1":
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(
+                    Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region}
+                )
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass  # moto keeps its state in the process: an earlier server made it
         yield endpoint
     finally:
         server.stop()

@@ -153,10 +153,14 @@ def test_generator_uses_the_names_the_services_use() -> None:
     assert acls.orchestrator_groups("p.") == ("p.orchestrator", "p.orchestrator.nodes")
     kafka = (ROOT / "qorchestra" / "kafka.py").read_text()
     assert f'f"{acls.UNASSIGNED_GROUP_PREFIX}{{time.monotonic_ns()}}"' in kafka
+    assert 'f"{self.group}.cancel"' in agent
+    assert acls.cancel_group("p.", "aws-sv1") == "p.pool.aws-sv1.cancel"
     names = [name for name, _ in acls.topics("p.", ["local-sv"])]
     assert names == ["p.results", "p.events", "p.heartbeats", "p.fragments.dlq"] + [
         "p.fragments.local-sv"
     ]
+    names = [name for name, _ in acls.topics("p.", ["aws-sv1"])]
+    assert names[-2:] == ["p.fragments.aws-sv1", "p.fragments.aws-sv1.cancel"]
 
 
 @pytest.mark.parametrize("pool", ["dlq", "Local_SV", "", "a/b"])
@@ -178,6 +182,7 @@ TOPICS = [name for name, _ in acls.topics(PREFIX, POOLS)] + [
     "other.results",  # another deployment's prefix
 ]
 GROUPS = [acls.agent_group(PREFIX, p) for p in POOLS] + [
+    *(acls.cancel_group(PREFIX, p) for p in POOLS),
     *acls.orchestrator_groups(PREFIX),
     f"{acls.UNASSIGNED_GROUP_PREFIX}12345",
     "someone-else",
@@ -199,21 +204,26 @@ def _probe(principal: Any) -> set[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("pool", POOLS)
 def test_an_agent_reads_only_its_pool_and_writes_only_results_heartbeats_dlq(pool: str) -> None:
-    """An agent's principal: Read on fragments.<its pool> and its group; Write on results,
-    heartbeats and fragments.dlq (Describe of those is implied); nothing else at all."""
+    """An agent's principal: Read on fragments.<its pool> and its group (and, for a pool of paid
+    quantum tasks, on its cancel topic and group); Write on results, heartbeats and
+    fragments.dlq (Describe of those is implied); nothing else at all."""
     agent = by_user(acls.principals(PREFIX, POOLS))[acls.node_user(pool)]
-    own, group = f"{PREFIX}fragments.{pool}", acls.agent_group(PREFIX, pool)
+    reads = [(f"{PREFIX}fragments.{pool}", acls.agent_group(PREFIX, pool))]
+    if pool.startswith("aws-"):
+        reads.append((f"{PREFIX}fragments.{pool}.cancel", acls.cancel_group(PREFIX, pool)))
     writes = [f"{PREFIX}results", f"{PREFIX}heartbeats", f"{PREFIX}fragments.dlq"]
     assert {(a.resource, a.name, a.pattern, a.operations) for a in agent.acls} == {
-        ("topic", own, "literal", ("Read",)),
-        ("group", group, "literal", ("Read",)),
+        *(("topic", own, "literal", ("Read",)) for own, _ in reads),
+        *(("group", group, "literal", ("Read",)) for _, group in reads),
         *(("topic", topic, "literal", ("Write",)) for topic in writes),
     }
     assert _probe(agent) == {
-        ("Read", "topic", own),
-        ("Describe", "topic", own),
-        ("Read", "group", group),
-        ("Describe", "group", group),
+        *(m for own, _ in reads for m in (("Read", "topic", own), ("Describe", "topic", own))),
+        *(
+            m
+            for _, group in reads
+            for m in (("Read", "group", group), ("Describe", "group", group))
+        ),
         *(("Write", "topic", topic) for topic in writes),
         *(("Describe", "topic", topic) for topic in writes),
     }
