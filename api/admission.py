@@ -272,11 +272,19 @@ def check_size(tenant: str, quotas: Quotas, tasks: int, shots: int, size_field: 
 
 def estimate(job: AnyJob, settings: Settings, prepared: Prepared) -> float:
     """The job's cost estimate in USD, from the price table (0 off paid pools): what ``admit``
-    charges the tenant and what the stored job keeps as ``cost_usd``."""
+    charges the tenant and what the stored job keeps as ``cost_usd``. Every executable's
+    shots, and a task fee for each executable, or for each task the device's program sets make
+    where its limits are configured (``prepared.program_set_tasks``): an upper bound of what the
+    job's tasks will actually cost."""
     if not is_paid(job.pool):
         return 0.0
     price = settings.aws_price(job.pool)
-    return estimate_usd(prepared.tasks, job.shots, Price(price["per_task"], price["per_shot"]))
+    return estimate_usd(
+        prepared.tasks,
+        job.shots,
+        Price(price["per_task"], price["per_shot"]),
+        tasks=prepared.program_set_tasks,
+    )
 
 
 @dataclass(frozen=True)

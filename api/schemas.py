@@ -77,6 +77,25 @@ class CutPlanPublic(BaseModel):
     programs_per_subcircuit: list[int] = Field(description="Subexperiments of each subcircuit.")
 
 
+class CostPublic(BaseModel):
+    """What a job on a paid pool (``aws-*``, ``emu-*``) was estimated to cost, and what it
+    actually cost; both 0 on other pools."""
+
+    estimate_usd: float = Field(
+        description="The upper bound from the pool's price table, checked against "
+        "`max_cost_usd` and the tenant's budget, and charged to the tenant at submission."
+    )
+    actual_usd: float = Field(
+        description="What the job's quantum tasks used so far (tasks and shots, as its pool's "
+        "agents reported them, priced by the pool's table): final once the job ended, when the "
+        "tenant is given back the estimate less this."
+    )
+
+    @classmethod
+    def of(cls, job: Job) -> CostPublic:
+        return cls(estimate_usd=job.cost_usd, actual_usd=round(job.actual_cost_usd, 6))
+
+
 class JobPublic(BaseModel):
     """A job's state and progress."""
 
@@ -101,6 +120,7 @@ class JobPublic(BaseModel):
     )
     progress: Progress = Field(description="Fragments and circuit runs done, of all.")
     timings: Timings = Field(description="When it was submitted, dispatched and finished.")
+    cost: CostPublic = Field(description="Its cost in USD: the estimate and the actual.")
     last_seq: int = Field(description="Sequence number of the job's latest event.")
     cutting: dict[str, CutPlanPublic] | None = Field(
         None,
@@ -148,6 +168,7 @@ class JobPublic(BaseModel):
                 queued_s=(started - job.created_at).total_seconds() if started else None,
                 run_s=((finished or now) - started).total_seconds() if started else None,
             ),
+            cost=CostPublic.of(job),
             last_seq=job.last_seq,
             cutting=cutting or None,
             warnings=list(warnings),
@@ -170,6 +191,7 @@ class JobResultPublic(BaseModel):
         description="`programs[i].values[j]` is the value of binding j of program i: a list of "
         "expectation values (in `observables` order), a counts object, or a probabilities object."
     )
+    cost: CostPublic = Field(description="Its cost in USD: the estimate and the actual.")
 
 
 class NodePublic(BaseModel):

@@ -355,14 +355,13 @@ def cut_progress(session: Session, job: Job) -> dict[str, Any] | None:
     return with_progress(plans, repo.fragment_runs(session, job.id), bindings)
 
 
-def job_result(session: Session, principal: Principal, job_id: str) -> dict[str, Any]:
-    """The result of a SUCCEEDED job; Conflict while it has none."""
+def job_result(session: Session, principal: Principal, job_id: str) -> Job:
+    """A SUCCEEDED job, its result loaded; Conflict while it has none."""
     job = read_job(session, principal, job_id)
     if job.status != JobStatus.SUCCEEDED or job.result is None:
         reason = f": {job.error}" if job.error else ""
         raise Conflict(f"job {job_id} is {job.status}{reason}; no result")
-    result: dict[str, Any] = job.result
-    return result
+    return job
 
 
 def cancel_job(session: Session, principal: Principal, job_id: str, announcer: Announcer) -> Job:

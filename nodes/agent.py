@@ -44,6 +44,7 @@ from nodes.executors.base import (
     Abandoned,
     ExecutionError,
     Executor,
+    Metered,
     QuantumTaskExecutor,
     SubmittedTask,
 )
@@ -52,6 +53,7 @@ from nodes.program import ProgramError
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
 from qorchestra.config import Settings
+from qorchestra.costs import Price, actual_usd, is_paid
 from qorchestra.kafka import Consumer, Handled, Producer, consume
 from qorchestra.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
 from qorchestra.quantum_tasks import cancellable_arns
@@ -315,6 +317,7 @@ class NodeAgent:
                     error_type="ResultCountMismatch",
                 )
             result.success.results.extend(outcome)
+            self._report_usage(result)
             logger.info("fragment done (%d bindings)", len(outcome), extra=extra)
         except Abandoned:
             raise
@@ -343,6 +346,25 @@ class NodeAgent:
         result.duration_s = time.monotonic() - started
         result.finished_at.CopyFrom(now())
         return result
+
+    def _report_usage(self, result: pb.FragmentResult) -> None:
+        """On a paid pool, put what the fragment used into its result: the executor's count
+        of tasks and shots, priced by the pool's table (``QORCH_AWS_PRICES`` and the device
+        profiles). The orchestrator checks it against what the fragment could have used."""
+        used = self.executor.last_usage if isinstance(self.executor, Metered) else None
+        if used is None or not is_paid(self.pool):
+            return
+        table = self.settings.aws_price(self.pool)
+        price = Price(table["per_task"], table["per_shot"])
+        result.usage.CopyFrom(
+            pb.Usage(
+                tasks=used.tasks,
+                shots=used.shots,
+                price_per_task_usd=price.per_task,
+                price_per_shot_usd=price.per_shot,
+                cost_usd=actual_usd(used.tasks, used.shots, price),
+            )
+        )
 
     def _dead_letter(self, msg: Message, key: str, fragment: pb.Fragment, reason: str) -> bool:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

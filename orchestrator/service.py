@@ -270,6 +270,9 @@ class Orchestrator:
             with session_scope(self._factory) as session:
                 outcome = applier(session, envelope, self.settings)
             _observe(outcome.kind)
+            if outcome.spend is not None:  # committed: counted once, as the job counted it
+                tenant, pool, usd = outcome.spend
+                metrics.SPEND.labels(tenant, pool).inc(usd)
             return outcome
 
         try:

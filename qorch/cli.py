@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from qorch.client import ApiError, Client, ConnectionFailed, Job, JobStatus, Timeout
+from qorch.client import ApiError, Client, ConnectionFailed, Cost, Job, JobStatus, Timeout
 from qorch.devices_cli import add_commands as add_device_commands
 from qorch.training_cli import (
     DEMO_CLASSIFIER,
@@ -283,6 +283,8 @@ def print_summary(client: Client, job_id: str) -> None:
         f"{progress.fragments_total} fragments, {timings.run_s or 0.0:.2f}s "
         f"(queued {timings.queued_s or 0.0:.2f}s), redispatches: {progress.redispatches}"
     )
+    if job.cost is not None and job.cost.estimate_usd:
+        console.print(cost_line(job.cost))
     kind = result["result_type"]
     for program in result["programs"]:
         values = program["values"]
@@ -429,9 +431,22 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cost_line(cost: Cost) -> str:
+    """A paid job's estimate against its actual cost, for people."""
+    return (
+        f"cost: estimate ${cost.estimate_usd:.2f}, actual ${cost.actual_usd:.4f} "
+        f"(${cost.estimate_usd - cost.actual_usd:.4f} under the estimate)"
+    )
+
+
 def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    """``qorch job ID``: the job as JSON (``cost`` holds its estimate and actual), and on a paid
+    pool the two side by side on stderr."""
     with _client(settings) as client:
-        console.print_json(json.dumps(client.job(args.job_id).to_dict()))
+        job = client.job(args.job_id)
+        console.print_json(json.dumps(job.to_dict()))
+        if job.cost is not None and job.cost.estimate_usd:
+            warnings_console.print(cost_line(job.cost))
     return 0
 
 

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qorchestra.apikeys import MAKE_A_KEY, key_weakness
 from qorchestra.devices import EMULATED_PREFIX, SHIPPED_PROFILES, DeviceProfile, emulated_profiles
+from qorchestra.program_sets import ProgramSetLimits
 from qorchestra.redaction import SecretMap, mask_url
 
 #: Widest program Braket's density-matrix simulator runs here in bearable time and memory (a
@@ -232,6 +233,15 @@ class Settings(BaseSettings):
     )
     aws_prices: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="pool -> {per_task, per_shot} in USD, over defaults."
+    )
+    aws_program_set_limits: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description=(
+            "pool -> {max_executables, max_total_shots, min_total_shots}: the program-set "
+            "limits of the device behind an aws-* pool (its braket.ir.openqasm.program_set "
+            "action), so that cost estimates count the tasks program sets make. A pool without "
+            "them is estimated at one task per executable, an upper bound."
+        ),
     )
 
     @model_validator(mode="after")
@@ -479,6 +489,17 @@ class Settings(BaseSettings):
         table = {**DEFAULT_AWS_PRICES, **emulated, **self.aws_prices}
         price = table.get(pool, table["default"])
         return {"per_task": price.get("per_task", 0.0), "per_shot": price.get("per_shot", 0.0)}
+
+    def program_set_limits(self, pool: str) -> ProgramSetLimits | None:
+        """The program-set limits of ``pool``'s device as configured, or None."""
+        limits = self.aws_program_set_limits.get(pool)
+        if not limits:
+            return None
+        return ProgramSetLimits(
+            max_executables=int(limits.get("max_executables", 0)),
+            max_total_shots=int(limits.get("max_total_shots", 0)),
+            min_total_shots=int(limits.get("min_total_shots", 0)),
+        )
 
     def topic(self, name: str) -> str:
         """Full topic name, e.g. ``topic("results") == "qorch.results"``."""

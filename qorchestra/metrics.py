@@ -67,6 +67,13 @@ DB_RETRIES = Counter(
 
 # ---------------------------------------------------------------- node agent
 
+SPEND = Counter(
+    "qorch_spend_usd_total",
+    "Actual cost in USD of fragments counted on paid pools (aws-*, emu-*), as agents reported "
+    "it and the orchestrator checked it; counted once per fragment, by the process that "
+    "applied it.",
+    ["tenant", "pool"],
+)
 NODE_FRAGMENTS = Counter(
     "qorch_node_fragments_total", "Fragments an agent executed, by outcome.", ["outcome"]
 )

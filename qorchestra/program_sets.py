@@ -102,3 +102,20 @@ def task_count(
 ) -> int:
     """How many quantum tasks :func:`plan_tasks` makes of such a fragment."""
     return plan_tasks(bindings, shots, limits, runs_per_binding).tasks
+
+
+def task_bound(
+    fragments: list[int] | tuple[int, ...],
+    shots: int,
+    limits: ProgramSetLimits | None,
+    runs_per_binding: int = 1,
+) -> int:
+    """The most quantum tasks fragments of these binding counts make, whatever number of
+    runs (1 to ``runs_per_binding``) an agent groups each binding's observables into:
+    :func:`task_count` is not monotone in the runs (fewer runs may miss a device's minimum
+    total shots, and go one task per executable), so every grouping is counted. For
+    estimates."""
+    return sum(
+        max(task_count(b, shots, limits, runs) for runs in range(1, runs_per_binding + 1))
+        for b in fragments
+    )

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api import use_cases
 from api.auth import Principal
 from api.deps import AnnouncerDep, Reader, SessionDep, Submitter
-from api.schemas import JobPublic, JobResultPublic, JobsPublic
+from api.schemas import CostPublic, JobPublic, JobResultPublic, JobsPublic
 from qorchestra.jobs.kinds import JOB_EXAMPLES, AnyJob
 from qorchestra.lifecycle import JobStatus
 from qorchestra.store import repository as repo
@@ -133,8 +133,10 @@ def get_job(job_id: JobId, principal: Reader, session: SessionDep) -> JobPublic:
 @router.get("/{job_id}/result", response_model=JobResultPublic, summary="Read a job's result")
 def get_result(job_id: JobId, principal: Reader, session: SessionDep) -> JobResultPublic:
     """The result of a SUCCEEDED job; 409 while it is not."""
-    result = use_cases.job_result(session, principal, job_id)
-    return JobResultPublic(id=job_id, status=JobStatus.SUCCEEDED, result=result)
+    job = use_cases.job_result(session, principal, job_id)
+    return JobResultPublic(
+        id=job_id, status=JobStatus.SUCCEEDED, result=job.result or {}, cost=CostPublic.of(job)
+    )
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job")

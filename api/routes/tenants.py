@@ -72,7 +72,10 @@ class TenantPublic(BaseModel):
     max_shots_per_job: int = Field(description="Shots x circuit runs in a job.")
     submit_rate_per_s: float = Field(description="Sustained submissions per second; 429 beyond.")
     budget_usd: float = Field(description="Total spend allowed on aws-* pools, in USD.")
-    spent_usd: float = Field(description="Estimates of the jobs it submitted on aws-* pools.")
+    spent_usd: float = Field(
+        description="What its jobs on paid pools (aws-*, emu-*) cost: the estimate of each "
+        "unfinished one, the actual cost of each finished one."
+    )
 
     @classmethod
     def of(cls, row: Tenant, settings: Settings) -> TenantPublic:

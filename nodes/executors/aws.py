@@ -40,7 +40,7 @@ from braket.aws import AwsDevice, AwsSession
 from braket.device_schema import DeviceActionType
 from braket.tasks import GateModelQuantumTaskResult
 
-from nodes.executors.base import Abandoned, ExecutionError, SubmittedTask, TaskReporter
+from nodes.executors.base import Abandoned, ExecutionError, SubmittedTask, TaskReporter, Used
 from nodes.executors.braket_results import (
     RESULTS_FILE,
     Reader,
@@ -140,6 +140,8 @@ class AwsDeviceExecutor:
         self._lock = threading.Lock()  # guards the two below: the cancel thread uses them too
         self._braket: AwsSession | None = None
         self._device: AwsDevice | None = None
+        #: What the last fragment that succeeded used (``Metered``).
+        self.last_usage: Used | None = None
 
     @property
     def name(self) -> str:
@@ -165,8 +167,10 @@ class AwsDeviceExecutor:
 
         A failure cancels the unfinished tasks; :class:`Abandoned` (the agent stopped while
         waiting) leaves them running for the next delivery or attempt to resume."""
+        self.last_usage = None
         prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # every observable is the identity
+            self.last_usage = Used(0, 0)
             return [prepared.binding_result([]) for _ in inputs]
         tasks: list[_Task] = []
         try:
@@ -185,7 +189,9 @@ class AwsDeviceExecutor:
         except Exception as exc:
             _cancel_unfinished(tasks)
             raise _as_execution_error(exc) from exc
-        return prepared.binding_results(results)
+        outcome = prepared.binding_results(results)
+        self.last_usage = submission_usage(submission, fragment.shots)
+        return outcome
 
     def cancel_tasks(self, arns: Sequence[str]) -> int:
         """CancelQuantumTask for each ARN (best effort: a task that has ended, or is unknown,
@@ -487,6 +493,15 @@ def _s3_reader(session: AwsSession) -> Reader:
         return str(body.decode("utf-8"))
 
     return read
+
+
+def submission_usage(submission: Submission, shots: int) -> Used:
+    """What a fragment's tasks use: one task per request, ``shots`` for each of their
+    executables (a program set's executables are each sampled ``shots`` times)."""
+    executables = sum(
+        len(entry.bindings) for request in submission.requests for entry in request.entries
+    )
+    return Used(tasks=len(submission.requests), shots=executables * shots)
 
 
 def program_set_limits(device: AwsDevice) -> ProgramSetLimits | None:

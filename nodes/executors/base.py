@@ -55,6 +55,27 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Used:
+    """What one fragment's run used on a device that bills per task and per shot: the quantum
+    tasks that served it (created or resumed) and the shots of all their executables."""
+
+    tasks: int
+    shots: int
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """An executor that counts what each fragment used (the Braket devices, emulated or not),
+    for the agent to report with the fragment's result."""
+
+    @property
+    def last_usage(self) -> Used | None:
+        """What the last fragment ``execute`` (or ``execute_tasks``) ran to success used; None
+        before one did. Read by the agent's one fragment thread, after the call."""
+        ...
+
+
 class Abandoned(Exception):
     """The agent stopped while its executor waited on paid tasks: they are left running, for
     the fragment's next delivery or attempt to resume, and no result is published."""

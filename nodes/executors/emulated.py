@@ -28,7 +28,7 @@ from collections.abc import Callable
 from braket.circuits import Circuit
 from braket.tasks import GateModelQuantumTaskResult
 
-from nodes.executors.base import ExecutionError
+from nodes.executors.base import ExecutionError, Used
 from nodes.executors.local import prepared_work, simulator_failure
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.devices import DeviceProfile
@@ -69,6 +69,8 @@ class EmulatedExecutor:
         self._emulator = build_emulator(profile)
         self._circuits: OrderedDict[str, Circuit] = OrderedDict()
         self.queue_waits: deque[float] = deque(maxlen=QUEUE_WAITS_KEPT)
+        #: What the last fragment that succeeded used (``Metered``): a task per run.
+        self.last_usage: Used | None = None
         logger.info(
             "emulating %s (%d qubits) from %s; queue %g-%g s per task",
             profile.device,
@@ -87,8 +89,10 @@ class EmulatedExecutor:
     def execute(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
         """Check the fragment's programs against the device, then run every binding: one
         result per binding, in order."""
+        self.last_usage = None
         prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # nothing to run: every observable is the identity
+            self.last_usage = Used(0, 0)
             return [prepared.binding_result([]) for _ in inputs]
         circuits = [self._checked_circuit(run.source) for run in prepared.runs]
         results: list[GateModelQuantumTaskResult] = []
@@ -100,7 +104,9 @@ class EmulatedExecutor:
                     results.append(task.result())
                 except Exception as exc:
                     raise simulator_failure(exc, index) from exc
-        return prepared.binding_results(results)
+        outcome = prepared.binding_results(results)
+        self.last_usage = Used(tasks=len(results), shots=len(results) * fragment.shots)
+        return outcome
 
     def close(self) -> None:
         """Nothing to release: the emulator holds no outside resources."""

@@ -35,6 +35,7 @@ from qorch.client._errors import (
 from qorch.client._models import (
     ApiKey,
     Checkpoint,
+    Cost,
     CreatedKey,
     Dataset,
     EnrolledNode,
@@ -68,6 +69,7 @@ __all__ = [
     "ClientConfig",
     "Conflict",
     "ConnectionFailed",
+    "Cost",
     "CreatedKey",
     "Dataset",
     "EnrolledNode",

@@ -111,6 +111,22 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a job on a paid pool (``aws-*``, ``emu-*``) was estimated to cost at submission
+    (charged to the tenant then), and what its quantum tasks actually cost (final once the job
+    ended, when the tenant is given back the difference); USD, both 0 on other pools."""
+
+    estimate_usd: float
+    actual_usd: float
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Cost | None:
+        if not data:
+            return None  # an API older than the field
+        return cls(estimate_usd=data["estimate_usd"], actual_usd=data["actual_usd"])
+
+
+@dataclass(frozen=True)
 class JobEvent:
     """One event of a job's log, as ``WatchJob`` streams it: ``seq`` counts from 1."""
 
@@ -173,6 +189,7 @@ class JobResult(_Json):
     id: str
     status: JobStatus
     result: dict[str, Any]
+    cost: Cost | None = None
 
     @property
     def values(self) -> list[list[Any]]:
@@ -181,7 +198,12 @@ class JobResult(_Json):
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobResult:
-        result = cls(id=data["id"], status=JobStatus(data["status"]), result=data["result"])
+        result = cls(
+            id=data["id"],
+            status=JobStatus(data["status"]),
+            result=data["result"],
+            cost=Cost.from_json(data.get("cost")),
+        )
         result._keep(data)
         return result
 
@@ -533,6 +555,7 @@ class JobState(_Json):
     last_seq: int
     cutting: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    cost: Cost | None = None
 
     @staticmethod
     def fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -551,6 +574,7 @@ class JobState(_Json):
             "last_seq": data["last_seq"],
             "cutting": data.get("cutting"),
             "warnings": list(data.get("warnings") or []),
+            "cost": Cost.from_json(data.get("cost")),
         }
 
     def _update(self, data: Mapping[str, Any]) -> None:

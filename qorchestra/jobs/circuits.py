@@ -26,6 +26,7 @@ from qorchestra.cutting.layout import (
 from qorchestra.examples import example
 from qorchestra.jobs.errors import Fail, FieldError, SpecError
 from qorchestra.jobs.kind import DatasetLookup, Location, Prepared
+from qorchestra.program_sets import ProgramSetLimits, task_bound
 from qorchestra.qasm import ProgramError, ProgramInfo, analyze
 from qorchestra.training.spec import MaxCostUsd, MaxQueueS
 from qorchestra.training.trainer import Setup
@@ -232,6 +233,25 @@ def circuits_tasks(job: CircuitsJob) -> int:
     return total
 
 
+def circuits_program_set_tasks(
+    job: CircuitsJob, bindings_per_fragment: int, limits: ProgramSetLimits | None
+) -> int | None:
+    """Quantum tasks of a (validated) circuits job at most, on a device with program-set
+    ``limits``, its fragments cut as the orchestrator cuts them (``plan_fragments``: each run
+    program's bindings in slices of ``bindings_per_fragment``); None without limits."""
+    if limits is None:
+        return None
+    sampled = job.shots > 0 and job.result.type == ResultType.EXPECTATION
+    total = 0
+    for run in run_programs(job):
+        bindings = max(1, len(job.programs[run.origin].bindings))
+        runs = max(1, len(run.observables)) if sampled else 1
+        step = bindings_per_fragment
+        sizes = [min(step, bindings - offset) for offset in range(0, bindings, step)]
+        total += task_bound(sizes, job.shots, limits, runs)
+    return total
+
+
 class CircuitsKind:
     """Circuit batches: every binding of every program, in fragments written in windows."""
 
@@ -262,4 +282,7 @@ class CircuitsKind:
             tasks=circuits_tasks(job),
             cut_plans=cut_plans(job),
             binding_counts={i: len(p.bindings) for i, p in enumerate(job.programs)},
+            program_set_tasks=circuits_program_set_tasks(
+                job, settings.fragment_bindings, settings.program_set_limits(job.pool)
+            ),
         )

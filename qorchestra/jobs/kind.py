@@ -32,10 +32,13 @@ class Prepared:
     result_type: str  # counts, probabilities or expectation
     observables: int  # observables per binding (0 for counts and probabilities)
     bindings_total: int  # circuit runs progress counts up front (0: counted step by step)
-    tasks: int  # quantum tasks the job makes, at most (to its last step)
+    tasks: int  # executables the job runs, at most (to its last step): one task each at most
     cut_plans: dict[str, Any] | None  # each cut program's plan, for people
     binding_counts: dict[int, int] | None = None  # bindings per program (cut progress)
     setup: Setup | None = None  # a training kind's model, data and readout
+    #: Quantum tasks the job makes at most where its pool's program-set limits are known
+    #: (``QORCH_AWS_PROGRAM_SET_LIMITS``) and its kind can count them; None: one per executable.
+    program_set_tasks: int | None = None
 
 
 class JobKind(Protocol):

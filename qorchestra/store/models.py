@@ -62,6 +62,9 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     #: Estimated cost on a paid pool (aws-*, emu-*), charged to the tenant's budget at submission.
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    #: What its quantum tasks actually cost, as agents reported it: the sum over its counted
+    #: fragments, each once. When the job ends, the tenant is given back ``cost_usd`` less this.
+    actual_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # The spec can be large (every binding); it is loaded only when asked for.
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB, deferred=True)
     result_type: Mapped[str] = mapped_column(String(16))
@@ -310,7 +313,8 @@ class ApiKey(Base):
 
 
 class Tenant(Base):
-    """A tenant's quotas (None = the configured default) and what it spent on AWS pools."""
+    """A tenant's quotas (None = the configured default) and what it spent on paid pools: the
+    estimates of its unfinished jobs plus the actual cost of its finished ones."""
 
     __tablename__ = "tenants"
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from qorchestra.config import creates_quantum_tasks
+from qorchestra.costs import refund_usd
 from qorchestra.jobs.kinds import KINDS
 from qorchestra.lifecycle import JobStatus, check_transition
 from qorchestra.quantum_tasks import TERMINAL_STATES, ReportedTask
@@ -259,7 +260,9 @@ def set_status(
     metrics: dict[str, float] | None = None,
 ) -> JobEventRow:
     """Move a locked job to ``status`` (checked against the lifecycle) and record the event
-    (with ``metrics``, e.g. the cut plan's numbers on ``running``)."""
+    (with ``metrics``, e.g. the cut plan's numbers on ``running``). A job that ends gives its
+    tenant back its estimate less its actual cost (:func:`settle_cost`), in the caller's
+    transaction: the lifecycle lets a job end once, so it is settled once."""
     check_transition(job.status, status.value)
     job.status = status.value
     if status == JobStatus.RUNNING:
@@ -267,11 +270,34 @@ def set_status(
     if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         job.finished_at = now
         job.waiting_since = None
+        settle_cost(session, job)
         if status != JobStatus.SUCCEEDED:
             job.error = message or None
             drop_outbox(session, job.id)
             want_task_cancels(session, job, now=now)
     return append_event(session, job, status.value.lower(), message, metrics)
+
+
+def add_actual_cost(session: Session, job: Job, cost_usd: float) -> None:
+    """Add what one of the locked job's fragments actually cost (counted once: the caller
+    applies each fragment's result once)."""
+    job.actual_cost_usd += cost_usd
+
+
+def settle_cost(session: Session, job: Job) -> float:
+    """Correct the tenant's spend of a job that ends from its estimate (charged at submission)
+    to its actual cost: give back the estimate less the actual (``costs.refund_usd``), so the
+    tenant pays the actual, never less; work that never ran, cancelled or failed, is given
+    back whole. One UPDATE, which locks the tenant's row until the transaction ends. Returns
+    the refund."""
+    refund = refund_usd(job.cost_usd, job.actual_cost_usd)
+    if refund != 0:
+        session.execute(
+            update(Tenant)
+            .where(Tenant.id == job.tenant)
+            .values(spent_usd=Tenant.spent_usd - refund)
+        )
+    return refund
 
 
 def active_pools(session: Session) -> set[str]:

@@ -13,7 +13,7 @@ import pytest
 from braket.circuits import Circuit
 from braket.emulation.local_emulator import LocalEmulator
 
-from nodes.executors.base import ExecutionError, Executor
+from nodes.executors.base import ExecutionError, Executor, Used
 from nodes.executors.emulated import EmulatedExecutor
 from nodes.executors.factory import executor_for_pool
 from proto.qorch.v1 import fragments_pb2 as pb
@@ -133,10 +133,13 @@ def test_an_all_to_all_device_measures_any_qubit() -> None:
 
 
 def test_counts_sum_to_the_shots() -> None:
-    results = instant().execute(fragment(GARNET, BELL, pb.RESULT_KIND_COUNTS, shots=200))
+    executor = instant()
+    results = executor.execute(fragment(GARNET, BELL, pb.RESULT_KIND_COUNTS, shots=200))
     for result in results:
         counts = result.counts.counts
         assert sum(counts.values()) == 200 and set(counts) <= {"00", "01", "10", "11"}
+    # what the agent reports: a task per binding, as the device bills it
+    assert executor.last_usage == Used(tasks=len(THETAS), shots=len(THETAS) * 200)
 
 
 @pytest.mark.parametrize(
@@ -168,6 +171,7 @@ def test_a_non_native_gate_fails_for_good_with_the_emulators_message(
         f"the program does not run on IQM Garnet (pool emu-garnet): {message}"
     )
     assert waits == []  # refused before any task queued
+    assert executor.last_usage is None  # nothing to report for a failure
 
 
 def test_a_program_off_the_lattice_or_wider_than_the_device_fails_for_good() -> None:

@@ -25,7 +25,8 @@ from braket.task_result.program_set_executable_result_v1 import (
 )
 from braket.task_result.program_set_task_metadata_v1 import ProgramMetadata
 
-from nodes.executors.base import ExecutionError
+from nodes.executors.aws import submission_usage
+from nodes.executors.base import ExecutionError, Used
 from nodes.executors.braket_results import program_set_outcomes
 from nodes.executors.sampled import MEASURED_BITS, Outcome, SampledRun, sampled_runs
 from nodes.executors.submission import client_token, plan_submission
@@ -134,6 +135,7 @@ def test_a_program_set_request_carries_each_bindings_values_as_input_lists() -> 
     assert action["programs"][0]["inputs"] == {"a": [v["a"] for v in inputs]}
     assert request.shots == 5 * 100  # every executable's shots together
     assert [e.bindings for e in request.entries] == [(0, 1, 2, 3, 4)]
+    assert submission_usage(submission, frag.shots) == Used(tasks=1, shots=500)  # as reported
 
 
 def test_without_program_sets_each_binding_and_run_is_a_program() -> None:
@@ -148,6 +150,7 @@ def test_without_program_sets_each_binding_and_run_is_a_program() -> None:
         ((1,), 1),
     ]
     assert all(not r.program_set and r.shots == 100 for r in submission.requests)
+    assert submission_usage(submission, frag.shots) == Used(tasks=4, shots=400)  # as reported
     assert (
         "#pragma braket result expectation" in json.loads(submission.requests[0].action)["source"]
     )

@@ -14,10 +14,12 @@ import grpc
 import httpx
 import pytest
 
+from qorch.cli import cost_line
 from qorch.client import (
     AsyncClient,
     Client,
     ConnectionFailed,
+    Cost,
     JobStatus,
     NotFound,
     Timeout,
@@ -166,6 +168,24 @@ def test_answers_are_typed_and_keep_what_the_api_sent(
     assert first.to_dict()["added_by_a_newer_api"] is True
     with pytest.raises(NotFound):  # an id cannot reach another route
         client.job("j/1")
+
+
+def test_a_jobs_cost_reads_and_an_older_api_without_it_reads_as_none(
+    client_with: Callable[[Handler], Client],
+) -> None:
+    paid = {**job_json("p", "SUCCEEDED"), "cost": {"estimate_usd": 0.95, "actual_usd": 0.9435}}
+    answers = {"/v1/jobs/p": paid, "/v1/jobs/old": job_json("old")}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answers[request.url.path])
+
+    client = client_with(handler)
+    job = client.job("p")
+    assert job.cost == Cost(estimate_usd=0.95, actual_usd=0.9435)
+    assert cost_line(job.cost) == (
+        "cost: estimate $0.95, actual $0.9435 ($0.0065 under the estimate)"
+    )
+    assert client.job("old").cost is None
 
 
 def test_an_unknown_status_from_a_newer_api_reads() -> None:

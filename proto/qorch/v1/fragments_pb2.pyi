@@ -614,6 +614,7 @@ class FragmentResult(_message.Message):
     DURATION_S_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     fragment_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -627,6 +628,13 @@ class FragmentResult(_message.Message):
     def failure(self) -> Global___FragmentFailure: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """What the attempt used on a paid pool (aws-*, emu-*); unset elsewhere. The orchestrator
+        counts it once, with the success it comes with, after checking it against what the
+        fragment could have used.
+        """
+
     def __init__(
         self,
         *,
@@ -639,16 +647,54 @@ class FragmentResult(_message.Message):
         duration_s: _builtins.float = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         nonce: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "finished_at", b"finished_at", "outcome", b"outcome", "success", b"success"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure", b"failure", "finished_at", b"finished_at", "outcome", b"outcome", "success", b"success", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_s", b"duration_s", "failure", b"failure", "finished_at", b"finished_at", "fragment_id", b"fragment_id", "job_id", b"job_id", "node_id", b"node_id", "nonce", b"nonce", "outcome", b"outcome", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "duration_s", b"duration_s", "failure", b"failure", "finished_at", b"finished_at", "fragment_id", b"fragment_id", "job_id", b"job_id", "node_id", b"node_id", "nonce", b"nonce", "outcome", b"outcome", "success", b"success", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["success", "failure"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
 
 Global___FragmentResult: _TypeAlias = FragmentResult  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """What one attempt of a fragment used on a priced device, as the agent counts it: the quantum
+    tasks it ran (created or resumed), the shots of all their executables, the price of the
+    pool's table, and what that makes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    SHOTS_FIELD_NUMBER: _builtins.int
+    PRICE_PER_TASK_USD_FIELD_NUMBER: _builtins.int
+    PRICE_PER_SHOT_USD_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    tasks: _builtins.int
+    shots: _builtins.int
+    price_per_task_usd: _builtins.float
+    price_per_shot_usd: _builtins.float
+    cost_usd: _builtins.float
+    """tasks * price_per_task_usd + shots * price_per_shot_usd"""
+    def __init__(
+        self,
+        *,
+        tasks: _builtins.int = ...,
+        shots: _builtins.int = ...,
+        price_per_task_usd: _builtins.float = ...,
+        price_per_shot_usd: _builtins.float = ...,
+        cost_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "price_per_shot_usd", b"price_per_shot_usd", "price_per_task_usd", b"price_per_task_usd", "shots", b"shots", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
 @_typing.final
 class DeadLetter(_message.Message):
