@@ -14,6 +14,7 @@ from braket.default_simulator.openqasm.interpreter import Interpreter
 from braket.default_simulator.openqasm.parser.openqasm_ast import (
     AngleType,
     FloatType,
+    Include,
     IntegerLiteral,
     IODeclaration,
     IOKeyword,
@@ -97,6 +98,12 @@ def analyze(source: str) -> ProgramInfo:
                 raise ProgramError(f"qubit register '{stmt.qubit.name}' needs a literal size")
         elif isinstance(stmt, QuantumMeasurementStatement):
             measures = True
+        elif isinstance(stmt, Include):
+            # Braket's interpreter would open the named file on this host.
+            raise ProgramError(
+                f"include {stmt.filename!r} is not supported: the standard gates are built in, "
+                "and a program cannot name files"
+            )
 
     try:
         circuit = Interpreter().build_circuit(source, inputs=dict.fromkeys(inputs, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,20 @@ def test_a_ready_sandbox_parses_and_refuses(sandbox: ProgramSandbox) -> None:
     assert (info.inputs, info.qubits) == (("a",), 2)
     with pytest.raises(ProgramError):
         sandbox.analyze("OPENQASM 3.0;\nqubit[2] q;\nfoo q[0];\n")
+
+
+def test_a_program_cannot_make_the_parser_read_a_file(
+    sandbox: ProgramSandbox, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret.inc"
+    secret.write_text("not-a-gate-definition-but-a-secret;\n")
+    source = f'OPENQASM 3.0;\ninclude "{secret}";\nqubit q;\nh q;\n'
+
+    with pytest.raises(ProgramError, match=r"include .* is not supported"):
+        sandbox.analyze(source)
+
+    out, err = capfd.readouterr()
+    assert "secret" not in out + err.replace(str(secret), "")
 
 
 def test_a_closed_sandbox_refuses_work() -> None:
