@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,15 +28,10 @@ from qiskit.circuit.random import random_circuit
 from qiskit.primitives import StatevectorEstimator, StatevectorSampler
 from qiskit.quantum_info import SparsePauliOp
 
-from nodes.agent import NodeAgent
-from orchestrator.service import Orchestrator
 from qorch.braket import QorchDevice, QorchTask
 from qorch.client import Client
 from qorch.qiskit import Estimator, Sampler
-from tests.support.agents import running
-from tests.support.api import RunningApi, running_api
-from tests.support.databases import database_of_its_own
-from tests.support.settings import enrolled
+from tests.support.api import RunningApi, serving_local_sv
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +43,8 @@ SIGMAS = 5.0
 @pytest.fixture(scope="module")
 def api(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
     """The API, the orchestrator and an agent of ``local-sv``, on a database of their own."""
-    with (
-        database_of_its_own(database_url) as database,
-        running_api(database, kafka_bootstrap) as served,
-    ):
-        orchestrator = Orchestrator(served.settings)
-        thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
-        thread.start()
-        try:
-            with running(NodeAgent(enrolled(served.settings, "local-sv"), "local-sv")):
-                yield served
-        finally:
-            orchestrator.shutdown()
-            thread.join(DEADLINE_S)
+    with serving_local_sv(database_url, kafka_bootstrap) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,6 @@ import numpy as np
 import pytest
 from braket.circuits import Circuit, FreeParameter
 
-from nodes.agent import NodeAgent
-from orchestrator.service import Orchestrator
 from qorch.client import (
     AsyncClient,
     Client,
@@ -39,11 +36,8 @@ from qorch.client import (
 from qorch.programs import to_program
 from qorch.samples import demo_job
 from qorchestra.examples import example
-from tests.support.agents import running
-from tests.support.api import RunningApi, running_api
+from tests.support.api import RunningApi, serving_local_sv
 from tests.support.circuits import direct_expectations, direct_probabilities
-from tests.support.databases import database_of_its_own
-from tests.support.settings import enrolled
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,19 +49,8 @@ DEADLINE_S = 120.0
 @pytest.fixture(scope="module")
 def api(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
     """The API, the orchestrator and an agent of ``local-sv``, on a database of their own."""
-    with (
-        database_of_its_own(database_url) as database,
-        running_api(database, kafka_bootstrap) as served,
-    ):
-        orchestrator = Orchestrator(served.settings)
-        thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
-        thread.start()
-        try:
-            with running(NodeAgent(enrolled(served.settings, "local-sv"), "local-sv")):
-                yield served
-        finally:
-            orchestrator.shutdown()
-            thread.join(DEADLINE_S)
+    with serving_local_sv(database_url, kafka_bootstrap) as served:
+        yield served
 
 
 @pytest.fixture

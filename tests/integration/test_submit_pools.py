@@ -9,7 +9,6 @@ HTTP, the real orchestrator and agent."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,12 +129,8 @@ def test_an_unknown_pool_is_refused_and_one_known_by_enrollment_alone_is_accepte
 def orchestrator(api: RunningApi) -> Iterator[Orchestrator]:
     """The orchestrator of the API's database and topics: it records the agents' heartbeats."""
     orchestrator = Orchestrator(api.settings)
-    thread = threading.Thread(target=orchestrator.run, name="orchestrator", daemon=True)
-    thread.start()
-    yield orchestrator
-    orchestrator.shutdown()
-    thread.join(DEADLINE_S)
-    assert not thread.is_alive()
+    with running(orchestrator):
+        yield orchestrator
 
 
 def test_a_job_on_a_pool_a_live_agent_serves_has_no_warning(

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
-from nodes.agent import NodeAgent
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import signed_pb2
 from qorchestra.config import Settings
@@ -73,17 +72,27 @@ class TopicReader(Generic[M]):
         self._consumer.close()
 
 
+class Service(Protocol):
+    """A node agent or an orchestrator: ``run()`` until ``shutdown()``."""
+
+    def run(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
 @contextmanager
-def running(agent: NodeAgent) -> Iterator[threading.Thread]:
-    """Run the agent in a thread; on exit, shut it down and check that run() returned."""
-    thread = threading.Thread(target=agent.run, name="agent", daemon=True)
+def running(service: Service) -> Iterator[threading.Thread]:
+    """Run the service (an agent, an orchestrator) in a thread; on exit, shut it down and
+    check that run() returned."""
+    name = type(service).__name__
+    thread = threading.Thread(target=service.run, name=name, daemon=True)
     thread.start()
     try:
         yield thread
     finally:
-        agent.shutdown()
+        service.shutdown()
         thread.join(DEADLINE_S)
-        assert not thread.is_alive(), "run() did not return after shutdown()"
+        assert not thread.is_alive(), f"{name}.run() did not return after shutdown()"
 
 
 def fragment(

@@ -14,11 +14,15 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from nodes.agent import NodeAgent
+from orchestrator.service import Orchestrator
 from qorch.embedded import free_port
 from qorchestra.apikeys import generate_key
 from qorchestra.config import Settings
 from qorchestra.kafka import ensure_topics
-from tests.support.settings import make_settings
+from tests.support.agents import running
+from tests.support.databases import database_of_its_own
+from tests.support.settings import enrolled, make_settings
 from tests.support.waiting import wait_until
 
 
@@ -87,3 +91,15 @@ def running_api(database_url: str, kafka_bootstrap: str, **overrides: Any) -> It
         server.should_exit = True
         deadline = time.monotonic() + 30
         thread.join(max(0.1, deadline - time.monotonic()))
+
+
+@contextmanager
+def serving_local_sv(database_url: str, kafka_bootstrap: str) -> Iterator[RunningApi]:
+    """The API, the orchestrator and an agent of ``local-sv``, on a database of their own."""
+    with (
+        database_of_its_own(database_url) as database,
+        running_api(database, kafka_bootstrap) as served,
+        running(Orchestrator(served.settings)),
+        running(NodeAgent(enrolled(served.settings, "local-sv"), "local-sv")),
+    ):
+        yield served
