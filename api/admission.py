@@ -97,13 +97,16 @@ def rate_limit(
     limited."""
     if principal.is_admin:
         return
-    quotas = Quotas.of(session.get(Tenant, principal.tenant), settings)
-    session.rollback()
-    wait = limiter.take(principal.tenant, quotas.submit_rate_per_s, quotas.submit_burst)
+
+    def rate() -> tuple[float, int]:
+        quotas = Quotas.of(session.get(Tenant, principal.tenant), settings)
+        session.rollback()
+        return quotas.submit_rate_per_s, quotas.submit_burst
+
+    wait = limiter.take(principal.tenant, rate)
     if wait > 0:
         raise TooManyRequests(
-            f"tenant {principal.tenant} submits faster than {quotas.submit_rate_per_s:g} "
-            "jobs per second",
+            f"tenant {principal.tenant} submits faster than its quota submit_rate_per_s allows",
             wait,
         )
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.admission import PoolLookup
-from api.auth import register_admin_key
+from api.auth import KeyCache, register_admin_key
 from api.authentication import Authentication
 from api.docs_pages import create_docs_app
 from api.errors import V1_RESPONSES, document_invalid_requests, install_error_handlers
@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
         await asyncio.to_thread(register_admin_key, app.state.sessions, settings)
+        app.state.keys = KeyCache(app.state.sessions, settings.key_cache_s)
         app.state.limiter = RateLimiter()
         app.state.pools = PoolLookup()
         app.state.sandbox = sandbox = ProgramSandbox(
@@ -92,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.hub = hub = EventHub(settings, signer)
         hub.start(asyncio.get_running_loop())
-        server, port = create_server(settings, app.state.sessions, hub)
+        server, port = create_server(settings, app.state.sessions, app.state.keys, hub)
         await server.start()
         app.state.grpc_port = port
         logger.info("gRPC JobService listening", extra={"address": f"{settings.grpc_host}:{port}"})

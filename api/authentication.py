@@ -29,9 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import Principal, authenticate
+from api.auth import KeyCache, Principal
 from qorchestra.apikeys import bearer_token, key_prefix
-from qorchestra.store.db import SessionFactory
 
 #: The challenge every 401 carries.
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -50,14 +49,14 @@ class Unauthenticated(Exception):
         self.detail = detail
 
 
-def principal_of(sessions: SessionFactory, authorization: str | None) -> Principal:
+def principal_of(keys: KeyCache, authorization: str | None) -> Principal:
     """The principal of an ``Authorization: Bearer <key>`` header; raises Unauthenticated
     without a key or with an unknown or revoked one (the reason shows only its prefix).
-    Queries Postgres: call it from a thread, not the event loop."""
+    May query Postgres: call it from a thread, not the event loop."""
     key = bearer_token(authorization)
     if key is None:
         raise Unauthenticated(MISSING_KEY)
-    principal = authenticate(sessions, key)
+    principal = keys.principal(key)
     if principal is None:
         shown = key_prefix(key).encode("ascii", "replace").decode()
         raise Unauthenticated(f"invalid or revoked API key {shown}...")
@@ -119,7 +118,7 @@ class Authentication:
         try:
             if bearer_token(authorization) is None:  # no lookup, no thread
                 raise Unauthenticated(MISSING_KEY)
-            principal = await run_in_threadpool(principal_of, app.state.sessions, authorization)
+            principal = await run_in_threadpool(principal_of, app.state.keys, authorization)
         except Unauthenticated as exc:
             refusal = JSONResponse({"detail": exc.detail}, status_code=401, headers=CHALLENGE)
             await refusal(scope, receive, send)

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auth import Principal
+from api.auth import KeyCache, Principal
 from api.authentication import CHALLENGE, Unauthenticated, authenticated, principal_of
 from api.event_hub import EventHub
 from api.ratelimit import RateLimiter
@@ -50,6 +50,11 @@ def _sandbox(request: Request) -> ProgramSandbox:
     return sandbox
 
 
+def _keys(request: Request) -> KeyCache:
+    keys: KeyCache = request.app.state.keys
+    return keys
+
+
 def _limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.limiter
     return limiter
@@ -61,6 +66,7 @@ def _announcer(request: Request) -> Announcer:
 
 
 SandboxDep = Annotated[ProgramSandbox, Depends(_sandbox)]
+KeysDep = Annotated[KeyCache, Depends(_keys)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
 AnnouncerDep = Annotated[Announcer, Depends(_announcer)]
 
@@ -85,7 +91,7 @@ def _principal(
     if principal is not None:
         return principal
     try:
-        return principal_of(request.app.state.sessions, request.headers.get("authorization"))
+        return principal_of(request.app.state.keys, request.headers.get("authorization"))
     except Unauthenticated as exc:
         raise HTTPException(401, exc.detail, CHALLENGE) from None
 

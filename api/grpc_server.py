@@ -27,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.exc import DataError, DBAPIError
 
 from api import use_cases
-from api.auth import Principal, authenticate
+from api.auth import KeyCache, Principal
 from api.event_hub import EventHub, in_order
 from proto.qorch.v1 import jobs_pb2, jobs_pb2_grpc
 from qorchestra import metrics
@@ -256,8 +256,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     """Translates between protobuf and the use cases (``api/use_cases.py``); no logic of its
     own."""
 
-    def __init__(self, sessions: SessionFactory, hub: EventHub) -> None:
+    def __init__(self, sessions: SessionFactory, keys: KeyCache, hub: EventHub) -> None:
         self._sessions = sessions
+        self._keys_accepted = keys
         self._hub = hub
         self._keys = KeyChecks(sessions)
 
@@ -274,7 +275,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 "missing API key: send metadata authorization: Bearer <key>",
             )
         assert key is not None
-        principal = await asyncio.to_thread(authenticate, self._sessions, key)
+        principal = await asyncio.to_thread(self._keys_accepted.principal, key)
         if principal is None:
             shown = key_prefix(key).encode("ascii", "replace").decode()
             await context.abort(
@@ -380,14 +381,14 @@ _TERMINAL = {
 
 
 def create_server(
-    settings: Settings, sessions: SessionFactory, hub: EventHub
+    settings: Settings, sessions: SessionFactory, keys: KeyCache, hub: EventHub
 ) -> tuple[grpc.aio.Server, int]:
     """A gRPC server with JobService and health, bound to the configured address.
 
     Returns the server (not started) and the port it bound (useful with port 0).
     """
     server = grpc.aio.server()
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(sessions, hub), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(sessions, keys, hub), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = f"{settings.grpc_host}:{settings.grpc_port}"

@@ -51,6 +51,7 @@ from cachetools import LRUCache
 
 from qorchestra import qasm
 from qorchestra.devices import SHIPPED_PROFILES, DeviceProfile
+from qorchestra.devices.profiles import DeviceGates
 from qorchestra.qasm import ProgramError, ProgramInfo, source_digest
 
 if TYPE_CHECKING:
@@ -256,7 +257,8 @@ class Emulators:
     up first. Owned by the worker's loop, which is single-threaded."""
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[str, LocalEmulator] = OrderedDict()
+        # each with its device's gates, which programs are compiled for
+        self._kept: OrderedDict[str, tuple[LocalEmulator, DeviceGates]] = OrderedDict()
 
     @classmethod
     def shipped(cls) -> Emulators:
@@ -271,25 +273,27 @@ class Emulators:
             except Exception as exc:
                 logger.error("no emulator of %s for parse workers: %s", profile.pool, exc)
                 continue
-            _refusal(emulators, profile.digest, WARM_UP_PROGRAM, None)  # rx: native nowhere
+            _refusal(emulators, profile.digest, WARM_UP_PROGRAM, None)  # compiled, checked
         return emulators
 
-    def get(self, digest: str) -> LocalEmulator | None:
-        emulator = self._kept.get(digest)
-        if emulator is not None:
+    def get(self, digest: str) -> tuple[LocalEmulator, DeviceGates] | None:
+        """The emulator kept as ``digest``, with its device's gates."""
+        kept = self._kept.get(digest)
+        if kept is not None:
             self._kept.move_to_end(digest)
-        return emulator
+        return kept
 
-    def add(self, digest: str, properties: dict[str, Any]) -> LocalEmulator:
-        """The emulator built from ``properties``, kept as ``digest``; Braket's error when it
-        cannot be built."""
+    def add(self, digest: str, properties: dict[str, Any]) -> tuple[LocalEmulator, DeviceGates]:
+        """The emulator built from ``properties``, kept as ``digest``, with the device's
+        gates; Braket's error when it cannot be built."""
         from qorchestra.devices.emulation import emulator_from_properties
 
         emulator = emulator_from_properties(properties)
-        self._kept[digest] = emulator
+        gates = DeviceGates.of(properties)
+        self._kept[digest] = (emulator, gates)
         while len(self._kept) > EMULATORS_KEPT:
             self._kept.popitem(last=False)
-        return emulator
+        return emulator, gates
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._kept
@@ -334,15 +338,16 @@ def _refusal(
     try:
         from qorchestra.devices.emulation import NotNative, checked_circuit
 
-        emulator = emulators.get(digest)
-        if emulator is None:
-            emulator = emulators.add(digest, properties or {})
+        kept = emulators.get(digest)
+        if kept is None:
+            kept = emulators.add(digest, properties or {})
     except MemoryError:
         raise
     except Exception as exc:  # Braket raises ValueError, pydantic's errors, ImportError ...
         return f"Braket cannot build the device's emulator: {exc}"
     try:
-        checked_circuit(emulator, source)
+        emulator, gates = kept
+        checked_circuit(emulator, source, gates)
     except NotNative as exc:
         return str(exc)
     return None

@@ -169,6 +169,7 @@ class _Submission:
     events: list[JobEventRow] = field(default_factory=list)
     refusal: Exception | None = None  # refused by admission (422, 429)
     failure: SQLAlchemyError | None = None  # not stored: the database refused it
+    repeated: bool = False  # ``job`` is the one stored before with its Idempotency-Key
 
 
 def _store(session: Session, settings: Settings, batch: list[_Submission]) -> None:
@@ -214,9 +215,14 @@ def _admit_and_store(
     for submission in batch:  # a retry starts afresh
         submission.job, submission.events = None, []
         submission.refusal, submission.failure = None, None
+        submission.repeated = False
     tenant = batch[0].candidate.principal.tenant
-    candidates = [s.candidate for s in batch]
     with session.begin():
+        _find_repeats(session, tenant, batch)
+        batch = [s for s in batch if s.job is None and s.refusal is None]
+        if not batch:
+            return
+        candidates = [s.candidate for s in batch]
         if optimistic:
             _create(session, tenant, batch)
             refusals = admission.admit(session, tenant, settings, candidates, stored=len(batch))
@@ -227,6 +233,30 @@ def _admit_and_store(
         for submission, refusal in zip(batch, refusals, strict=True):
             submission.refusal = refusal
         _create(session, tenant, [s for s in batch if s.refusal is None])
+
+
+def _find_repeats(session: Session, tenant: str, batch: Sequence[_Submission]) -> None:
+    """Mark the submissions whose ``Idempotency-Key`` the tenant used before: with the same
+    body, ``job`` is the one stored then (``repeated``); with another, IdempotencyKeyReused.
+    One query for the batch, in its transaction, before admission: a repeat is never counted
+    by a quota again. (A submission with a key stored meanwhile by another process is caught
+    by the unique index instead.)"""
+    keyed = {s.idempotency_key: s for s in batch if s.idempotency_key is not None}
+    if not keyed:
+        return
+    for key, job in repo.jobs_by_idempotency_keys(session, tenant, list(keyed)).items():
+        submission = keyed[key]
+        if job.request_digest != submission.request_digest:
+            submission.refusal = _key_reused(key, job)
+        else:
+            submission.job, submission.repeated = job, True
+
+
+def _key_reused(key: str, job: Job) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"Idempotency-Key {key!r} was used for job {job.id}, whose body differs from this one: "
+        "use a new key for a new job"
+    )
 
 
 def _create(session: Session, tenant: str, batch: Sequence[_Submission]) -> None:
@@ -276,14 +306,12 @@ def submit_job(
     the job's pool (``pools`` keeps what the store said of it).
 
     With ``idempotency_key``, a tenant's second submission with the key gets the job the
-    first stored (``repeated``), before any quota counts it; with another body, it is refused
-    (IdempotencyKeyReused). Two that come at once both pass that look-up; the unique index on
-    the key stores one, and the other, refused by it, answers with that one."""
+    first stored (``repeated``); with another body, it is refused (IdempotencyKeyReused). It
+    is screened like any request (the submit rate counts it), and looked up with its batch,
+    before admission, so no other quota counts it again. Two that come at once in different
+    batches both pass that look-up; the unique index on the key stores one, and the other,
+    refused by it, answers with that one."""
     digest = request_digest(body) if idempotency_key is not None else None
-    if idempotency_key is not None:
-        earlier = _submitted_before(session, principal, idempotency_key, digest)
-        if earlier is not None:
-            return earlier
     warnings = admission.screen(body, principal, settings, sandbox, limiter, session, pools)
     prepared = job_kind(body.kind).prepare(
         body, settings, lambda dataset_id: training.load_dataset(session, dataset_id)
@@ -307,6 +335,9 @@ def submit_job(
         raise submission.failure
     if submission.job is None:  # every path above sets one of the three
         raise RuntimeError("the submission was neither stored nor refused")
+    if submission.repeated:
+        with session.begin():
+            return Submitted(submission.job, cut_progress(session, submission.job), repeated=True)
     announcer.announce(submission.events)
     plans = None
     if prepared.cut_plans:  # nothing has run yet
@@ -331,10 +362,7 @@ def _submitted_before(
         if job is None:
             return None
         if job.request_digest != digest:
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {key!r} was used for job {job.id}, whose body differs from "
-                "this one: use a new key for a new job"
-            )
+            raise _key_reused(key, job)
         cutting = cut_progress(session, job)
     return Submitted(job, cutting, repeated=True)
 

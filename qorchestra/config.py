@@ -149,6 +149,15 @@ class Settings(BaseSettings):
     api_key: SecretStr = Field(
         SecretStr(""), description="The key `qorch` client commands send (Bearer)."
     )
+    key_cache_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long an API process keeps an API key it accepted before it asks "
+        "Postgres again (a burst of requests then costs one lookup per key a second). A key "
+        "revoked through one API process is refused there at once, and by the others within "
+        "this time; 0 asks for every request.",
+    )
     kafka_security_protocol: str = Field(
         "", description="librdkafka security.protocol: PLAINTEXT, SSL, SASL_SSL, SASL_PLAINTEXT."
     )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import replace_configured_admin_key
-from api.deps import Admin, SessionDep
+from api.deps import Admin, KeysDep, SessionDep
 from qorchestra.apikeys import generate_key, hash_key, key_prefix
 from qorchestra.store import repository as repo
 from qorchestra.store.models import ApiKey
@@ -160,7 +160,7 @@ def create_key(body: KeyCreate, _admin: Admin, session: SessionDep) -> KeyCreate
         }
     },
 )
-def rotate_admin_key(admin: Admin, session: SessionDep) -> AdminKeyRotated:
+def rotate_admin_key(admin: Admin, session: SessionDep, keys: KeysDep) -> AdminKeyRotated:
     """Make a new configured admin key and revoke the configured one in use (`QORCH_ADMIN_KEY`,
     usually the caller's): every later call with the old key gets 401. The answer holds the new
     key, which is not shown again: put it in `QORCH_ADMIN_KEY` (the deployment's secret) before
@@ -173,6 +173,7 @@ def rotate_admin_key(admin: Admin, session: SessionDep) -> AdminKeyRotated:
         )
         public = KeyPublic.of(row)
         replaced = [KeyPublic.of(r) for r in revoked]
+    keys.forget(r.id for r in replaced)
     return AdminKeyRotated(**public.model_dump(), key=key, revoked=replaced)
 
 
@@ -188,8 +189,12 @@ def revoke_key(
     key_id: Annotated[str, Path(max_length=36, description="The key's id.")],
     _admin: Admin,
     session: SessionDep,
+    keys: KeysDep,
 ) -> KeyPublic:
-    """Revoke a key at once: every later call with it gets 401. Revoking twice is fine."""
+    """Revoke a key: every later call with it gets 401, through this API process at once and
+    through the others within `QORCH_KEY_CACHE_S` (1 s). Revoking twice is fine."""
     with session.begin():
         row = repo.revoke_api_key(session, key_id, now=datetime.now(UTC))
-        return KeyPublic.of(row)
+        public = KeyPublic.of(row)
+    keys.forget([key_id])
+    return public

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.admission import Quotas
-from api.deps import Admin, Reader, SessionDep, SettingsDep
+from api.deps import Admin, LimiterDep, Reader, SessionDep, SettingsDep
 from qorchestra.config import Settings
 from qorchestra.store import repository as repo
 from qorchestra.store.models import Tenant
@@ -108,11 +108,15 @@ def set_tenant(
     _admin: Admin,
     session: SessionDep,
     settings: SettingsDep,
+    limiter: LimiterDep,
 ) -> TenantPublic:
-    """Change quotas and budget (creating the tenant if new)."""
+    """Change quotas and budget (creating the tenant if new). A new submission rate applies
+    through this API process at once, through the others within a second."""
     with session.begin():
         row = repo.lock_tenant(session, tenant)
         for name, value in body.model_dump(exclude_unset=True).items():
             setattr(row, name, value)
         session.flush()
-        return TenantPublic.of(row, settings)
+        public = TenantPublic.of(row, settings)
+    limiter.forget_rate(tenant)
+    return public

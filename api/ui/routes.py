@@ -4,9 +4,10 @@ Server-rendered with Jinja2 (autoescape on); no CDN, no JavaScript framework: th
 a small HTML fragment every second with a few lines of inline JS.
 
 Authentication is the API's own: ``/ui/login`` takes an API key once and keeps it in an
-HttpOnly, SameSite=Strict cookie (path ``/ui``); every request looks the key up again through
-``api.auth.authenticate``, exactly as a ``/v1`` request's Bearer key, so a revoked key stops
-working at once. A key sees only its tenant's jobs (``principal.tenant_filter``), as on REST.
+HttpOnly, SameSite=Strict cookie (path ``/ui``); every request checks the key through the
+API's ``KeyCache`` (``api.auth``), exactly as a ``/v1`` request's Bearer key, so a key revoked
+through this process stops working at once (through another, within ``QORCH_KEY_CACHE_S``). A
+key sees only its tenant's jobs (``principal.tenant_filter``), as on REST.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api import use_cases
 from api.admission import Quotas
-from api.auth import Principal, authenticate
+from api.auth import Principal
 from api.routes.pools import PoolPublic
 from api.schemas import JobPublic, NodePublic
 from api.ui.curves import curves
@@ -60,7 +61,7 @@ def _principal(request: Request) -> Principal | None:
     key = request.cookies.get(COOKIE)
     if not key:
         return None
-    principal = authenticate(request.app.state.sessions, key)
+    principal = request.app.state.keys.principal(key)
     return principal if principal is not None and principal.allows("read") else None
 
 
@@ -87,9 +88,7 @@ async def login(request: Request) -> Response:
     """Check the key like a Bearer key, then keep it in the cookie."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
-    principal = (
-        await run_in_threadpool(authenticate, request.app.state.sessions, key) if key else None
-    )
+    principal = await run_in_threadpool(request.app.state.keys.principal, key) if key else None
     if principal is None or not principal.allows("read"):
         return _render("login.html", 401, principal=None, error="invalid or revoked API key")
     answer = RedirectResponse("/ui", status_code=303)

@@ -26,13 +26,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from braket.circuits import Circuit
+from braket.devices import LocalSimulator
 from braket.tasks import GateModelQuantumTaskResult
 
 from nodes.executors.base import ExecutionError, Used
 from nodes.executors.local import prepared_work, simulator_failure
 from proto.qorch.v1 import fragments_pb2 as pb
 from qorchestra.devices import DeviceProfile
-from qorchestra.devices.emulation import NotNative, build_emulator, checked_circuit
+from qorchestra.devices.emulation import (
+    NotNative,
+    build_emulator,
+    checked_circuit,
+    run_emulated,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class EmulatedExecutor:
         self._random = random.Random(seed)
         self._sleep = sleep
         self._emulator = build_emulator(profile)
+        self._backend = LocalSimulator("braket_dm")
         self._circuits: OrderedDict[str, Circuit] = OrderedDict()
         self.queue_waits: deque[float] = deque(maxlen=QUEUE_WAITS_KEPT)
         #: What the last fragment that succeeded used (``Metered``): a task per run.
@@ -100,8 +107,9 @@ class EmulatedExecutor:
             for circuit in circuits:
                 self._wait_in_queue()
                 try:
-                    task = self._emulator.run(circuit.copy(), shots=fragment.shots, inputs=values)
-                    results.append(task.result())
+                    results.append(
+                        run_emulated(self._emulator, self._backend, circuit, fragment.shots, values)
+                    )
                 except Exception as exc:
                     raise simulator_failure(exc, index) from exc
         outcome = prepared.binding_results(results)
@@ -121,7 +129,7 @@ class EmulatedExecutor:
             self._circuits.move_to_end(source)
             return circuit
         try:
-            circuit = checked_circuit(self._emulator, source)
+            circuit = checked_circuit(self._emulator, source, self.profile.gates)
         except NotNative as exc:
             raise ExecutionError(
                 self.profile.refusal(str(exc)), retryable=False, error_type="ProgramError"

@@ -53,6 +53,38 @@ class ProfileError(ValueError):
     """A profile file is missing, unreadable or not a valid profile; the message names it."""
 
 
+#: Native gate sets ``qorchestra.devices.native`` compiles to, by family.
+IQM = frozenset({"prx", "cz"})
+IONQ = frozenset({"gpi", "gpi2", "zz"})
+
+
+@dataclass(frozen=True)
+class DeviceGates:
+    """A device's gates, as its properties name them (lower case): ``native`` (what it runs
+    in a verbatim box) and ``supported`` (what its compiler takes outside one)."""
+
+    native: frozenset[str]
+    supported: frozenset[str]
+
+    @classmethod
+    def of(cls, properties: Mapping[str, Any]) -> DeviceGates:
+        """The gates of a device's properties (Braket's ``DeviceCapabilities`` as a dict)."""
+        action = properties.get("action", {}).get("braket.ir.openqasm.program", {})
+        return cls(
+            frozenset(str(g).lower() for g in properties["paradigm"]["nativeGateSet"]),
+            frozenset(str(g).lower() for g in action.get("supportedOperations", [])),
+        )
+
+    @property
+    def family(self) -> frozenset[str] | None:
+        """The native gate family ``qorchestra.devices.native`` compiles to (``IQM``,
+        ``IONQ``), or None when it has no compiler for the device's native gates."""
+        for known in (IQM, IONQ):
+            if known <= self.native:
+                return known
+        return None
+
+
 @dataclass(frozen=True, eq=False)
 class DeviceProfile:
     """One emulated device: a profile file, read and checked."""
@@ -90,6 +122,11 @@ class DeviceProfile:
         """Why a program does not run on this device, ``reason`` being the emulator's message:
         what a node agent fails the fragment with, and the API refuses the submission with."""
         return f"the program does not run on {self.device} (pool {self.pool}): {reason}"
+
+    @property
+    def gates(self) -> DeviceGates:
+        """The device's native and supported gates."""
+        return DeviceGates.of(self.properties)
 
     @property
     def native_gates(self) -> list[str]:

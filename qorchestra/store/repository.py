@@ -162,6 +162,14 @@ def job_by_idempotency_key(session: Session, tenant: str, key: str) -> Job | Non
     return session.execute(query).scalar_one_or_none()
 
 
+def jobs_by_idempotency_keys(session: Session, tenant: str, keys: Sequence[str]) -> dict[str, Job]:
+    """The jobs ``tenant`` submitted with any of ``keys``, by key."""
+    query = select(Job).where(Job.tenant == tenant, Job.idempotency_key.in_(keys))
+    return {
+        job.idempotency_key: job for job in session.execute(query).scalars() if job.idempotency_key
+    }
+
+
 def is_idempotency_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` is an insert refused because the tenant already has a job with that
     ``Idempotency-Key`` (another submission with the key stored it first)."""

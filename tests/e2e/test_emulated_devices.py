@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from braket.circuits import Circuit
+from braket.circuits import Circuit, Observable
+from braket.devices import LocalSimulator
 from braket.emulation.local_emulator import LocalEmulator
 
 from qorch.client import ApiError, QorchClient
 from qorch.stack import Stack
-from qorchestra.devices import SHIPPED_PROFILES
+from qorchestra.devices import SHIPPED_PROFILES, DeviceProfile
+from qorchestra.devices.emulation import build_emulator, checked_circuit
 from tests.support.stack import running_stack
 
 pytestmark = [
@@ -26,6 +29,7 @@ pytestmark = [
 ]
 
 POOL = "emu-garnet"
+ROOT = Path(__file__).resolve().parents[2]
 
 #: A Bell state in Garnet's native gates (``theta`` = pi/2: the Bell state itself).
 BELL = """OPENQASM 3.0;
@@ -94,7 +98,9 @@ def test_a_bell_job_on_an_emulated_device(client: QorchClient) -> None:
 
 def test_a_program_not_native_to_the_device_is_refused_at_submission(client: QorchClient) -> None:
     spent = client.tenant("admin")["spent_usd"]
-    source = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
+    source = (
+        "OPENQASM 3.0;\nqubit[2] q;\n#pragma braket verbatim\nbox {\nh q[0];\ncz q[0], q[1];\n}\n"
+    )
     with pytest.raises(ApiError) as refused:
         client.submit(
             {
@@ -108,3 +114,44 @@ def test_a_program_not_native_to_the_device_is_refused_at_submission(client: Qor
     assert refused.value.status == 422
     assert "Gate H is not a native gate for this device." in str(refused.value), refused.value
     assert client.tenant("admin")["spent_usd"] == spent  # nothing stored, nothing charged
+
+
+def test_the_bell_sweep_as_written_runs_on_the_emulated_device(client: QorchClient) -> None:
+    """examples/bell-sweep.json (ry and cnot, not Garnet's native gates) is compiled to prx and
+    cz as Garnet's own compiler would, and runs with the device's noise: its expectation
+    values are the ideal ones, blurred."""
+    spec = json.loads((ROOT / "examples" / "bell-sweep.json").read_text())
+    job = run_job(client, {**spec, "pool": POOL, "max_cost_usd": 5.0})
+    assert job["status"] == "SUCCEEDED", job["error"]
+
+    program = spec["programs"][0]
+    values = client.result(job["id"])["result"]["programs"][0]["values"]
+    ideal_circuit = Circuit.from_ir(program["source"])
+    ideal_circuit.expectation(Observable.Z() @ Observable.Z(), target=[0, 1])
+    ideal_circuit.expectation(Observable.X(), target=[0])
+    profile = SHIPPED_PROFILES[POOL]
+    emulator = build_emulator(profile)
+    blurred = []
+    for binding, got in zip(program["bindings"], values, strict=True):
+        ideal = LocalSimulator().run(ideal_circuit, shots=0, inputs=binding).result().values
+        assert got == pytest.approx(ideal, abs=0.2)
+        blurred += [abs(g - i) for g, i in zip(got, ideal, strict=True)]
+        # <ZZ> exactly as Braket's own emulator gives it: from its probabilities (which it
+        # leaves without readout noise), each qubit's readout error then flipping Z's sign
+        measured = checked_circuit(emulator, program["source"], profile.gates)
+        measured.probability(target=[0, 1])
+        p = emulator.run(measured, shots=0, inputs=binding).result().values[0]
+        readout = math.prod(1 - 2 * readout_error(profile, q) for q in (0, 1))
+        assert got[0] == pytest.approx((p[0] - p[1] - p[2] + p[3]) * readout, abs=1e-10)
+    assert max(blurred) > 1e-3  # the device's noise, applied
+
+
+def readout_error(profile: DeviceProfile, qubit: int) -> float:
+    """1 - the READOUT fidelity the profile gives ``qubit``."""
+    fidelities = profile.properties["standardized"]["oneQubitProperties"][str(qubit)]
+    readout = next(
+        f["fidelity"]
+        for f in fidelities["oneQubitFidelity"]
+        if f["fidelityType"]["name"] == "READOUT"
+    )
+    return 1.0 - float(readout)

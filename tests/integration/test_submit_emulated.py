@@ -99,7 +99,9 @@ def spent(api: RunningApi, tenant: str) -> float:
 def test_a_gate_that_is_not_native_is_refused_with_the_emulators_message(
     api: RunningApi, tenant: str
 ) -> None:
-    source = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
+    source = (
+        "OPENQASM 3.0;\nqubit[2] q;\n#pragma braket verbatim\nbox {\nh q[0];\ncz q[0], q[1];\n}\n"
+    )
     loc, msg = refusal(submit(api, tenant, job("emu-garnet", source)))
 
     assert loc == ["body", "programs", 0, "source"]
@@ -164,7 +166,9 @@ def test_the_same_source_is_judged_per_device(api: RunningApi, tenant: str) -> N
 def test_a_profile_of_the_installation_is_judged_by_its_own_emulator(
     api: RunningApi, tenant: str
 ) -> None:
-    source = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
+    source = (
+        "OPENQASM 3.0;\nqubit[2] q;\n#pragma braket verbatim\nbox {\nh q[0];\ncz q[0], q[1];\n}\n"
+    )
     loc, msg = refusal(submit(api, tenant, job("emu-lab", source, GARNET_NATIVE)))
 
     assert loc == ["body", "programs", 0, "source"]
@@ -185,7 +189,10 @@ def test_a_template_is_judged_where_it_stands(api: RunningApi, tenant: str) -> N
         "ansatz": {
             "type": "template",
             "template": {
-                "source": "OPENQASM 3.0;\ninput float w;\nqubit[2] q;\nrx(w) q[0];\n",
+                "source": (
+                    "OPENQASM 3.0;\ninput float w;\nqubit[2] q;\n"
+                    "#pragma braket verbatim\nbox {\nrx(w) q[0];\n}\n"
+                ),
                 "weight_inputs": ["w"],
             },
         },

@@ -20,7 +20,6 @@ from sqlalchemy.exc import OperationalError
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Scope
 
-import api.authentication as authentication
 from api import deps
 from api.app import create_app
 from api.auth import Principal
@@ -110,14 +109,14 @@ def test_the_path_is_taken_as_the_router_takes_it() -> None:
 
 
 class _Lookups:
-    """A stand-in for ``api.auth.authenticate``: the keys it knows, and the calls it got."""
+    """A stand-in for the API's ``KeyCache``: the keys it knows, and the calls it got."""
 
     def __init__(self, known: dict[str, Principal], error: Exception | None = None) -> None:
         self.known = known
         self.error = error
         self.calls: list[tuple[str, str]] = []  # (key, thread name)
 
-    def __call__(self, sessions: object, key: str) -> Principal | None:
+    def principal(self, key: str) -> Principal | None:
         self.calls.append((key, threading.current_thread().name))
         if self.error is not None:
             raise self.error
@@ -125,10 +124,8 @@ class _Lookups:
 
 
 @pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> _Lookups:
-    fake = _Lookups({"qk_reader-key-1234567890": READER})
-    monkeypatch.setattr(authentication, "authenticate", fake)
-    return fake
+def lookups() -> _Lookups:
+    return _Lookups({"qk_reader-key-1234567890": READER})
 
 
 def _call(
@@ -174,14 +171,14 @@ def _answer(sent: list[Message]) -> tuple[int, dict[str, str], Any]:
     return start["status"], headers, json.loads(body["body"])
 
 
-def _app() -> FastAPI:
+def _app(keys: _Lookups) -> FastAPI:
     app = create_app(Settings())
-    app.state.sessions = object()  # never used: the lookup is replaced
+    app.state.keys = keys
     return app
 
 
 def test_no_key_gets_401_without_a_lookup_and_without_the_body(lookups: _Lookups) -> None:
-    sent, inner, asked = _call(_app(), "/v1/jobs", {})
+    sent, inner, asked = _call(_app(lookups), "/v1/jobs", {})
     status, headers, body = _answer(sent)
     assert status == 401 and headers["www-authenticate"] == "Bearer"
     assert body == {"detail": "missing API key: send Authorization: Bearer <key>"}
@@ -190,7 +187,7 @@ def test_no_key_gets_401_without_a_lookup_and_without_the_body(lookups: _Lookups
 
 def test_an_unknown_key_gets_401_after_a_lookup_in_a_thread(lookups: _Lookups) -> None:
     key = generate_key()
-    sent, inner, asked = _call(_app(), "/v1/jobs", {"Authorization": f"Bearer {key}"})
+    sent, inner, asked = _call(_app(lookups), "/v1/jobs", {"Authorization": f"Bearer {key}"})
     status, headers, body = _answer(sent)
     assert status == 401 and headers["www-authenticate"] == "Bearer"
     assert body == {"detail": f"invalid or revoked API key {key[:10]}..."}
@@ -201,7 +198,7 @@ def test_an_unknown_key_gets_401_after_a_lookup_in_a_thread(lookups: _Lookups) -
 
 def test_a_known_key_goes_on_with_its_principal(lookups: _Lookups) -> None:
     headers = {"Authorization": "Bearer qk_reader-key-1234567890"}
-    sent, inner, _ = _call(_app(), "/v1/jobs", headers)
+    sent, inner, _ = _call(_app(lookups), "/v1/jobs", headers)
     assert sent[0]["status"] == 204
     assert inner[0]["state"]["principal"] == READER
     assert len(lookups.calls) == 1
@@ -209,14 +206,16 @@ def test_a_known_key_goes_on_with_its_principal(lookups: _Lookups) -> None:
 
 @pytest.mark.parametrize("path", sorted(OPEN))
 def test_open_routes_go_on_without_a_key(lookups: _Lookups, path: str) -> None:
-    sent, inner, _ = _call(_app(), path, {}, method="GET")
+    sent, inner, _ = _call(_app(lookups), path, {}, method="GET")
     assert sent[0]["status"] == 204 and len(inner) == 1
     assert lookups.calls == []
 
 
 def test_a_database_that_does_not_answer_gets_the_apps_503(lookups: _Lookups) -> None:
     lookups.error = OperationalError("SELECT", {}, Exception("connection refused"))
-    sent, inner, asked = _call(_app(), "/v1/jobs", {"Authorization": f"Bearer {generate_key()}"})
+    sent, inner, asked = _call(
+        _app(lookups), "/v1/jobs", {"Authorization": f"Bearer {generate_key()}"}
+    )
     status, headers, body = _answer(sent)
     assert status == 503 and headers["retry-after"] == "2"
     assert body == {"detail": "database unavailable: Exception"}
@@ -226,7 +225,7 @@ def test_a_database_that_does_not_answer_gets_the_apps_503(lookups: _Lookups) ->
 def test_other_errors_of_the_lookup_are_raised(lookups: _Lookups) -> None:
     lookups.error = RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"):
-        _call(_app(), "/v1/jobs", {"Authorization": f"Bearer {generate_key()}"})
+        _call(_app(lookups), "/v1/jobs", {"Authorization": f"Bearer {generate_key()}"})
 
 
 def _request(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -240,11 +239,11 @@ def _request(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Respo
     return asyncio.run(call())
 
 
-def _whoami_app() -> FastAPI:
+def _whoami_app(keys: _Lookups) -> FastAPI:
     """A minimal app with one keyed route that reads a JSON body, and the middleware."""
     app = FastAPI()
     app.add_middleware(Authentication)
-    app.state.sessions = object()
+    app.state.keys = keys
 
     @app.post("/v1/whoami")
     def whoami(principal: deps.Reader, body: dict[str, int]) -> dict[str, str]:
@@ -258,7 +257,7 @@ def _whoami_app() -> FastAPI:
 
 
 def test_one_lookup_per_request_and_scopes_checked_by_the_dependency(lookups: _Lookups) -> None:
-    app = _whoami_app()
+    app = _whoami_app(lookups)
     key = {"Authorization": "Bearer qk_reader-key-1234567890"}
     answer = _request(app, "POST", "/v1/whoami", json={"a": 1}, headers=key)
     assert answer.status_code == 200 and answer.json() == {"tenant": "acme"}
@@ -270,7 +269,7 @@ def test_one_lookup_per_request_and_scopes_checked_by_the_dependency(lookups: _L
 
 
 def test_invalid_json_gets_401_without_a_key_and_422_with_one(lookups: _Lookups) -> None:
-    app = _whoami_app()
+    app = _whoami_app(lookups)
     json_type = {"Content-Type": "application/json"}
     without = _request(app, "POST", "/v1/whoami", content=b"{not json", headers=json_type)
     assert without.status_code == 401 and without.headers["WWW-Authenticate"] == "Bearer"
@@ -284,7 +283,7 @@ def test_the_dependency_still_refuses_a_request_the_middleware_did_not_check(
 ) -> None:
     """Without the middleware (another app), the dependency looks the key up itself."""
     app = FastAPI()
-    app.state.sessions = object()
+    app.state.keys = lookups
 
     @app.get("/v1/whoami")
     def whoami(principal: deps.Reader) -> dict[str, str]:

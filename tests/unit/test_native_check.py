@@ -33,7 +33,9 @@ HEADER = "OPENQASM 3.0;\ninput float theta;\nqubit[2] q;\n"
 GATES = "prx(theta, pi/2) q[0];\ncz q[0], q[1];\n"
 NATIVE = HEADER + GATES
 BOXED = f"{HEADER}#pragma braket verbatim\nbox {{\n{GATES}}}\n"
-NOT_NATIVE = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\ncz q[0], q[1];\n"
+NOT_NATIVE = (
+    "OPENQASM 3.0;\nqubit[2] q;\n#pragma braket verbatim\nbox {\nh q[0];\ncz q[0], q[1];\n}\n"
+)
 OFF_LATTICE = "OPENQASM 3.0;\nqubit[3] q;\ncz q[0], q[2];\n"
 WIDE = "OPENQASM 3.0;\nqubit[21] q;\nprx(0.1, 0) q;\n"
 MEMORY_MB = 2048

@@ -47,11 +47,30 @@ def test_bearer_token(header: str | None, key: str | None) -> None:
 def test_rate_limiter_refills_at_its_rate() -> None:
     now = [0.0]
     limiter = RateLimiter(clock=lambda: now[0])
-    assert [limiter.take("a", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a", 2.0, 3) == pytest.approx(0.5)
-    assert limiter.take("b", 2.0, 3) == 0.0  # per tenant
+    assert [limiter.take("a", lambda: (2.0, 3)) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", lambda: (2.0, 3)) == pytest.approx(0.5)
+    assert limiter.take("b", lambda: (2.0, 3)) == 0.0  # per tenant
     now[0] = 0.5
-    assert limiter.take("a", 2.0, 3) == 0.0
+    assert limiter.take("a", lambda: (2.0, 3)) == 0.0
+
+
+def test_rate_limiter_reads_a_rate_once_a_ttl_or_after_forget() -> None:
+    now, reads = [0.0], []
+
+    def rate() -> tuple[float, int]:
+        reads.append(now[0])
+        return (100.0, 1000)
+
+    limiter = RateLimiter(rate_ttl_s=1.0, clock=lambda: now[0])
+    for _ in range(5):
+        limiter.take("a", rate)
+    assert reads == [0.0]
+    now[0] = 1.0
+    limiter.take("a", rate)
+    assert reads == [0.0, 1.0]
+    limiter.forget_rate("a")
+    limiter.take("a", rate)
+    assert reads == [0.0, 1.0, 1.0]
 
 
 def test_cost_estimate_counts_tasks_and_shots() -> None:
