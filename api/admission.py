@@ -2,7 +2,8 @@
 
 ``screen`` runs before validation (cheap refusals first, and no program reaches Braket's
 parser in this process before it parsed within the time bound in the sandbox); it refuses a pool
-nobody declared, enrolled or served, and warns of one that no live agent serves. ``admit`` runs
+nobody declared, enrolled or served, and warns of one that no live agent serves. ``plan_pools``
+validates the job on every pool it names and keeps those whose estimate fits its cap. ``admit`` runs
 inside the transaction that stores the jobs, for one submission or a batch of one tenant's
 (``api/use_cases.py``): it locks the tenant's row, so the concurrency quota and the budget hold
 under concurrent submissions, and charges the estimates to the tenant.
@@ -25,15 +26,16 @@ from api.ratelimit import RateLimiter
 from api.sandbox import BudgetSpent, ProgramSandbox, WorkersBusy
 from qorchestra.config import Settings
 from qorchestra.costs import Price, estimate_usd, is_paid
+from qorchestra.devices import DeviceProfile
 from qorchestra.jobs.errors import FieldError, SpecError
-from qorchestra.jobs.kind import Location, Prepared
+from qorchestra.jobs.kind import DatasetLookup, Location, Prepared
 from qorchestra.jobs.kinds import AnyJob, job_kind
 from qorchestra.program_text import nesting_depth
 from qorchestra.qasm import ProgramError
 from qorchestra.store import repository as repo
 from qorchestra.store.models import Tenant
 from qorchestra.store.pools import PoolPresence, pool_presence
-from qorchestra.waiting import no_agent_warning
+from qorchestra.waiting import no_agent_warning, no_pool_online_warning
 
 
 class TooManyRequests(Exception):
@@ -174,17 +176,30 @@ def unknown_pool_reason(pool: str) -> str:
     )
 
 
+def pool_location(job: AnyJob, index: int) -> Location:
+    """Where the job's ``index``-th pool stands in the request: ``pool`` itself when it names
+    one, ``pool[index]`` when it names a list."""
+    return ("pool",) if len(job.pools) == 1 else ("pool", index)
+
+
 def check_pool(
     job: AnyJob, settings: Settings, session: Session, pools: PoolLookup
 ) -> tuple[list[FieldError], list[str]]:
-    """The refusal of a job on an unknown pool (422 naming ``pool``), or else the warning of a
-    job on a pool that no live agent serves now (it is stored, and waits for one)."""
-    presence = pools.presence(session, settings, job.pool)
-    if not presence.known:
-        return [FieldError(("pool",), unknown_pool_reason(job.pool))], []
-    if not presence.live:
+    """The refusal of a job on an unknown pool (422 naming ``pool``, or ``pool[i]`` in a
+    list), or else the warning of a job whose pools no live agent serves now (it is stored,
+    and waits for one)."""
+    errors: list[FieldError] = []
+    live = False
+    for index, name in enumerate(job.pools):
+        presence = pools.presence(session, settings, name)
+        if not presence.known:
+            errors.append(FieldError(pool_location(job, index), unknown_pool_reason(name)))
+        live = live or presence.live
+    if errors or live:
+        return errors, []
+    if len(job.pools) == 1:
         return [], [no_agent_warning(job.pool)]
-    return [], []
+    return [], [no_pool_online_warning(job.pools)]
 
 
 def screen(
@@ -198,11 +213,11 @@ def screen(
 ) -> list[str]:
     """Refuse early: 429 past the tenant's submission rate; 422 for a pool nobody declared,
     enrolled or served (``check_pool``); 422 for a program that is too long, nested too deep,
-    or does not parse within the time bound, or, on an emulated pool (``emu-<profile>``), that
-    the device's emulator refuses as a node agent of the pool would (a gate that is not native,
-    two qubits without a coupler, too many qubits: the emulator's message); 422 for a dataset
-    the tenant does not own (as for one that does not exist). Returns the submission's
-    warnings: that no live agent serves its pool now.
+    or does not parse within the time bound, or, on each emulated pool it names
+    (``emu-<profile>``), that the device's emulator refuses as a node agent of the pool would
+    (a gate that is not native, two qubits without a coupler, too many qubits: the emulator's
+    message); 422 for a dataset the tenant does not own (as for one that does not exist).
+    Returns the submission's warnings: that no live agent serves its pools now.
 
     The programs' parses (and the emulator's checks, in the same parse worker) share one
     budget (``parse_budget_s``, waits for a worker included; programs parsed before for the
@@ -213,7 +228,9 @@ def screen(
     rate_limit(principal, session, settings, limiter)
     errors, warnings = check_pool(job, settings, session, pools)
     kind = job_kind(job.kind)
-    device = settings.emulated_profile(job.pool)  # None off emulated pools
+    # Every emulated device among its pools checks the programs (None: a plain parse).
+    devices = [settings.emulated_profile(name) for name in job.pools]
+    checks: list[DeviceProfile | None] = [d for d in devices if d is not None] or [None]
     deadline = time.monotonic() + settings.parse_budget_s
     for loc, source in kind.programs(job):
         if len(source) > settings.max_program_chars:
@@ -222,14 +239,15 @@ def screen(
             errors.append(FieldError(loc, f"nested deeper than {settings.max_program_nesting}"))
         else:
             try:
-                sandbox.analyze(
-                    source,
-                    tenant=principal.tenant,
-                    deadline=deadline,
-                    wait_s=settings.parse_wait_s,
-                    tenant_workers=settings.parse_tenant_workers,
-                    device=device,
-                )
+                for device in checks:
+                    sandbox.analyze(
+                        source,
+                        tenant=principal.tenant,
+                        deadline=deadline,
+                        wait_s=settings.parse_wait_s,
+                        tenant_workers=settings.parse_tenant_workers,
+                        device=device,
+                    )
             except BudgetSpent as exc:
                 errors.append(FieldError(loc, str(exc)))
                 break
@@ -273,15 +291,17 @@ def check_size(tenant: str, quotas: Quotas, tasks: int, shots: int, size_field: 
         raise SpecError(errors)
 
 
-def estimate(job: AnyJob, settings: Settings, prepared: Prepared) -> float:
-    """The job's cost estimate in USD, from the price table (0 off paid pools): what ``admit``
-    charges the tenant and what the stored job keeps as ``cost_usd``. Every executable's
-    shots, and a task fee for each executable, or for each task the device's program sets make
-    where its limits are configured (``prepared.program_set_tasks``): an upper bound of what the
+def estimate(job: AnyJob, settings: Settings, prepared: Prepared, pool: str = "") -> float:
+    """The job's cost estimate in USD on ``pool`` (default: its first), from the price table
+    (0 off paid pools): what ``admit`` charges the tenant and what the stored job keeps as
+    ``cost_usd``. Every executable's shots, and a task fee for each executable, or for each
+    task the device's program sets make where its limits are configured
+    (``prepared.program_set_tasks``, as prepared on that pool): an upper bound of what the
     job's tasks will actually cost."""
-    if not is_paid(job.pool):
+    pool = pool or job.pool
+    if not is_paid(pool):
         return 0.0
-    price = settings.aws_price(job.pool)
+    price = settings.aws_price(pool)
     return estimate_usd(
         prepared.tasks,
         job.shots,
@@ -291,14 +311,105 @@ def estimate(job: AnyJob, settings: Settings, prepared: Prepared) -> float:
 
 
 @dataclass(frozen=True)
+class PoolPlan:
+    """A job validated on every pool it names (``plan_pools``)."""
+
+    #: What is stored with it, as prepared on its first pool (cutting settled there).
+    prepared: Prepared
+    #: The pools it may run on, in its order: those whose estimate fits its cap.
+    pools: tuple[str, ...]
+    #: What the tenant is charged: the largest estimate of those pools (an upper bound of
+    #: what it costs wherever it runs); the tenant pays the actual when the job ends.
+    cost: float
+    #: The pools left out because their estimate exceeds the cap, said to the submitter.
+    warnings: list[str]
+
+
+def plan_pools(job: AnyJob, settings: Settings, datasets: DatasetLookup) -> PoolPlan:
+    """Validate ``job`` (its kind's ``prepare``) on every pool it names: a job that may run on
+    any of them must be valid on each. It is settled (what is stored: cutting, at the pool's
+    qubit limit) on the pool of the fewest qubits, the first of those in its order, so that
+    what is stored fits every pool; then it is checked on each other pool as settled. A
+    refusal on another pool than the first says which (its errors about the pool itself stand
+    at ``pool[i]``). Of several pools, those whose estimate exceeds ``max_cost_usd`` are left
+    out, with a warning; when none is left (or a paid one lacks a cap) the cap check of
+    ``admit`` refuses the job as for one pool. Raises SpecError naming every field at fault."""
+    kind = job_kind(job.kind)
+    if len(job.pools) == 1:
+        alone = kind.prepare(job, settings, datasets)
+        return PoolPlan(alone, tuple(job.pools), estimate(job, settings, alone), [])
+    narrowest = min(range(len(job.pools)), key=lambda i: settings.max_qubits(job.pools[i]))
+    order = [narrowest, *(i for i in range(len(job.pools)) if i != narrowest)]
+    costs: dict[str, float] = {}
+    errors: list[FieldError] = []
+    prepared: Prepared | None = None
+    settled = job
+    for index in order:
+        name = job.pools[index]
+        # Shallow: preparing settles top-level fields only (cutting), and a deep copy of a
+        # large job's bindings would cost more than the whole check.
+        on_pool = job.model_copy(update={"pools": [name]})
+        if prepared is not None:
+            on_pool.cutting = settled.cutting
+        try:
+            made = kind.prepare(on_pool, settings, datasets)
+        except SpecError as exc:
+            errors.extend(_on_pool(exc.errors, index, name))
+            if prepared is None:  # not settled: the others cannot be checked against it
+                raise SpecError(errors) from None
+            continue
+        if prepared is None:
+            prepared, settled = made, on_pool
+        elif on_pool.cutting != settled.cutting:
+            errors.append(
+                FieldError(
+                    ("pool", index),
+                    f"pool {name} would cut the job otherwise than "
+                    f"pool {job.pools[narrowest]}, where it is settled: {on_pool.cutting} "
+                    f"instead of {settled.cutting}",
+                )
+            )
+            continue
+        costs[name] = estimate(on_pool, settings, made)
+    if errors or prepared is None:
+        raise SpecError(errors)
+    job.cutting = settled.cutting  # what is stored
+    cap = job.max_cost_usd
+    if cap is None:  # admit refuses it when one of them is paid: a paid pool needs a cap
+        return PoolPlan(prepared, tuple(job.pools), max(costs.values()), [])
+    fits = [name for name in job.pools if costs[name] <= cap]
+    if not fits:  # admit refuses it, naming the cheapest pool's estimate
+        cheapest = min(job.pools, key=lambda name: costs[name])
+        return PoolPlan(prepared, (cheapest,), costs[cheapest], [])
+    warnings = [
+        f"pool {name} left out: its estimate ${costs[name]:.2f} exceeds max_cost_usd ${cap:.2f}"
+        for name in job.pools
+        if name not in fits
+    ]
+    return PoolPlan(prepared, tuple(fits), max(costs[name] for name in fits), warnings)
+
+
+def _on_pool(errors: Sequence[FieldError], index: int, name: str) -> list[FieldError]:
+    """The errors of a job checked on its ``index``-th pool ``name``: those about the pool
+    itself at ``pool[index]``, the others saying which pool."""
+    return [
+        FieldError(("pool", index), e.msg)
+        if e.loc == ("pool",)
+        else FieldError(e.loc, f"on pool {name}: {e.msg}")
+        for e in errors
+    ]
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """A screened, prepared submission waiting for admission: who submits what, and its
-    cost (``estimate``)."""
+    """A screened, prepared submission waiting for admission: who submits what, its cost
+    (``estimate``), and the pools it may run on (``PoolPlan.pools``; empty: the job's own)."""
 
     principal: Principal
     job: AnyJob
     prepared: Prepared
     cost: float
+    pools: tuple[str, ...] = ()
 
 
 def admit(
@@ -355,12 +466,13 @@ def _check(c: Candidate, tenant_id: str, quotas: Quotas, active: int, remaining:
                 f"{quotas.max_concurrent_jobs}",
                 5.0,
             )
-    if not is_paid(job.pool):
+    paid = [name for name in (c.pools or job.pools) if is_paid(name)]
+    if not paid:
         return
     cap = job.max_cost_usd
     if cap is None:
         raise CostError(
-            [FieldError(("max_cost_usd",), f"required on {job.pool}; estimate ${cost:.2f}")],
+            [FieldError(("max_cost_usd",), f"required on {paid[0]}; estimate ${cost:.2f}")],
             cost,
         )
     if cost > cap:

@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from qorchestra.lifecycle import JobStatus
 from qorchestra.store.models import Job, Node
-from qorchestra.waiting import waiting_reason
+from qorchestra.waiting import no_pool_online_reason, waiting_reason
 
 
 class Progress(BaseModel):
@@ -96,6 +97,15 @@ class CostPublic(BaseModel):
         return cls(estimate_usd=job.cost_usd, actual_usd=round(job.actual_cost_usd, 6))
 
 
+def _waiting(job: Job) -> str | None:
+    """What ``JobPublic.waiting`` says of a job."""
+    if job.waiting_since is None:
+        return None
+    if job.pools and job.status == JobStatus.QUEUED:
+        return no_pool_online_reason(job.pools, job.waiting_since)
+    return waiting_reason(job.pool, job.waiting_since)
+
+
 class JobPublic(BaseModel):
     """A job's state and progress."""
 
@@ -105,14 +115,24 @@ class JobPublic(BaseModel):
         description="`circuits`, `train`, `minimize`, or `predict` (made by "
         "`POST /v1/jobs/{id}/predict`)."
     )
-    pool: str = Field(description="The device pool its fragments run on, e.g. `local-sv`.")
+    pool: str = Field(
+        description="The device pool its fragments run on, e.g. `local-sv`; for a job that "
+        "names several pools, its first choice until the orchestrator starts it on the first "
+        "of `pools` that is online."
+    )
+    pools: list[str] | None = Field(
+        None,
+        description="The pools a job that names several may run on, in its order (those whose "
+        "estimate fits `max_cost_usd`); null for a job that names one.",
+    )
     status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLING or CANCELLED.")
     error: str | None = Field(description="Why the job failed or was cancelled.")
     waiting: str | None = Field(
         None,
         description="Why a running job makes no progress, and since when: 'waiting: no node "
         "agent serves pool local-dm (since ...)'; null while an agent serves its pool. It goes "
-        "on when one starts; `max_queue_s` bounds the wait.",
+        "on when one starts; `max_queue_s` bounds the wait. A queued job that names several "
+        "pools says 'waiting: none of pools ... is online (since ...)'.",
     )
     result_type: str = Field(
         description="What each binding returns: `counts`, `probabilities` or `expectation` "
@@ -149,9 +169,10 @@ class JobPublic(BaseModel):
             name=job.name,
             kind=job.kind,
             pool=job.pool,
+            pools=job.pools,
             status=job.status,
             error=job.error,
-            waiting=waiting_reason(job.pool, job.waiting_since) if job.waiting_since else None,
+            waiting=_waiting(job),
             result_type=job.result_type,
             progress=Progress(
                 fragments_done=job.fragments_done,

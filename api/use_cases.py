@@ -269,7 +269,8 @@ def _create(session: Session, tenant: str, batch: Sequence[_Submission]) -> None
                 job_id=str(uuid.uuid4()),
                 name=body.name,
                 kind=body.kind,
-                pool=body.pool,
+                pool=(submission.candidate.pools or body.pools)[0],
+                pools=list(submission.candidate.pools) if len(body.pools) > 1 else None,
                 spec=body.model_dump(mode="json"),
                 result_type=prepared.result_type,
                 observables=prepared.observables,
@@ -313,13 +314,15 @@ def submit_job(
     refused by it, answers with that one."""
     digest = request_digest(body) if idempotency_key is not None else None
     warnings = admission.screen(body, principal, settings, sandbox, limiter, session, pools)
-    prepared = job_kind(body.kind).prepare(
+    plan = admission.plan_pools(
         body, settings, lambda dataset_id: training.load_dataset(session, dataset_id)
     )
     session.rollback()  # the lookups above must not hold a transaction open
-    cost = admission.estimate(body, settings, prepared)
+    prepared, warnings = plan.prepared, [*warnings, *plan.warnings]
     submission = _Submission(
-        admission.Candidate(principal, body, prepared, cost), idempotency_key, digest
+        admission.Candidate(principal, body, prepared, plan.cost, plan.pools),
+        idempotency_key,
+        digest,
     )
     if commits is None:
         _store(session, settings, [submission])

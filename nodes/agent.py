@@ -48,11 +48,12 @@ from nodes.executors.base import (
     QuantumTaskExecutor,
     SubmittedTask,
 )
+from nodes.executors.device import DeviceObserver
 from nodes.executors.factory import serving_executor
 from nodes.program import ProgramError
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2 as nodes_pb
-from qorchestra.config import Settings
+from qorchestra.config import Settings, creates_quantum_tasks
 from qorchestra.costs import Price, actual_usd, is_paid
 from qorchestra.kafka import Consumer, Handled, Producer, consume
 from qorchestra.metrics import DEAD_LETTERS, NODE_FRAGMENTS, NODE_REDELIVERIES, PUBLISH_RETRIES
@@ -129,6 +130,8 @@ class NodeAgent:
         self._stopping = False
         self._ran = False
         self._heartbeat_stop = threading.Event()
+        #: What the executor's device said of itself last (``_device_loop``), for heartbeats.
+        self._device: nodes_pb.DeviceState | None = None
         self._lock = threading.Lock()
         self._started_at = now()
         self.fragments_done = 0
@@ -175,10 +178,16 @@ class NodeAgent:
         cancels = threading.Thread(
             target=self._cancel_loop, name=f"cancels-{self.node_id}", daemon=True
         )
+        # Not joined: it may be in a slow AWS call, and it ends at its next wait.
+        devices = threading.Thread(
+            target=self._device_loop, name=f"device-{self.node_id}", daemon=True
+        )
         consumer: Consumer | None = None
         try:
             consumer = Consumer(self.settings, [topic], self.group)
             self._consumer = consumer
+            if isinstance(self.executor, DeviceObserver):
+                devices.start()
             heartbeats.start()
             if self._tasks_executor is not None:
                 cancels.start()
@@ -503,9 +512,10 @@ class NodeAgent:
     # -- heartbeats ------------------------------------------------------------------------
 
     def heartbeat(self, state: nodes_pb.NodeState.ValueType) -> nodes_pb.Heartbeat:
-        """This node's heartbeat now, in ``state``."""
+        """This node's heartbeat now, in ``state``, with what its device said last."""
         with self._lock:
             done, failed, bindings = self.fragments_done, self.fragments_failed, self.bindings_done
+            device = self._device
         return nodes_pb.Heartbeat(
             node_id=self.node_id,
             pool=self.pool,
@@ -518,7 +528,29 @@ class NodeAgent:
             fragments_done=done,
             fragments_failed=failed,
             bindings_done=bindings,
+            device=device,
         )
+
+    def _device_loop(self) -> None:
+        """Read the device's status, queue and windows (``DeviceObserver``) until the agent
+        stops: every ``QORCH_DEVICE_STATUS_INTERVAL_S`` on a pool of paid Braket tasks (each
+        read is two GetDevice calls), every heartbeat elsewhere. A read that fails keeps the
+        last one; its thread is its own, so a slow AWS call never delays a heartbeat."""
+        assert isinstance(self.executor, DeviceObserver)
+        interval = (
+            self.settings.device_status_interval_s
+            if creates_quantum_tasks(self.pool)
+            else self.settings.heartbeat_interval_s
+        )
+        while True:
+            try:
+                device = self.executor.device_state()
+                with self._lock:
+                    self._device = device
+            except Exception as exc:  # the heartbeats go on with the last reading
+                logger.warning("could not read the device's status: %s", exc)
+            if self._heartbeat_stop.wait(interval):
+                return
 
     def _heartbeat_loop(self) -> None:
         assert self._producer is not None

@@ -1,9 +1,20 @@
 """Dispatch: planning queued jobs into fragments, the outbox relay, and re-dispatch of
-fragments that were not answered in time. Each function is one database transaction."""
+fragments that were not answered in time. Each function is one database transaction.
+
+A job that names several pools is started on the first of them that is online when it is
+planned (a live agent whose device takes work: ``qorchestra.store.pools.pool_availability``),
+and stays on that pool from then on: its fragments are in that pool's topic, and paid tasks
+may already run for them there. While none is online, it stays QUEUED (the pool watch says
+so, and fails it past its ``max_queue_s``).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
 
 from orchestrator.fragments import fail_fragment, redispatch, utcnow
 from orchestrator.runners import runner_for
@@ -11,9 +22,12 @@ from qorchestra.config import Settings
 from qorchestra.kafka import Producer
 from qorchestra.lifecycle import is_terminal
 from qorchestra.planning import Wanting, room, share_room
+from qorchestra.pool_choice import first_online
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
 from qorchestra.store.models import Job, JobEventRow
+from qorchestra.store.pools import NO_LIVE_AGENT, pool_availability
+from qorchestra.waiting import chosen_pool_reason, resumed_reason
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +38,44 @@ TOP_UP_JOBS = 50
 def plan_next_job(factory: SessionFactory, settings: Settings) -> list[JobEventRow] | None:
     """Plan the oldest queued job: its fragments and their outbox rows, in one transaction.
 
-    Returns the events recorded, or None when no job was queued. Running jobs that still have
-    fragments to write are topped up first, within the in-flight caps.
+    Returns the events recorded, or None when no job could start. Running jobs that still
+    have fragments to write are topped up first, within the in-flight caps. A job that names
+    several pools starts on the first that is online (``start_on_pool``).
     """
     top_up(factory, settings)
     with session_scope(factory) as session:
-        job = repo.claim_queued_job(session)
+        now = utcnow()
+        availability = pool_availability(
+            session, now - timedelta(seconds=settings.node_offline_after_s), now
+        )
+        online = {name for name, reason in availability.items() if reason is None}
+        job = repo.claim_queued_job(session, online)
         if job is None:
             return None
-        return runner_for(job).begin(session, job, settings)
+        events = start_on_pool(session, job, availability) if job.pools else []
+        return events + runner_for(job).begin(session, job, settings)
+
+
+def start_on_pool(
+    session: Session, job: Job, availability: Mapping[str, str | None]
+) -> list[JobEventRow]:
+    """Set a job that names several pools on the first of them that is online, with an event
+    that says why the pools before it were passed over (and ends its wait, if it waited)."""
+    assert job.pools is not None
+    chosen, skipped = first_online(job.pools, availability, NO_LIVE_AGENT)
+    if chosen is None:  # not reached (it was claimed because one is online): its first
+        chosen = job.pools[0]
+    job.pool = chosen
+    events = []
+    if job.waiting_since is not None:
+        waited = (utcnow() - job.waiting_since).total_seconds()
+        job.waiting_since = None
+        events.append(repo.append_event(session, job, "resumed", resumed_reason(chosen, waited)))
+    events.append(
+        repo.append_event(session, job, "pool_chosen", chosen_pool_reason(chosen, skipped))
+    )
+    logger.info("job starts on pool %s", chosen, extra={"job_id": job.id, "skipped": skipped})
+    return events
 
 
 def top_up(factory: SessionFactory, settings: Settings) -> int:

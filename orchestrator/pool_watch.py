@@ -9,7 +9,10 @@ A pool's agents are live when they are RUNNING and heartbeated within
   Kafka wait for it, however long the device's queue, and are not dispatched again meanwhile;
 - marks each of their running jobs waiting (``jobs.waiting_since``, a ``waiting`` event), clears
   the mark when an agent is back (a ``resumed`` event), and fails a job that waited longer than
-  its ``max_queue_s``.
+  its ``max_queue_s``;
+- marks each queued job that names several pools, none of them online (a live agent whose
+  device takes work), waiting, and fails it once it waited longer than its ``max_queue_s``
+  (dispatch starts it, and ends the wait, as soon as one of them is online).
 One transaction; several orchestrators may run it at once (jobs are locked, skip-locked).
 """
 
@@ -23,7 +26,14 @@ from qorchestra.lifecycle import JobStatus
 from qorchestra.store import repository as repo
 from qorchestra.store.db import SessionFactory, session_scope
 from qorchestra.store.models import JobEventRow
-from qorchestra.waiting import gave_up_reason, resumed_reason, waiting_reason
+from qorchestra.store.pools import online_pools
+from qorchestra.waiting import (
+    gave_up_on_pools_reason,
+    gave_up_reason,
+    no_pool_online_reason,
+    resumed_reason,
+    waiting_reason,
+)
 
 #: Jobs looked at per pass.
 WATCH_JOBS = 200
@@ -58,5 +68,16 @@ def watch_pools(factory: SessionFactory, settings: Settings) -> list[JobEventRow
             elif job.max_queue_s is not None and waited > job.max_queue_s:
                 job.waiting_since = None
                 reason = gave_up_reason(job.pool, waited, job.max_queue_s)
+                events.append(repo.set_status(session, job, JobStatus.FAILED, reason, now=now))
+        online = online_pools(session, live_since, now)
+        for job in repo.queued_jobs_to_watch(session, online, now, WATCH_JOBS):
+            pools = job.pools or [job.pool]
+            if job.waiting_since is None:
+                job.waiting_since = now
+                reason = no_pool_online_reason(pools, now)
+                events.append(repo.append_event(session, job, "waiting", reason))
+            elif job.max_queue_s is not None:
+                waited = (now - job.waiting_since).total_seconds()
+                reason = gave_up_on_pools_reason(pools, waited, job.max_queue_s)
                 events.append(repo.set_status(session, job, JobStatus.FAILED, reason, now=now))
     return events

@@ -34,6 +34,7 @@ from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import nodes_pb2
 from qorchestra import metrics
 from qorchestra.config import Settings
+from qorchestra.device_status import device_row
 from qorchestra.kafka import (
     Consumer,
     Handled,
@@ -401,4 +402,5 @@ def _heartbeat_row(beat: nodes_pb2.Heartbeat, now: datetime | None = None) -> di
         "fragments_done": beat.fragments_done,
         "fragments_failed": beat.fragments_failed,
         "bindings_done": beat.bindings_done,
+        "device": device_row(beat.device, latest) if beat.HasField("device") else None,
     }

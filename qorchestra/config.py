@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,11 @@ from qorchestra.apikeys import MAKE_A_KEY, key_weakness
 from qorchestra.devices import EMULATED_PREFIX, SHIPPED_PROFILES, DeviceProfile, emulated_profiles
 from qorchestra.program_sets import ProgramSetLimits
 from qorchestra.redaction import SecretMap, mask_url
+
+#: A Braket reservation ARN (Braket Direct), as CreateQuantumTask's ``associations`` take it.
+RESERVATION_ARN = re.compile(
+    r"arn:aws[a-z-]*:braket:[a-z0-9-]+:[0-9]{12}:reservation/[A-Za-z0-9-]+"
+)
 
 #: Widest program Braket's density-matrix simulator runs here in bearable time and memory (a
 #: 13-qubit density matrix holds 2**26 amplitudes, 1 GiB): the limit of ``local-dm`` and of the
@@ -280,6 +286,19 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("aws_reservations")
+    @classmethod
+    def _reservation_arns(cls, value: dict[str, str]) -> dict[str, str]:
+        for pool, arn in value.items():
+            if not pool.startswith("aws-"):
+                raise ValueError(f"QORCH_AWS_RESERVATIONS: {pool} is not an aws-* pool")
+            if not RESERVATION_ARN.fullmatch(arn):
+                raise ValueError(
+                    f"QORCH_AWS_RESERVATIONS: {pool}'s {arn[:200]!r} is not a Braket "
+                    "reservation ARN (arn:aws:braket:<region>:<account>:reservation/<id>)"
+                )
+        return value
+
     @field_validator("admin_key")
     @classmethod
     def _safe_admin_key(cls, value: SecretStr) -> SecretStr:
@@ -408,6 +427,18 @@ class Settings(BaseSettings):
     aws_s3_prefix: str = "qorchestra"
     aws_region: str = ""
     aws_poll_timeout_s: float = Field(3600.0, gt=0)
+    aws_reservations: dict[str, str] = Field(
+        default_factory=dict,
+        description="pool -> Braket reservation ARN (`arn:aws:braket:<region>:<account>:"
+        "reservation/<id>`): every quantum task an agent of the pool creates runs in that "
+        "reservation (CreateQuantumTask `associations`, type RESERVATION_TIME_WINDOW_ARN).",
+    )
+    device_status_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds between an aws-* agent's reads of its device's status, queue depth "
+        "and execution windows (two GetDevice calls each), which its heartbeats then carry.",
+    )
 
     # Emulated devices (docs/emulated-devices.md)
     device_profiles_dir: str = Field(
@@ -491,6 +522,10 @@ class Settings(BaseSettings):
     def aws_device_arn(self, pool: str) -> str | None:
         """Device ARN that serves an ``aws-*`` pool, or None when the pool is unknown."""
         return {**DEFAULT_AWS_DEVICES, **self.aws_devices}.get(pool)
+
+    def aws_reservation(self, pool: str) -> str | None:
+        """The Braket reservation ARN the pool's tasks run in (``QORCH_AWS_RESERVATIONS``)."""
+        return self.aws_reservations.get(pool) or None
 
     def aws_price(self, pool: str) -> dict[str, float]:
         """USD per task and per shot on ``pool`` (``per_task``, ``per_shot``)."""

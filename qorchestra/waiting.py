@@ -1,4 +1,5 @@
-"""What a job says while no node agent serves its pool (pure: no I/O).
+"""What a job says while no node agent serves its pool, or none of the pools it names is
+online, and which of them it runs on (pure: no I/O).
 
 The orchestrator's pool watch (``orchestrator/pool_watch.py``) marks such a job waiting, and the
 API shows the same words in the job's events, in ``GET /v1/jobs/{id}`` and in a submit answer.
@@ -6,6 +7,7 @@ API shows the same words in the job's events, in ``GET /v1/jobs/{id}`` and in a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 
@@ -37,3 +39,32 @@ def no_agent_warning(pool: str) -> str:
         f"no node agent serves pool {pool} now: the job waits until one starts "
         f"(enroll one with 'qorch nodes enroll --pool {pool}')"
     )
+
+
+def no_pool_online_warning(pools: Sequence[str]) -> str:
+    """The warning of a submission naming several pools, none of which a live agent serves."""
+    return (
+        f"no node agent serves any of pools {', '.join(pools)} now: the job waits, QUEUED, "
+        "until one of them is online"
+    )
+
+
+def no_pool_online_reason(pools: Sequence[str], since: datetime) -> str:
+    """Why a job that names several pools waits QUEUED, and since when."""
+    return f"waiting: none of pools {', '.join(pools)} is online (since {_clock(since)})"
+
+
+def gave_up_on_pools_reason(pools: Sequence[str], waited_s: float, max_queue_s: float) -> str:
+    """Why a job that names several pools failed after none was online for its
+    ``max_queue_s``."""
+    return (
+        f"waited {waited_s:.0f} s for one of pools {', '.join(pools)} to be online, longer "
+        f"than its max_queue_s of {max_queue_s:g} s"
+    )
+
+
+def chosen_pool_reason(pool: str, skipped: Mapping[str, str]) -> str:
+    """The event of a job that names several pools, started on ``pool``; ``skipped``: the
+    pools before it in its list, and why each was not online."""
+    why = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    return f"runs on pool {pool}" + (f" (not online: {why})" if why else " (its first choice)")

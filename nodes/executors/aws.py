@@ -10,7 +10,10 @@ it waits, the executor reports the tasks (their ARNs) through the agent, which r
 the orchestrator; a fragment dispatched again carries them, and the tasks whose client token
 still names the same request are resumed (polled, their results read) without a
 CreateQuantumTask at all (docs/qpu.md, "Idempotent submission"). ``cancel_tasks`` cancels tasks
-on the orchestrator's request.
+on the orchestrator's request. With a ``reservation_arn`` (Braket Direct), every task is
+created in that reservation (CreateQuantumTask ``associations``), as ``AwsDevice.run``'s
+``reservation_arn`` does. ``device_state`` reads the device's status, queue depth and execution
+windows for the agent's heartbeats.
 Results are written to ``s3://<bucket>/<prefix>/`` and read back with this node's own S3 client.
 Endpoints come from boto3's usual settings (``AWS_ENDPOINT_URL_BRAKET``, ``AWS_ENDPOINT_URL_S3``).
 
@@ -26,6 +29,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -37,6 +41,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from braket.aws import AwsDevice, AwsSession
+from braket.aws.queue_information import QueueType
 from braket.device_schema import DeviceActionType
 from braket.tasks import GateModelQuantumTaskResult
 
@@ -52,6 +57,8 @@ from nodes.executors.sampled import Outcome
 from nodes.executors.submission import Submission, TaskRequest, client_token, plan_submission
 from nodes.program import TaskResult
 from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import nodes_pb2
+from qorchestra.device_status import Window, device_message, queue_count, seconds_after_midnight
 from qorchestra.metrics import NODE_QUANTUM_TASKS
 from qorchestra.program_sets import ProgramSetLimits
 
@@ -93,7 +100,8 @@ class AwsDeviceExecutor:
     ``poll_timeout_s`` bounds the wait for the next of a fragment's tasks to end: when none
     ends for that long, the unfinished ones are cancelled and the fragment fails as retryable.
     ``poll_interval_s`` is the time between polls (default: the device's own, else 1 s).
-    ``boto_session`` replaces the default boto3 session.
+    ``boto_session`` replaces the default boto3 session. ``reservation_arn``: the Braket
+    reservation every task runs in (None: none).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class AwsDeviceExecutor:
         *,
         poll_interval_s: float | None = None,
         boto_session: boto3.Session | None = None,
+        reservation_arn: str | None = None,
     ) -> None:
         problems: list[str] = []
         if not device_arn:
@@ -122,6 +131,7 @@ class AwsDeviceExecutor:
         self._destination = (s3_bucket, s3_prefix.strip("/") or "qorchestra")
         self._poll_timeout_s = poll_timeout_s
         self._poll_interval_s = poll_interval_s
+        self._reservation_arn = reservation_arn or None
         device_region = AwsDevice.get_device_region(device_arn) if device_arn else ""
         session = boto_session or boto3.Session(region_name=region or device_region or None)
         if session.get_credentials() is None:
@@ -210,6 +220,34 @@ class AwsDeviceExecutor:
             logger.info("Braket task %s cancelled on request", arn)
         return accepted
 
+    def device_state(self) -> nodes_pb2.DeviceState:
+        """The device's status and execution windows (GetDevice) and its queue depth
+        (``AwsDevice.queue_depth``: GetDevice again), read now with a device handle of its
+        own (``execute`` keeps using its own). A queue Braket does not describe is left out."""
+        device = AwsDevice(self._arn, aws_session=self._aws_session())
+        windows = [
+            Window(
+                str(getattr(w.executionDay, "value", w.executionDay)),
+                seconds_after_midnight(w.windowStartHour),
+                seconds_after_midnight(w.windowEndHour),
+            )
+            for w in device.properties.service.executionWindows or []
+        ]
+        queue: tuple[int, int, int] | None = None
+        try:
+            depth = device.queue_depth()
+            tasks = depth.quantum_tasks
+            queue = (
+                queue_count(tasks.get(QueueType.NORMAL, 0)),
+                queue_count(tasks.get(QueueType.PRIORITY, 0)),
+                queue_count(depth.jobs),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:  # no or odd deviceQueueInfo
+            logger.info("no queue depth for %s: %s", self._arn, exc)
+        return device_message(
+            str(device.status), queue=queue, windows=windows, observed_at=datetime.now(UTC)
+        )
+
     def _aws_session(self) -> AwsSession:
         """The one Braket session (its clients are thread-safe; making them is not)."""
         with self._lock:
@@ -245,7 +283,9 @@ class AwsDeviceExecutor:
         extra = {"job_id": fragment.job_id, "fragment_id": fragment.fragment_id}
         unwanted: list[str] = []
         for index, request in enumerate(submission.requests):
-            arguments = request.create_arguments(self._arn, *self._destination)
+            arguments = request.create_arguments(
+                self._arn, *self._destination, reservation_arn=self._reservation_arn
+            )
             earlier = carried.pop(index, None)
             if earlier is None:
                 tasks.append(self._create(session, fragment, index, arguments, request, 1))

@@ -14,16 +14,20 @@ did not come through it (and result types, which the API does not judge).
 
 Each task (one program run for one binding, as a Braket device bills it) first waits in the
 emulated queue: a delay drawn from the seeded distribution of the pool, uniform between the
-profile's ``queue_s`` bounds (``QORCH_EMULATOR_QUEUE_S`` overrides them).
+profile's ``queue_s`` bounds (``QORCH_EMULATOR_QUEUE_S`` overrides them). The queue the agent
+reports in its heartbeats (``device_state``) is the tasks of the fragment in hand that have not
+run yet; the device is always ONLINE.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from braket.circuits import Circuit
 from braket.devices import LocalSimulator
@@ -32,6 +36,8 @@ from braket.tasks import GateModelQuantumTaskResult
 from nodes.executors.base import ExecutionError, Used
 from nodes.executors.local import prepared_work, simulator_failure
 from proto.qorch.v1 import fragments_pb2 as pb
+from proto.qorch.v1 import nodes_pb2
+from qorchestra.device_status import device_message
 from qorchestra.devices import DeviceProfile
 from qorchestra.devices.emulation import (
     NotNative,
@@ -78,6 +84,8 @@ class EmulatedExecutor:
         self.queue_waits: deque[float] = deque(maxlen=QUEUE_WAITS_KEPT)
         #: What the last fragment that succeeded used (``Metered``): a task per run.
         self.last_usage: Used | None = None
+        self._queued_lock = threading.Lock()  # the heartbeats read what execute counts down
+        self._queued = 0  # tasks of the fragment in hand that have not run yet
         logger.info(
             "emulating %s (%d qubits) from %s; queue %g-%g s per task",
             profile.device,
@@ -103,18 +111,35 @@ class EmulatedExecutor:
             return [prepared.binding_result([]) for _ in inputs]
         circuits = [self._checked_circuit(run.source) for run in prepared.runs]
         results: list[GateModelQuantumTaskResult] = []
-        for index, values in enumerate(inputs):
-            for circuit in circuits:
-                self._wait_in_queue()
-                try:
-                    results.append(
-                        run_emulated(self._emulator, self._backend, circuit, fragment.shots, values)
-                    )
-                except Exception as exc:
-                    raise simulator_failure(exc, index) from exc
+        self._set_queued(len(inputs) * len(circuits))
+        try:
+            for index, values in enumerate(inputs):
+                for circuit in circuits:
+                    self._wait_in_queue()
+                    try:
+                        results.append(
+                            run_emulated(
+                                self._emulator, self._backend, circuit, fragment.shots, values
+                            )
+                        )
+                    except Exception as exc:
+                        raise simulator_failure(exc, index) from exc
+                    self._set_queued(len(inputs) * len(circuits) - len(results))
+        finally:
+            self._set_queued(0)
         outcome = prepared.binding_results(results)
         self.last_usage = Used(tasks=len(results), shots=len(results) * fragment.shots)
         return outcome
+
+    def device_state(self) -> nodes_pb2.DeviceState:
+        """ONLINE, with the emulated queue: the tasks of the fragment in hand not run yet."""
+        with self._queued_lock:
+            queued = self._queued
+        return device_message("ONLINE", queue=(queued, 0, 0), observed_at=datetime.now(UTC))
+
+    def _set_queued(self, tasks: int) -> None:
+        with self._queued_lock:
+            self._queued = tasks
 
     def close(self) -> None:
         """Nothing to release: the emulator holds no outside resources."""

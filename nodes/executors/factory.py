@@ -42,6 +42,7 @@ def executor_for_pool(pool: str, settings: Settings) -> Executor:
                 settings.aws_s3_prefix,
                 settings.aws_region,
                 settings.aws_poll_timeout_s,
+                reservation_arn=settings.aws_reservation(pool),
             )
         except ExecutionError as exc:
             if arn is not None:

@@ -55,15 +55,25 @@ class TaskRequest:
     program_set: bool
     entries: tuple[Entry, ...]
 
-    def create_arguments(self, device_arn: str, bucket: str, prefix: str) -> dict[str, Any]:
-        """CreateQuantumTask's arguments, but the client token."""
-        return {
+    def create_arguments(
+        self, device_arn: str, bucket: str, prefix: str, *, reservation_arn: str | None = None
+    ) -> dict[str, Any]:
+        """CreateQuantumTask's arguments, but the client token; with ``reservation_arn``, the
+        task runs in that Braket reservation (as ``AwsDevice.run(..., reservation_arn=)``
+        asks). The reservation is part of the request, so of its client token's digest: a
+        token never names a task made in another reservation."""
+        arguments: dict[str, Any] = {
             "deviceArn": device_arn,
             "outputS3Bucket": bucket,
             "outputS3KeyPrefix": prefix,
             "shots": self.shots,
             "action": self.action,
         }
+        if reservation_arn:
+            arguments["associations"] = [
+                {"arn": reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}
+            ]
+        return arguments
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ class AsyncClient:
         observables: Sequence[str] | None = None,
         result: str | None = None,
         shots: int | None = None,
-        pool: str | None = None,
+        pool: str | Sequence[str] | None = None,
         name: str | None = None,
         max_cost_usd: float | None = None,
         max_queue_s: float | None = None,

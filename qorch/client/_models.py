@@ -459,6 +459,14 @@ class Pool(_Json):
     fragments_queued: int
     fragments_in_flight: int
     oldest_in_flight_s: float | None
+    #: A live agent serves it and its device takes work now.
+    online: bool = False
+    #: Why it is not online (None when it is).
+    offline_reason: str | None = None
+    #: Its device as its agents report it: ``status``, ``queue`` (``tasks``,
+    #: ``priority_tasks``, ``jobs``), ``execution_windows``, ``observed_at``; None where no
+    #: agent reports a device (local simulators).
+    device: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pool:
@@ -473,6 +481,9 @@ class Pool(_Json):
             fragments_queued=data["fragments_queued"],
             fragments_in_flight=data["fragments_in_flight"],
             oldest_in_flight_s=data.get("oldest_in_flight_s"),
+            online=bool(data.get("online", False)),
+            offline_reason=data.get("offline_reason"),
+            device=data.get("device"),
         )
         pool._keep(data)
         return pool
@@ -556,6 +567,8 @@ class JobState(_Json):
     cutting: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     cost: Cost | None = None
+    #: The pools a job that names several may run on, in order (None: it names one).
+    pools: list[str] | None = None
 
     @staticmethod
     def fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -575,6 +588,7 @@ class JobState(_Json):
             "cutting": data.get("cutting"),
             "warnings": list(data.get("warnings") or []),
             "cost": Cost.from_json(data.get("cost")),
+            "pools": data.get("pools"),
         }
 
     def _update(self, data: Mapping[str, Any]) -> None:

@@ -23,7 +23,7 @@ def circuits_spec(
     observables: Sequence[str] | None = None,
     result: str | None = None,
     shots: int | None = None,
-    pool: str | None = None,
+    pool: str | Sequence[str] | None = None,
     name: str | None = None,
     max_cost_usd: float | None = None,
     max_queue_s: float | None = None,
@@ -32,7 +32,8 @@ def circuits_spec(
     """A ``circuits`` job. ``programs``: one program, or a list (or tuple) of them, each
     possibly a ``(program, bindings)`` pair; ``bindings`` are those of every program given
     without its own. ``result`` is by default ``expectation`` with ``observables``, else
-    ``counts`` with ``shots``, else ``probabilities``."""
+    ``counts`` with ``shots``, else ``probabilities``. ``pool``: one pool, or several in
+    order of preference."""
     items = list(programs) if isinstance(programs, list | tuple) else [programs]
     if not items:
         raise ValueError("a circuits job needs at least one program")
@@ -41,7 +42,7 @@ def circuits_spec(
         result = "expectation" if observables else ("counts" if shots else "probabilities")
     spec: dict[str, Any] = {
         "kind": "circuits",
-        "pool": pool or "local-sv",
+        "pool": (pool if isinstance(pool, str) else list(pool)) if pool else "local-sv",
         "shots": shots or 0,
         "result": {"type": result, "observables": observables},
         "programs": [_program(item, bindings) for item in items],

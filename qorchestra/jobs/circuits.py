@@ -26,6 +26,7 @@ from qorchestra.cutting.layout import (
 from qorchestra.examples import example
 from qorchestra.jobs.errors import Fail, FieldError, SpecError
 from qorchestra.jobs.kind import DatasetLookup, Location, Prepared
+from qorchestra.pool_choice import PoolChoice, pool_field
 from qorchestra.program_sets import ProgramSetLimits, task_bound
 from qorchestra.qasm import ProgramError, ProgramInfo, analyze
 from qorchestra.training.spec import MaxCostUsd, MaxQueueS
@@ -35,7 +36,6 @@ from qorchestra.training.trainer import Setup
 CIRCUITS_EXAMPLE: dict[str, Any] = example("bell-sweep")
 
 _PAULI = re.compile(r"^[IXYZ]+$")
-_POOL = re.compile(r"^(local-sv|local-dm|(aws|emu)-[a-z0-9][a-z0-9-]*)$")
 
 
 class ResultType(StrEnum):
@@ -88,15 +88,13 @@ class ProgramSpec(BaseModel):
 class CircuitsJob(BaseModel):
     """A job submitted over HTTP."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CIRCUITS_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid", serialize_by_alias=True, json_schema_extra={"examples": [CIRCUITS_EXAMPLE]}
+    )
 
     name: str = Field("", max_length=200, description="A label for people; need not be unique.")
     kind: Literal["circuits"] = Field("circuits", description="`circuits`: run circuit batches.")
-    pool: str = Field(
-        "local-sv",
-        description="Device pool: `local-sv` (state vector), `local-dm` (density matrix), an "
-        "AWS pool such as `aws-sv1`, or an emulated device such as `emu-garnet`.",
-    )
+    pools: PoolChoice = pool_field()
     shots: int = Field(0, ge=0, description="Shots per binding; 0 = exact results.")
     result: ResultSpec = Field(description="What each binding returns.")
     programs: list[ProgramSpec] = Field(min_length=1, description="The programs to run.")
@@ -109,12 +107,10 @@ class CircuitsJob(BaseModel):
         "for programs wider than the pool.",
     )
 
-    @field_validator("pool")
-    @classmethod
-    def _pool_name(cls, value: str) -> str:
-        if not _POOL.match(value):
-            raise ValueError("pool must be local-sv, local-dm, aws-<device> or emu-<profile>")
-        return value
+    @property
+    def pool(self) -> str:
+        """The first pool it names: the one the API checks it against first."""
+        return self.pools[0]
 
 
 def validate_job(job: CircuitsJob, settings: Settings) -> list[ProgramInfo]:

@@ -58,7 +58,11 @@ class Job(Base):
     tenant: Mapped[str] = mapped_column(String(64), index=True, server_default="default")
     name: Mapped[str] = mapped_column(String(200), default="")
     kind: Mapped[str] = mapped_column(String(32))
+    #: The pool its fragments go to: the one it names, or of the ``pools`` it names, the one
+    #: the orchestrator started it on.
     pool: Mapped[str] = mapped_column(String(64))
+    #: The pools it may run on, in order of preference, when it names several (None: one).
+    pools: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True), default=None)
     status: Mapped[str] = mapped_column(String(16), index=True)
     #: Estimated cost on a paid pool (aws-*, emu-*), charged to the tenant's budget at submission.
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -221,6 +225,9 @@ class Node(Base):
     bindings_done: Mapped[int] = mapped_column(BigInteger, default=0)
     #: The node credential that signed its heartbeats: no other credential may speak for it.
     credential_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: What its device said of itself in the latest heartbeat: status, queue depth, execution
+    #: windows (``qorchestra.device_status.device_row``); None for the local simulators.
+    device: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True), default=None)
 
 
 class NodeCredentialRow(Base):

@@ -4,6 +4,11 @@ A pool is known when it is declared (built in, or named in the settings), has an
 credential, has been served by an agent, or has a running job. A submission may name a pool only
 when it is declared, or a node credential was ever enrolled for it, or an agent ever reported it
 (``pool_presence``).
+
+A pool is *online* when a live agent serves it and that agent's device takes work now: its
+latest heartbeat did not report the device OFFLINE or RETIRED, nor outside all of its execution
+windows (``pool_availability``; the local simulators report no device and are online whenever
+an agent is live).
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
+from qorchestra.device_status import DeviceStatus
 from qorchestra.store.models import Fragment, Job, Node, NodeCredentialRow
 from qorchestra.store.repository import FragmentStatus
+
+#: Why a pool without a live agent is not online.
+NO_LIVE_AGENT = "no live node agent"
 
 
 @dataclass
@@ -33,6 +43,11 @@ class PoolOverview:
     fragments_queued: int = 0
     fragments_in_flight: int = 0
     oldest_in_flight_at: datetime | None = None
+    #: What its device said of itself in the newest heartbeat that reported it (None: no
+    #: agent reported a device, as on the local simulators).
+    device: DeviceStatus | None = None
+    #: Why it is not online now (None: it is): no live agent, or its device takes no work.
+    offline_reason: str | None = NO_LIVE_AGENT
 
 
 def _live(since: datetime) -> ColumnElement[bool]:
@@ -64,7 +79,11 @@ def pool_presence(session: Session, pool: str, since: datetime) -> PoolPresence:
 def pool_overview(
     session: Session, declared: Iterable[str], now: datetime, offline_after_s: float
 ) -> list[PoolOverview]:
-    """Every known pool, by name (``declared``: the pools the settings name)."""
+    """Every known pool, by name (``declared``: the pools the settings name). Its reads share
+    one snapshot (when the session has no transaction yet), so that a heartbeat landing between
+    two of them cannot make a pool's figures disagree (a device shown OFFLINE, its pool online)."""
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     pools: dict[str, PoolOverview] = {}
 
     def pool(name: str, source: str) -> PoolOverview:
@@ -109,4 +128,37 @@ def pool_overview(
         overview = pool(name, "jobs")
         overview.fragments_queued, overview.fragments_in_flight = int(queued), int(in_flight)
         overview.oldest_in_flight_at = oldest
+    for name, reason in pool_availability(session, since, now).items():
+        pool(name, "agents").offline_reason = reason
+    for name, device in _latest_devices(session).items():
+        pool(name, "agents").device = device
     return [pools[name] for name in sorted(pools)]
+
+
+def pool_availability(session: Session, since: datetime, at: datetime) -> dict[str, str | None]:
+    """Every pool with a live agent (heartbeat at ``since`` or later): None when it is online
+    at ``at`` (one of its live agents serves a device that takes work), else why not. A pool
+    that is not listed has no live agent (``NO_LIVE_AGENT``)."""
+    reasons: dict[str, str | None] = {}
+    for name, device in session.execute(select(Node.pool, Node.device).where(_live(since))):
+        if reasons.get(name, "") is None:
+            continue  # another agent of the pool serves a device that takes work
+        reasons[name] = None if device is None else DeviceStatus.of(device).why_not(at)
+    return reasons
+
+
+def online_pools(session: Session, since: datetime, at: datetime) -> set[str]:
+    """The pools online at ``at`` (``pool_availability``)."""
+    return {name for name, why in pool_availability(session, since, at).items() if why is None}
+
+
+def _latest_devices(session: Session) -> dict[str, DeviceStatus]:
+    """Per pool, the device report of the agent that heartbeated last among those that
+    report one."""
+    rows = session.execute(
+        select(Node.pool, Node.device)
+        .where(Node.device.is_not(None))
+        .order_by(Node.pool, Node.last_heartbeat_at.desc())
+        .ext(distinct_on(Node.pool))
+    )
+    return {name: DeviceStatus.of(device) for name, device in rows}

@@ -22,7 +22,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, array, distinct_on, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -79,6 +79,8 @@ class NewJob:
     result: dict[str, Any] | None = None  # shown while it runs (a cut job's plan)
     idempotency_key: str | None = None  # unique per tenant (``job_by_idempotency_key``)
     request_digest: str | None = None  # of the body submitted with that key
+    #: The pools it may run on, in order, when it names several (None: ``pool`` only).
+    pools: list[str] | None = None
 
 
 def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, JobEventRow]]:
@@ -99,6 +101,7 @@ def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, Job
             name=new.name,
             kind=new.kind,
             pool=new.pool,
+            pools=new.pools,
             status=JobStatus.QUEUED.value,
             spec=new.spec,
             result_type=new.result_type,
@@ -110,7 +113,8 @@ def create_jobs(session: Session, jobs: Sequence[NewJob]) -> list[tuple[Job, Job
             bindings_done=0,
             redispatches=0,
         )
-        message = f"{new.bindings_total} bindings on pool {new.pool}"
+        where = f"one of pools {', '.join(new.pools)}" if new.pools else f"pool {new.pool}"
+        message = f"{new.bindings_total} bindings on {where}"
         created.append((job, _next_event(job, "submitted", message)))
     session.add_all([job for job, _ in created])
     session.flush()  # the jobs before their events (the events' foreign key)
@@ -321,8 +325,20 @@ def active_pools(session: Session) -> set[str]:
 CLAIM_WINDOW = 500
 
 
-def claim_queued_job(session: Session) -> Job | None:
-    """The next QUEUED job to plan, locked; other planners skip it.
+def _startable(online: Collection[str] | None) -> ColumnElement[bool]:
+    """Whether a queued job may start now: it names one pool, or one of the pools it names
+    is among the ``online`` ones (None: any job may start)."""
+    if online is None:
+        return true()
+    if not online:
+        return Job.pools.is_(None)
+    return or_(Job.pools.is_(None), Job.pools.has_any(array(sorted(online), type_=String)))
+
+
+def claim_queued_job(session: Session, online: Collection[str] | None = None) -> Job | None:
+    """The next QUEUED job to plan, locked; other planners skip it. A job that names several
+    pools is claimed only when one of them is among the ``online`` pools (None: whatever its
+    pools); a job that names one starts at once and waits there for an agent.
 
     Fair between tenants: of the oldest ``CLAIM_WINDOW`` queued jobs, the one whose tenant has
     the fewest jobs RUNNING on its pool, the oldest among equals. A tenant that queues many
@@ -330,7 +346,7 @@ def claim_queued_job(session: Session) -> Job | None:
     """
     queued = (
         select(Job.id)
-        .where(Job.status == JobStatus.QUEUED.value)
+        .where(Job.status == JobStatus.QUEUED.value, _startable(online))
         .order_by(Job.created_at)
         .limit(CLAIM_WINDOW)
         .subquery()
@@ -846,10 +862,7 @@ def jobs_to_watch(
     though no live agent serves their pool, marked though one does, or waiting longer than
     their ``max_queue_s``."""
     agentless = _agentless(live)
-    waited_too_long = and_(
-        Job.max_queue_s.is_not(None),
-        Job.waiting_since < now - func.make_interval(0, 0, 0, 0, 0, 0, Job.max_queue_s),
-    )
+    waited_too_long = _waited_too_long(now)
     return list(
         session.execute(
             select(Job)
@@ -861,6 +874,38 @@ def jobs_to_watch(
                 ),
             )
             .order_by(Job.started_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def _waited_too_long(now: datetime) -> ColumnElement[bool]:
+    """Whether a job waiting for an agent (``waiting_since``) has waited past its
+    ``max_queue_s``."""
+    return and_(
+        Job.max_queue_s.is_not(None),
+        Job.waiting_since < now - func.make_interval(0, 0, 0, 0, 0, 0, Job.max_queue_s),
+    )
+
+
+def queued_jobs_to_watch(
+    session: Session, online: Collection[str], now: datetime, limit: int
+) -> Sequence[Job]:
+    """Queued jobs that name several pools, none of them ``online``, whose waiting mark is out
+    of date, locked (others skip them): not marked yet, or waiting longer than their
+    ``max_queue_s``. (A job that can start is unmarked when the orchestrator claims it.)"""
+    waited_too_long = _waited_too_long(now)
+    return list(
+        session.execute(
+            select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED.value,
+                Job.pools.is_not(None),
+                ~_startable(online),
+                or_(Job.waiting_since.is_(None), waited_too_long),
+            )
+            .order_by(Job.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).scalars()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from qorchestra.cutting.layout import CuttingSpec
 from qorchestra.examples import example
+from qorchestra.pool_choice import AnyPoolChoice, pool_field
 from qorchestra.qasm import ProgramError, analyze
 from qorchestra.training.data import BUILTIN as BUILTIN_DATA
 from qorchestra.training.hamiltonians import BUILTIN as BUILTIN_HAMILTONIANS
@@ -192,8 +193,10 @@ TRAIN_EXAMPLE: dict[str, Any] = example("moons-classifier")
 class _OptimisationJob(_Strict):
     """What every train and minimize job has."""
 
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+
     name: str = Field("", max_length=200, description="A label for people.")
-    pool: str = Field("local-sv", description="Device pool, as for circuits jobs.")
+    pools: AnyPoolChoice = pool_field()
     shots: int = Field(0, ge=0, description="Shots per circuit; 0 = exact expectation values.")
     seed: int = Field(
         0,
@@ -209,6 +212,11 @@ class _OptimisationJob(_Strict):
         "and knit every readout back (qorchestra/training/cut.py). On by itself, at the "
         "pool's qubit limit, for a circuit wider than the pool.",
     )
+
+    @property
+    def pool(self) -> str:
+        """The first pool it names: the one the API checks it against first."""
+        return self.pools[0]
 
 
 class TrainJob(_OptimisationJob):

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from qorch.stack import Stack
 from qorchestra.store.db import make_engine
 from qorchestra.store.models import Fragment, QuantumTaskRow
-from tests.support.braket_api import ACCESS_KEY, SECRET_KEY, BraketStandIn, Call, moto_s3
+from tests.support.braket_api import BraketStandIn, Call, moto_s3, use_loopback_aws
 from tests.support.faults import StackFactory, fragment_statuses, metric
 from tests.support.waiting import wait_until
 
@@ -73,18 +73,7 @@ def braket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[BraketSt
     with moto_s3(BUCKET, REGION) as s3_endpoint:
         stand_in = BraketStandIn(s3_endpoint, SV1, max_executables=MAX_EXECUTABLES, hold=True)
         with stand_in:
-            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
-                monkeypatch.delenv(name, raising=False)
-            for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-                empty = tmp_path / name.lower()
-                empty.write_text("")
-                monkeypatch.setenv(name, str(empty))
-            monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-            monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-            monkeypatch.setenv("AWS_ENDPOINT_URL_BRAKET", stand_in.url)
+            use_loopback_aws(monkeypatch, tmp_path, s3_endpoint, stand_in.url, max_attempts=None)
             yield stand_in
 
 

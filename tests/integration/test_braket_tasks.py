@@ -27,7 +27,7 @@ from proto.qorch.v1 import signed_pb2
 from qorchestra.config import Settings
 from qorchestra.kafka import Producer, ensure_topics
 from tests.support.agents import DEADLINE_S, TopicReader, running
-from tests.support.braket_api import ACCESS_KEY, SECRET_KEY, BraketStandIn, Call, moto_s3
+from tests.support.braket_api import BraketStandIn, Call, moto_s3, use_loopback_aws
 from tests.support.waiting import wait_until
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
@@ -146,18 +146,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -> None:
     """Credentials for the loopback servers, and nothing from this machine's AWS setup."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "BRAKET_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        empty = tmp_path / name.lower()
-        empty.write_text("")
-        monkeypatch.setenv(name, str(empty))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # errors come back at once
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    use_loopback_aws(monkeypatch, tmp_path, s3_endpoint)
 
 
 def stand_in(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, **options: object) -> BraketStandIn:

@@ -81,6 +81,9 @@ class BraketStandIn:
     every task reports instead of COMPLETED (with ``failure_reason`` for FAILED);
     ``create_error`` ``(HTTP status, error code)`` refuses every CreateQuantumTask.
     ``hold``: tasks created while it is set stay QUEUED until :meth:`release`.
+    GetDevice says ``device_status``, with ``queue_info`` as its ``deviceQueueInfo`` (none when
+    None) and ``execution_windows`` as its capabilities' ``service.executionWindows`` (the
+    local simulator's when None).
     """
 
     s3_endpoint: str
@@ -94,6 +97,9 @@ class BraketStandIn:
     failure_reason: str = ""
     create_error: tuple[int, str] | None = None
     hold: bool = False
+    device_status: str = "ONLINE"
+    queue_info: list[dict[str, str]] | None = None
+    execution_windows: list[dict[str, str]] | None = None
     calls: list[Call] = field(default_factory=list)
     tasks: dict[str, StandInTask] = field(default_factory=dict)
     _tokens: dict[str, str] = field(default_factory=dict)
@@ -187,6 +193,8 @@ class BraketStandIn:
             capabilities["action"].pop(PROGRAM_SET_ACTION, None)
         elif self.max_executables is not None:
             capabilities["action"][PROGRAM_SET_ACTION]["maximumExecutables"] = self.max_executables
+        if self.execution_windows is not None:
+            capabilities["service"]["executionWindows"] = self.execution_windows
         return capabilities
 
     def get_device(self, arn: str) -> tuple[int, dict[str, Any]]:
@@ -194,14 +202,17 @@ class BraketStandIn:
         self._record(Call("GetDevice", arn))
         if arn != self.device_arn:
             return _error(404, "ResourceNotFoundException", f"no device {arn}")
-        return 200, {
+        device: dict[str, Any] = {
             "deviceArn": self.device_arn,
             "deviceName": "stand-in",
             "deviceType": "SIMULATOR",
-            "deviceStatus": "ONLINE",
+            "deviceStatus": self.device_status,
             "providerName": "Amazon Braket",
             "deviceCapabilities": json.dumps(self.capabilities()),
         }
+        if self.queue_info is not None:
+            device["deviceQueueInfo"] = self.queue_info
+        return 200, device
 
     def create_quantum_task(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """CreateQuantumTask: the token's task when the token was seen with this request,
@@ -425,6 +436,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("x-amzn-ErrorType", str(body["__type"]))
         self.end_headers()
         self.wfile.write(data)
+
+
+def use_loopback_aws(
+    monkeypatch: Any,
+    tmp_path: Any,
+    s3_endpoint: str,
+    braket_endpoint: str | None = None,
+    *,
+    max_attempts: int | None = 1,
+) -> None:
+    """Point boto3 at the loopback servers with their credentials (``monkeypatch``: pytest's),
+    and keep this machine's AWS setup out (``tmp_path``: where empty config files go). Also
+    for the children a stack starts, which inherit the environment. ``max_attempts`` 1: errors
+    come back at once (None: botocore's retries)."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "BRAKET_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        empty = tmp_path / name.lower()
+        empty.write_text("")
+        monkeypatch.setenv(name, str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if max_attempts is not None:
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(max_attempts))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    if braket_endpoint is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BRAKET", braket_endpoint)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from qorchestra.config import Settings
 from qorchestra.jobs.circuits import CircuitsJob
 from qorchestra.store import repository as repo
 from qorchestra.store.credentials import control_plane_signer
-from qorchestra.store.db import SessionFactory, session_scope
+from qorchestra.store.db import SessionFactory, make_engine, make_session_factory, session_scope
 
 
 def store_circuits_job(
@@ -137,3 +137,13 @@ def apply_as_agent(session: Session, result: pb.FragmentResult, settings: Settin
     result.nonce = control_plane_signer(session).nonce(result.fragment_id, result.attempt)
     pool = repo.job_pool(session, result.job_id) or "local-sv"
     return apply_result(session, result, settings, pool)
+
+
+def stored_events(database_url: str, job_id: str) -> list[tuple[str, str]]:
+    """A job's events as stored, oldest first: (type, message)."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return [(e.type, e.message) for e in repo.events_after(session, job_id, 0)]
+    finally:
+        engine.dispose()

@@ -25,15 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/qorch/v1/nodes.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\r\x12\"\n\x05state\x18\x06 \x01(\x0e\x32\x13.qorch.v1.NodeState\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ragments_done\x18\t \x01(\x04\x12\x18\n\x10\x66ragments_failed\x18\n \x01(\x04\x12\x15\n\rbindings_done\x18\x0b \x01(\x04*p\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_RUNNING\x10\x01\x12\x17\n\x13NODE_STATE_STOPPING\x10\x02\x12\x16\n\x12NODE_STATE_STOPPED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/qorch/v1/nodes.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0b\n\x03pid\x18\x05 \x01(\r\x12\"\n\x05state\x18\x06 \x01(\x0e\x32\x13.qorch.v1.NodeState\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x66ragments_done\x18\t \x01(\x04\x12\x18\n\x10\x66ragments_failed\x18\n \x01(\x04\x12\x15\n\rbindings_done\x18\x0b \x01(\x04\x12%\n\x06\x64\x65vice\x18\x0c \x01(\x0b\x32\x15.qorch.v1.DeviceState\"\xd6\x01\n\x0b\x44\x65viceState\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x13\n\x0bqueue_known\x18\x02 \x01(\x08\x12\x13\n\x0bqueue_tasks\x18\x03 \x01(\r\x12\x1c\n\x14queue_priority_tasks\x18\x04 \x01(\r\x12\x12\n\nqueue_jobs\x18\x05 \x01(\r\x12*\n\x07windows\x18\x06 \x03(\x0b\x32\x19.qorch.v1.ExecutionWindow\x12/\n\x0bobserved_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x0f\x45xecutionWindow\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\r\x12\r\n\x05\x65nd_s\x18\x03 \x01(\r*p\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12NODE_STATE_RUNNING\x10\x01\x12\x17\n\x13NODE_STATE_STOPPING\x10\x02\x12\x16\n\x12NODE_STATE_STOPPED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.qorch.v1.nodes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODESTATE']._serialized_start=368
-  _globals['_NODESTATE']._serialized_end=480
+  _globals['_NODESTATE']._serialized_start=688
+  _globals['_NODESTATE']._serialized_end=800
   _globals['_HEARTBEAT']._serialized_start=74
-  _globals['_HEARTBEAT']._serialized_end=366
+  _globals['_HEARTBEAT']._serialized_end=405
+  _globals['_DEVICESTATE']._serialized_start=408
+  _globals['_DEVICESTATE']._serialized_end=622
+  _globals['_EXECUTIONWINDOW']._serialized_start=624
+  _globals['_EXECUTIONWINDOW']._serialized_end=686
 # @@protoc_insertion_point(module_scope)

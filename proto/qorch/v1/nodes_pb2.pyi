@@ -5,9 +5,11 @@ Node registration and liveness. Topic: heartbeats (compacted), key = node_id;
 each Heartbeat travels in a Signed envelope (signed.proto).
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -54,6 +56,7 @@ class Heartbeat(_message.Message):
     FRAGMENTS_DONE_FIELD_NUMBER: _builtins.int
     FRAGMENTS_FAILED_FIELD_NUMBER: _builtins.int
     BINDINGS_DONE_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     pool: _builtins.str
     backend: _builtins.str
@@ -68,6 +71,12 @@ class Heartbeat(_message.Message):
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def device(self) -> Global___DeviceState:
+        """What the pool's device said of itself when the agent last asked (aws-*: GetDevice;
+        emu-*: the emulated queue); unset on the local simulators.
+        """
+
     def __init__(
         self,
         *,
@@ -82,11 +91,92 @@ class Heartbeat(_message.Message):
         fragments_done: _builtins.int = ...,
         fragments_failed: _builtins.int = ...,
         bindings_done: _builtins.int = ...,
+        device: Global___DeviceState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "sent_at", b"sent_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "bindings_done", b"bindings_done", "fragments_done", b"fragments_done", "fragments_failed", b"fragments_failed", "hostname", b"hostname", "node_id", b"node_id", "pid", b"pid", "pool", b"pool", "sent_at", b"sent_at", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "bindings_done", b"bindings_done", "device", b"device", "fragments_done", b"fragments_done", "fragments_failed", b"fragments_failed", "hostname", b"hostname", "node_id", b"node_id", "pid", b"pid", "pool", b"pool", "sent_at", b"sent_at", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class DeviceState(_message.Message):
+    """A device's status, queue and availability windows, as its agent last saw them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    QUEUE_KNOWN_FIELD_NUMBER: _builtins.int
+    QUEUE_TASKS_FIELD_NUMBER: _builtins.int
+    QUEUE_PRIORITY_TASKS_FIELD_NUMBER: _builtins.int
+    QUEUE_JOBS_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    OBSERVED_AT_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """ONLINE, OFFLINE or RETIRED (Braket's deviceStatus)"""
+    queue_known: _builtins.bool
+    """whether the three queue depths below were read"""
+    queue_tasks: _builtins.int
+    """quantum tasks waiting in the normal queue (">4000" reads 4000)"""
+    queue_priority_tasks: _builtins.int
+    """quantum tasks of hybrid jobs waiting (run first)"""
+    queue_jobs: _builtins.int
+    """hybrid jobs waiting (">1000" reads 1000)"""
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutionWindow]:
+        """empty: always available"""
+
+    @_builtins.property
+    def observed_at(self) -> _timestamp_pb2.Timestamp:
+        """when the agent read all of the above"""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        queue_known: _builtins.bool = ...,
+        queue_tasks: _builtins.int = ...,
+        queue_priority_tasks: _builtins.int = ...,
+        queue_jobs: _builtins.int = ...,
+        windows: _abc.Iterable[Global___ExecutionWindow] | None = ...,
+        observed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["observed_at", b"observed_at", "queue_jobs", b"queue_jobs", "queue_known", b"queue_known", "queue_priority_tasks", b"queue_priority_tasks", "queue_tasks", b"queue_tasks", "status", b"status", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceState: _TypeAlias = DeviceState  # noqa: Y015
+
+@_typing.final
+class ExecutionWindow(_message.Message):
+    """When a device runs tasks (Braket's properties.service.executionWindows), in UTC."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    START_S_FIELD_NUMBER: _builtins.int
+    END_S_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """Everyday, Weekdays, Weekend, or Monday .. Sunday"""
+    start_s: _builtins.int
+    """seconds after midnight UTC"""
+    end_s: _builtins.int
+    """seconds after midnight UTC; at or before start_s: ends the next day"""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        start_s: _builtins.int = ...,
+        end_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "end_s", b"end_s", "start_s", b"start_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionWindow: _TypeAlias = ExecutionWindow  # noqa: Y015
