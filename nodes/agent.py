@@ -40,6 +40,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodes.bounds import FragmentLimits, LimitExceeded, check_fragment
 from nodes.encoding import EncodingError, apply_encoding
+from nodes.executors import adjoint
 from nodes.executors.base import (
     Abandoned,
     ExecutionError,
@@ -313,15 +314,17 @@ class NodeAgent:
                 apply_encoding(fragment)
             except EncodingError as exc:
                 raise ExecutionError(str(exc), retryable=False, error_type="EncodingError") from exc
-            if self._tasks_executor is not None:
+            if adjoint.requested(fragment):
+                outcome = adjoint.execute(self.executor, fragment)
+            elif self._tasks_executor is not None:
                 reporter = _TaskReports(self, fragment, msg)
                 outcome = self._tasks_executor.execute_tasks(fragment, reporter)
             else:
                 outcome = self.executor.execute(fragment)
-            if len(outcome) != len(fragment.bindings):
+            if len(outcome) != adjoint.result_count(fragment):
                 raise ExecutionError(
-                    f"executor returned {len(outcome)} results for {len(fragment.bindings)} "
-                    "bindings",
+                    f"executor returned {len(outcome)} results for "
+                    f"{adjoint.result_count(fragment)} expected",
                     retryable=True,
                     error_type="ResultCountMismatch",
                 )

@@ -9,10 +9,12 @@ either the old step still out (its fragments are answered or dispatched again) o
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import UTC, datetime
 
 import numpy as np
+from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
 from proto.qorch.v1 import fragments_pb2 as pb
@@ -35,16 +37,47 @@ from qorchestra.store.training import parse_spec, setup_for, step_seconds
 from qorchestra.training import cut as cutting
 from qorchestra.training import fragments as planning
 from qorchestra.training import trainer
-from qorchestra.training.spec import PredictJob
+from qorchestra.training.spec import MinimizeJob, PredictJob, TrainJob
 
 logger = logging.getLogger(__name__)
+
+#: Jobs whose parsed spec and setup are kept between steps (a stored spec never changes).
+SETUP_CACHE_SIZE = 16
+
+# Read and filled by the results loop (advance) and the dispatch loop (write_window): each
+# access holds the lock; a miss is built outside it (two threads may both build the same
+# job's setup from the same stored spec, and either is right).
+_lock = threading.Lock()
+_setups: LRUCache[str, tuple[TrainJob | MinimizeJob | PredictJob, trainer.Setup]] = LRUCache(
+    maxsize=SETUP_CACHE_SIZE
+)
+
+
+def _spec_and_setup(
+    session: Session, job: Job, settings: Settings
+) -> tuple[TrainJob | MinimizeJob | PredictJob, trainer.Setup]:
+    """The job's parsed spec and setup, from a small cache: a step then neither loads the spec
+    (``jobs.spec``, deferred) nor rebuilds the model. Raises SpecError as ``setup_for`` does."""
+    with _lock:
+        found = _setups.get(job.id)
+    if found is None:
+        spec = parse_spec(job.spec)
+        found = (spec, setup_for(session, spec, settings))
+        with _lock:
+            _setups[job.id] = found
+    return found
+
+
+def forget(job_id: str) -> None:
+    """Drop a finished job's cached setup."""
+    with _lock:
+        _setups.pop(job_id, None)
 
 
 def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
     """Start a claimed training job: checkpoint its initial state and plan its first step."""
-    spec = parse_spec(job.spec)
     try:
-        setup = setup_for(session, spec, settings)
+        spec, setup = _spec_and_setup(session, job, settings)
     except SpecError as exc:  # e.g. its dataset was deleted since submission
         return [repo.set_status(session, job, JobStatus.FAILED, str(exc), now=_now())]
     if isinstance(spec, PredictJob):
@@ -58,7 +91,7 @@ def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
     else:
         state, request = trainer.start(spec, setup)
     session.add(TrainingCheckpoint(job_id=job.id, step=0, state=state, request=request.to_json()))
-    _plan(session, job, setup, request, 0, settings)
+    _plan(session, job, spec, setup, request, 0, settings)
     what = {"train": "training", "minimize": "minimisation", "predict": "prediction"}[job.kind]
     message = f"{what} started: {len(setup.model.weight_inputs)} circuit parameters"
     plans = cutting.plans(spec, setup, settings)
@@ -68,25 +101,31 @@ def begin(session: Session, job: Job, settings: Settings) -> list[JobEventRow]:
     return [repo.set_status(session, job, JobStatus.RUNNING, message, now=_now(), metrics=metrics)]
 
 
-def _runs(job: Job, setup: trainer.Setup, settings: Settings) -> list[cutting.Run | None]:
+def _runs(
+    spec: TrainJob | MinimizeJob | PredictJob, setup: trainer.Setup, settings: Settings
+) -> list[cutting.Run | None]:
     """The subexperiments each slice runs as (``[None]``: the model runs whole)."""
-    found = cutting.experiment(parse_spec(job.spec), setup, settings)
+    found = cutting.experiment(spec, setup, settings)
     return list(cutting.runs(found)) if found else [None]
 
 
 def _units(
-    request: trainer.StepRequest, runs: list[cutting.Run | None], settings: Settings
+    spec: TrainJob | MinimizeJob | PredictJob,
+    request: trainer.StepRequest,
+    runs: list[cutting.Run | None],
+    settings: Settings,
 ) -> list[tuple[planning.Slice, cutting.Run | None]]:
     """A step's fragments in planning order: deterministic, so the rows a step already has
     are the position of its next window."""
-    return [
-        (part, run) for part in planning.slices(request, settings.fragment_bindings) for run in runs
-    ]
+    batch = planning.batched(spec.pool, spec.shots)
+    parts = planning.slices(request, settings.fragment_bindings, batch)
+    return [(part, run) for part in parts for run in runs]
 
 
 def _plan(
     session: Session,
     job: Job,
+    spec: TrainJob | MinimizeJob | PredictJob,
     setup: trainer.Setup,
     request: trainer.StepRequest,
     step: int,
@@ -99,16 +138,15 @@ def _plan(
     writes the rest as results come in, so one job's big step cannot flood the pool's topic
     ahead of other jobs.
     """
-    runs = _runs(job, setup, settings)
-    units = _units(request, runs, settings)
+    runs = _runs(spec, setup, settings)
+    units = _units(spec, request, runs, settings)
+    # A step is planned only when the job has none in flight (its start, or every fragment of
+    # the step before counted), so only the pool's count is read; before the job's counters
+    # change, so they are not flushed just for that read.
+    free = room(0, repo.in_flight(session, pool=job.pool), settings)
     job.fragments_total += len(units)
     job.bindings_total += request.circuits * len(runs)
-    free = room(
-        repo.in_flight(session, job_id=job.id),
-        repo.in_flight(session, pool=job.pool),
-        settings,
-    )
-    _write(session, job, setup, request, step, settings, units[:free])
+    _write(session, job, spec.shots, setup, request, step, settings, units[:free])
 
 
 def write_window(session: Session, job: Job, settings: Settings, count: int) -> int:
@@ -120,20 +158,28 @@ def write_window(session: Session, job: Job, settings: Settings, count: int) -> 
     if checkpoint is None or checkpoint.request is None:
         return 0
     try:
-        setup = setup_for(session, parse_spec(job.spec), settings)
+        spec, setup = _spec_and_setup(session, job, settings)
     except SpecError:  # e.g. its dataset was deleted; the step's deadline fails the job
         return 0
     request = trainer.StepRequest.from_json(checkpoint.request)
-    units = _units(request, _runs(job, setup, settings), settings)
+    units = _units(spec, request, _runs(spec, setup, settings), settings)
     written = repo.count_step_fragments(session, job.id, checkpoint.step)
     return _write(
-        session, job, setup, request, checkpoint.step, settings, units[written : written + count]
+        session,
+        job,
+        spec.shots,
+        setup,
+        request,
+        checkpoint.step,
+        settings,
+        units[written : written + count],
     )
 
 
 def _write(
     session: Session,
     job: Job,
+    shots: int,
     setup: trainer.Setup,
     request: trainer.StepRequest,
     step: int,
@@ -154,7 +200,7 @@ def _write(
             job_id=job.id,
             fragment_id=fid,
             pool=job.pool,
-            shots=int(job.spec.get("shots", 0)),
+            shots=shots,
             step=step,
         )
         if run is not None:  # a cut model: program_index = the subexperiment
@@ -170,11 +216,12 @@ def _write(
                 keep_payload=True,
             )
         )
-    total = job.fragments_total
+    # add_fragments counts what it writes; the step was counted whole already (_plan), so take
+    # them off first: the job's row is then updated once, with the right total
+    job.fragments_total -= len(fragments)
     repo.add_fragments(
         session, job, fragments, settings.fragments_topic(job.pool), control_plane_signer(session)
     )
-    job.fragments_total = total  # add_fragments counts what it wrote; _plan counted the step
     return len(fragments)
 
 
@@ -186,8 +233,7 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
     checkpoint = session.get(TrainingCheckpoint, job.id, with_for_update=True)
     if checkpoint is None or checkpoint.request is None:
         return [repo.set_status(session, job, JobStatus.FAILED, "training state lost", now=_now())]
-    spec = parse_spec(job.spec)
-    setup = setup_for(session, spec, settings)
+    spec, setup = _spec_and_setup(session, job, settings)
     request = trainer.StepRequest.from_json(checkpoint.request)
     elapsed = step_seconds(session, job.id)
     done = repo.step_fragments(session, job.id, checkpoint.step)
@@ -202,6 +248,7 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
     if isinstance(spec, PredictJob):
         job.result = {"predictions": trainer.predictions(spec.model, readouts)}
         checkpoint.request = None
+        forget(job.id)
         return [
             repo.set_status(
                 session,
@@ -229,10 +276,11 @@ def advance(session: Session, job: Job, settings: Settings) -> list[JobEventRow]
             summary += f"; early stopping: {reason}"
         events.append(repo.set_status(session, job, JobStatus.SUCCEEDED, summary, now=_now()))
         logger.info("training finished", extra={"job_id": job.id, "steps": outcome.state["step"]})
+        forget(job.id)
         return events
     checkpoint.step += 1
     checkpoint.request = outcome.request.to_json()
-    _plan(session, job, setup, outcome.request, checkpoint.step, settings)
+    _plan(session, job, spec, setup, outcome.request, checkpoint.step, settings)
     return events
 
 

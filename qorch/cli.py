@@ -30,6 +30,7 @@ from qorch.training_cli import (
     DEMO_CLASSIFIER,
     add_commands,
     print_metrics,
+    step_time,
     watch_training,
 )
 from qorchestra.apikeys import key_prefix
@@ -315,15 +316,18 @@ def print_summary(client: Client, job_id: str) -> None:
 def _demo_training(client: Client) -> bool:
     """Train the demo classifier on ``moons``, show it learning, classify two new points."""
     console.print(
-        "\n[bold]Training[/bold] a 4-qubit classifier on moons: every step's circuits (forward "
-        "and parameter-shifted) run on the agents"
+        "\n[bold]Training[/bold] a 4-qubit classifier on moons with the adjoint gradient on "
+        "local-sv: the agents run each sample's circuit and return its readout and exact "
+        "gradient (one forward and one backward pass; `gradient: parameter_shift` would run "
+        "1 + 2 x 24 circuits per sample)"
     )
     job = client.train(DEMO_CLASSIFIER)
     status = watch_training(client, job)
     if status != JobStatus.SUCCEEDED:
         console.print(f"[red]training {status}: {job.refresh().error}[/red]")
         return False
-    print_metrics(client, job.id)
+    history = print_metrics(client, job.id)
+    console.print(f"  training: {step_time(history) or 'no step times reported'}")
     points = [[0.0, 1.0], [1.0, -0.5], [-0.8, 0.3], [2.0, 0.2]]
     answer = client.predict(job.id, points)
     for point, p in zip(points, answer.predictions, strict=True):

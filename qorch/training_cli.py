@@ -4,6 +4,7 @@ prediction, dataset upload, and the training part of the demo."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,13 @@ from qorchestra.examples import example
 
 console = Console()
 
-#: The demo's classifier: 4 qubits, angle encoding re-uploaded before each of 3 layers.
-DEMO_CLASSIFIER: dict[str, Any] = {**example("moons-classifier"), "name": "demo: moons classifier"}
+#: The demo's classifier: 4 qubits, angle encoding re-uploaded before each of 3 layers, trained
+#: on local-sv with the adjoint gradient (the agents return each sample's exact gradient).
+DEMO_CLASSIFIER: dict[str, Any] = {
+    **copy.deepcopy(example("moons-classifier")),
+    "name": "demo: moons classifier",
+}
+DEMO_CLASSIFIER["training"]["gradient"] = "adjoint"
 
 
 def _step_time(metrics: dict[str, float]) -> str:
@@ -87,6 +93,15 @@ def print_metrics(client: Client, job_id: str) -> list[Metric]:
         table.add_row(*(f"{row.values.get(k, float('nan')):.4g}" for k in keys))
     console.print(table)
     return history
+
+
+def step_time(history: Sequence[Metric]) -> str:
+    """'32 steps, 0.08 s/step (median 0.07)' from the steps' ``step_time_s``; empty without."""
+    times = sorted(m.values["step_time_s"] for m in history if "step_time_s" in m.values)
+    if not times:
+        return ""
+    mean, median = sum(times) / len(times), times[len(times) // 2]
+    return f"{len(times)} steps, {mean:.3f} s/step (median {median:.3f})"
 
 
 def plot_metrics(history: Sequence[Metric], path: Path) -> None:

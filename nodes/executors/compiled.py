@@ -129,6 +129,7 @@ class CompiledProgram:
         basis_rotations: Sequence[Any],
         measured_qubits: Sequence[int],
         selected_qubits: Sequence[int] | None,
+        qubit_map: Mapping[int, int] | None = None,
     ) -> None:
         self._simulator = simulator
         self.shots = shots
@@ -142,34 +143,20 @@ class CompiledProgram:
         self._basis_rotations = list(basis_rotations)
         self._measured_qubits = list(measured_qubits)
         self._selected = None if selected_qubits is None else np.asarray(selected_qubits)
+        #: Whether the program measures (``measure``): its state is then not one pure vector.
+        self.measures = selected_qubits is not None
+        #: The program's qubits (declaration order) -> the simulation's contiguous qubits.
+        self.qubit_map: dict[int, int] = dict(qubit_map or {})
         self.input_names = frozenset(
             p.name for g in self._parametric for p in g.params if isinstance(p, BoundParameter)
         )
 
     def run(self, inputs: Mapping[str, float]) -> RunResult:
         """Simulate one binding; raises ``NameError`` for a missing input, as Braket does."""
-        missing = sorted(self.input_names - inputs.keys())
-        if missing:
-            raise NameError(f"Missing input variable '{missing[0]}'.")
-        values = {name: self._cast(name, inputs[name]) for name in self.input_names}
+        values = self.cast_inputs(inputs)
         operations = list(self._instructions)
         for gate in self._parametric:
-            params = np.array(
-                [
-                    self._context.handle_parameter_value(
-                        (-values[p.name] if p.negate else values[p.name])
-                        if isinstance(p, BoundParameter)
-                        else p
-                    )
-                    for p in gate.params
-                ]
-            )
-            operations[gate.index] = BRAKET_GATES[gate.name](
-                gate.targets,
-                *params,
-                ctrl_modifiers=list(gate.ctrl_modifiers),
-                power=gate.power,
-            )
+            operations[gate.index] = self.gate_operation(gate, values)
         simulation = self._simulator.initialize_simulation(
             qubit_count=self.qubit_count, shots=self.shots, batch_size=1
         )
@@ -189,9 +176,49 @@ class CompiledProgram:
             ]
         return RunResult(result_values, _counts(measurements))
 
+    @property
+    def instructions(self) -> list[Any]:
+        """Braket's operations in order; those at the :attr:`parametric` gates' indices are
+        placeholders that :meth:`gate_operation` builds per binding."""
+        return list(self._instructions)
+
+    @property
+    def parametric(self) -> tuple[ParametricGate, ...]:
+        """The gates whose parameters are inputs."""
+        return self._parametric
+
+    def cast_inputs(self, inputs: Mapping[str, float]) -> dict[str, Any]:
+        """Every input the gates use, cast as the interpreter casts it; raises ``NameError``
+        for a missing input, as Braket does."""
+        missing = sorted(self.input_names - inputs.keys())
+        if missing:
+            raise NameError(f"Missing input variable '{missing[0]}'.")
+        return {name: self._cast(name, inputs[name]) for name in self.input_names}
+
+    def gate_operation(self, gate: ParametricGate, values: Mapping[str, Any]) -> Any:
+        """Braket's operation for ``gate`` with the inputs' (cast) ``values``."""
+        params = np.array(
+            [
+                self._context.handle_parameter_value(
+                    (-values[p.name] if p.negate else values[p.name])
+                    if isinstance(p, BoundParameter)
+                    else p
+                )
+                for p in gate.params
+            ]
+        )
+        return BRAKET_GATES[gate.name](
+            gate.targets,
+            *params,
+            ctrl_modifiers=list(gate.ctrl_modifiers),
+            power=gate.power,
+        )
+
     def _cast(self, name: str, value: float) -> Any:
         """The value the interpreter gives input ``name`` (``input angle`` wraps, for one)."""
         declared = self._input_types.get(name)
+        if type(value) is float and isinstance(declared, ast.FloatType) and declared.size is None:
+            return value  # what cast_to gives a plain ``input float``: float(value)
         literal = wrap_value_into_literal(value)
         return literal.value if declared is None else cast_to(declared, literal).value
 
@@ -288,6 +315,7 @@ def _compile(simulator: BaseLocalSimulator, source: str, shots: int) -> Compiled
         basis_rotations=basis_rotations,
         measured_qubits=measured_qubits or list(range(qubit_count)),
         selected_qubits=mapped_measured,
+        qubit_map=qubit_map,
     )
 
 

@@ -7,10 +7,12 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
 from braket.devices import LocalSimulator
 from braket.ir.openqasm import Program
 from braket.tasks import GateModelQuantumTaskResult
 
+from nodes.executors.adjoint import VectorizedProgram, binding_results
 from nodes.executors.base import ExecutionError
 from nodes.executors.compiled import CompiledProgram, Unsupported, compile_program
 from nodes.executors.kernels import ThreadingLayer, limit_kernel_threads, select_threading_layer
@@ -48,6 +50,12 @@ class LocalExecutor:
     for those kernels, chosen when the executor is built (:mod:`nodes.executors.kernels`). The
     math depends on neither: every amplitude is computed the same way.
 
+    Exact training fragments (an ``Encoding``, shots 0, expectations) on ``braket_sv`` run all
+    their bindings as one vectorised batch over Braket's gate matrices
+    (:class:`~nodes.executors.adjoint.VectorizedProgram`: equal to Braket's own simulation to
+    rounding, 1e-15, not bit for bit), and adjoint fragments (:meth:`execute_adjoint`) too;
+    ``vectorized=False`` runs them gate by gate like any other fragment.
+
     Tasks run one after another. ``LocalSimulator.run_batch`` is deliberately not used: it forks
     a multiprocessing pool from a process that holds librdkafka's threads and sockets, and the
     forked children hung the embedded broker's connections (the demo stalled after its first
@@ -61,6 +69,7 @@ class LocalExecutor:
         compiled: bool = True,
         threads: int = 0,
         threading_layer: ThreadingLayer = "omp",
+        vectorized: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown local backend {backend!r}; expected one of {BACKENDS}")
@@ -73,9 +82,15 @@ class LocalExecutor:
         self._device = LocalSimulator(backend)
         self._use_compiled = compiled
         self._compiled: OrderedDict[tuple[str, int], CompiledProgram | None] = OrderedDict()
+        self._vectorize = vectorized
+        self._vectorized: OrderedDict[
+            tuple[str, tuple[str, ...], tuple[str, ...]], VectorizedProgram
+        ] = OrderedDict()
         #: Fragments run by the compiled path and by LocalSimulator.run (for logs and benches).
         self.compiled_fragments = 0
         self.plain_fragments = 0
+        #: Fragments run as one vectorised batch (:meth:`_batches`, and adjoint ones).
+        self.vectorized_fragments = 0
 
     @property
     def name(self) -> str:
@@ -89,6 +104,19 @@ class LocalExecutor:
         prepared, inputs = prepared_work(fragment)
         if not prepared.runs:  # nothing to simulate: every observable is the identity
             return [prepared.binding_result([]) for _ in inputs]
+        if self._batches(fragment):
+            try:
+                observables = tuple(fragment.observables)  # as prepared
+                program = self._vectorized_program(prepared.runs[0].source, (), observables)
+                rows = program.expectations(inputs)
+            except Exception as exc:  # the paths below report what is wrong
+                logger.debug("vectorised run failed (%s); running gate by gate", exc)
+            else:
+                self.vectorized_fragments += 1
+                return [
+                    pb.BindingResult(expectations=pb.Expectations(values=row.tolist()))
+                    for row in rows
+                ]
         compiled = [self._compiled_program(r.source, fragment.shots) for r in prepared.runs]
         if all(c is not None for c in compiled):
             try:
@@ -104,6 +132,73 @@ class LocalExecutor:
         results = self._run(programs, fragment.shots, len(prepared.runs))
         self.plain_fragments += 1
         return prepared.binding_results(results)
+
+    def execute_adjoint(self, fragment: pb.Fragment) -> list[pb.BindingResult]:
+        """Expectations and their derivatives by every weight input, per binding (one per
+        sample), by the adjoint method (:mod:`nodes.executors.adjoint`); ``braket_sv`` and
+        exact expectations only."""
+        if self._backend != "braket_sv" or fragment.shots:
+            raise ExecutionError(
+                f"adjoint gradients need the state-vector simulator and shots 0 (this is "
+                f"{self._backend}, shots {fragment.shots}); use the parameter_shift gradient",
+                retryable=False,
+                error_type="AdjointUnsupported",
+            )
+        if self._threads:
+            limit_kernel_threads(self._threads)
+        prepared, inputs = prepared_work(fragment)
+        weights = tuple(fragment.encoding.weight_inputs)
+        observables = tuple(fragment.observables)
+        if not prepared.runs:  # every observable is the identity: 1, and flat
+            return binding_results(
+                np.ones((len(inputs), len(observables))),
+                np.zeros((len(inputs), len(weights), len(observables))),
+            )
+        program = self._vectorized_program(prepared.runs[0].source, weights, observables)
+        try:
+            expectations, derivatives = program.adjoint(inputs)
+        except ExecutionError:
+            raise
+        except Exception as exc:
+            raise simulator_failure(exc, 0) from exc
+        self.vectorized_fragments += 1
+        return binding_results(expectations, derivatives)
+
+    def _batches(self, fragment: pb.Fragment) -> bool:
+        """Whether the fragment's bindings run as one vectorised batch: an exact training
+        fragment (it has an encoding) on the state-vector simulator. Other fragments keep
+        Braket's own simulation, bit-identical to ``LocalSimulator.run``."""
+        return (
+            self._vectorize
+            and self._backend == "braket_sv"
+            and not fragment.shots
+            and fragment.result_kind == pb.RESULT_KIND_EXPECTATION
+            and fragment.HasField("encoding")
+        )
+
+    def _vectorized_program(
+        self, source: str, weights: tuple[str, ...], observables: tuple[str, ...]
+    ) -> VectorizedProgram:
+        """``source`` as a :class:`VectorizedProgram` differentiating ``weights`` (cached,
+        like compiled programs); a non-retryable ExecutionError where it cannot be one."""
+        key = (source, weights, observables)
+        if key in self._vectorized:
+            self._vectorized.move_to_end(key)
+            return self._vectorized[key]
+        try:
+            compiled = compile_program(self._device._delegate, source, 0)
+        except Unsupported as exc:
+            raise ExecutionError(
+                f"adjoint gradients cannot run this program ({exc}); use the parameter_shift "
+                "gradient",
+                retryable=False,
+                error_type="AdjointUnsupported",
+            ) from exc
+        program = VectorizedProgram(compiled, weights, observables)
+        self._vectorized[key] = program
+        if len(self._vectorized) > COMPILED_CACHE_SIZE:
+            self._vectorized.popitem(last=False)
+        return program
 
     def _compiled_program(self, source: str, shots: int) -> CompiledProgram | None:
         """The compiled program for ``source`` (cached), or None where it is not supported."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from qorchestra.config import Settings
+from qorchestra.jobs.errors import SpecError
 from qorchestra.jobs.kind import DatasetLookup, Location, Prepared
 from qorchestra.training import cut as cutting
+from qorchestra.training.adjoint import adjoint_problems, gradient_of
 from qorchestra.training.data import Dataset, Scaling
 from qorchestra.training.model import CircuitModel
 from qorchestra.training.spec import MinimizeJob, PredictJob, TrainJob
@@ -24,17 +26,13 @@ def training_tasks(
     ``weights`` are the circuit's trainable parameters, ``samples`` the data set's rows (0 for
     a minimisation), ``observables`` the readout's Pauli strings.
     """
-    per_sample = 3 if _gradient(job) == "spsa" else 1 + 2 * weights
+    per_sample = {"spsa": 3, "adjoint": 1}.get(gradient_of(job), 1 + 2 * weights)
     if isinstance(job, TrainJob):
         # every epoch: gradients over the training samples, then an evaluation of all of them
         circuits = job.training.epochs * samples * (per_sample + 1)
     else:
         circuits = (job.steps + 1) * per_sample
     return circuits * (max(1, observables) if job.shots > 0 else 1)
-
-
-def _gradient(job: TrainJob | MinimizeJob) -> str:
-    return job.training.gradient if isinstance(job, TrainJob) else job.gradient
 
 
 def _prepared(job: TrainJob | MinimizeJob, settings: Settings, setup: Setup) -> Prepared:
@@ -73,6 +71,9 @@ class _OptimisationKind:
         dataset_id = self.dataset_id(job)
         uploaded = datasets(dataset_id) if dataset_id is not None else None
         setup = build_setup(job, cutting.width_limit(job, settings), uploaded)
+        problems = adjoint_problems(job, setup.model.qubits, settings.max_qubits(job.pool))
+        if problems:
+            raise SpecError(problems)
         cutting.settle(job, setup, settings)
         return setup
 

@@ -3,7 +3,9 @@
 Parameter shift: the forward circuit plus, for every circuit parameter, the circuit with that
 parameter shifted by +pi/2 and by -pi/2; ``d<O>/d theta_k = (<O>(+) - <O>(-)) / 2`` exactly for
 rotation gates. SPSA: the forward circuit and the circuits at ``w + c*delta`` and ``w - c*delta``
-for a random sign vector ``delta``; ``g = (L(+) - L(-)) / (2c) * delta``.
+for a random sign vector ``delta``; ``g = (L(+) - L(-)) / (2c) * delta``. Adjoint: no extra
+circuits; the node answers each sample with the forward readout and its derivative by every
+circuit parameter (``nodes/executors/adjoint.py``), rows laid out like parameter shift's variants.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 Shift = tuple[tuple[int, ...], tuple[float, ...]]
 
 FORWARD: Shift = ((), ())
-GRADIENTS = ("parameter_shift", "spsa")
+GRADIENTS = ("parameter_shift", "spsa", "adjoint")
 
 
 def parameter_shift_variants(parameters: int) -> list[Shift]:
@@ -35,6 +37,19 @@ def parameter_shift_gradient(readouts: np.ndarray, d_readout: np.ndarray) -> np.
     """
     derivative = (readouts[:, 1::2, :] - readouts[:, 2::2, :]) / 2.0  # (samples, P, obs)
     return np.asarray(np.einsum("so,spo->p", d_readout, derivative) / readouts.shape[0])
+
+
+def adjoint_variants(parameters: int) -> list[Shift]:
+    """The rows of an adjoint answer per sample: the forward readout, then the derivative by
+    each circuit parameter (``((k,), ())``: parameter ``k``, no shift). They are not circuits
+    and are never sent as shifts."""
+    return [FORWARD] + [((k,), ()) for k in range(parameters)]
+
+
+def adjoint_gradient(readouts: np.ndarray, d_readout: np.ndarray) -> np.ndarray:
+    """d mean-loss / d theta from ``readouts`` (samples, 1 + P, observables) in
+    :func:`adjoint_variants` order and ``d_readout`` (samples, observables)."""
+    return np.asarray(np.einsum("so,spo->p", d_readout, readouts[:, 1:, :]) / readouts.shape[0])
 
 
 def spsa_variants(jacobian: np.ndarray, delta: np.ndarray, c: float) -> list[Shift]:

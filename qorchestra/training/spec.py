@@ -168,10 +168,11 @@ class TrainingSpec(_Strict):
     optimizer: OptimizerSpec = Field(
         default_factory=OptimizerSpec, description="The optimizer; default adam, rate 0.1."
     )
-    gradient: Literal["parameter_shift", "spsa"] = Field(
+    gradient: Literal["parameter_shift", "spsa", "adjoint"] = Field(
         "parameter_shift",
-        description="`parameter_shift` (exact; 1 + 2 x parameters circuits per sample) or `spsa` "
-        "(3 circuits per sample).",
+        description="`parameter_shift` (exact; 1 + 2 x parameters circuits per sample), `spsa` "
+        "(3 circuits per sample) or `adjoint` (exact, computed on the agent from one forward "
+        "and one backward pass per sample; pool local-sv with shots 0 only).",
     )
     epochs: int = Field(5, ge=1, le=10_000, description="Passes over the training split, at most.")
     batch_size: int = Field(
@@ -315,9 +316,11 @@ class MinimizeJob(_OptimisationJob):
     optimizer: OptimizerSpec = Field(
         default_factory=OptimizerSpec, description="The optimizer; default adam, rate 0.1."
     )
-    gradient: Literal["parameter_shift", "spsa"] = Field(
+    gradient: Literal["parameter_shift", "spsa", "adjoint"] = Field(
         "parameter_shift",
-        description="`parameter_shift` (exact; 1 + 2 x circuit parameters circuits per step) or "
+        description="`adjoint` (exact, one forward and one backward pass on the agent; pool "
+        "local-sv with shots 0 only), `parameter_shift` (exact; 1 + 2 x circuit parameters "
+        "circuits per step) or "
         "`spsa` (3 circuits per step).",
     )
     steps: int = Field(50, ge=1, le=100_000, description="Optimizer steps.")
@@ -356,12 +359,12 @@ class PredictJob(_Strict):
 
 
 def check_template(
-    template: TemplateSpec, features: int | None, parameter_shift: bool = False
+    template: TemplateSpec, features: int | None, gradient: str = ""
 ) -> tuple[int, list[tuple[tuple[str | int, ...], str]]]:
     """Parse a template; returns its qubit count and (location, message) problems.
 
-    With ``parameter_shift`` every weight must also be the whole angle of exactly one
-    ``rx``/``ry``/``rz`` gate (:func:`shift_rule_problems`).
+    With an exact ``gradient`` (``parameter_shift``, ``adjoint``) every weight must also be the
+    whole angle of exactly one ``rx``/``ry``/``rz`` gate (:func:`shift_rule_problems`).
     """
     problems: list[tuple[tuple[str | int, ...], str]] = []
     try:
@@ -388,11 +391,16 @@ def check_template(
         )
     if info.measures:
         problems.append((("source",), "templates must not measure; the readout is added"))
-    if parameter_shift:
+    if gradient in EXACT_GRADIENTS:
         weights = [w for w in template.weight_inputs if w in declared]
-        problems += [(("source",), msg) for msg in shift_rule_problems(template.source, weights)]
+        problems += [
+            (("source",), msg) for msg in shift_rule_problems(template.source, weights, gradient)
+        ]
     return info.qubits, problems
 
+
+#: Gradients that are exact derivatives of the circuit, and need the rule below.
+EXACT_GRADIENTS = ("parameter_shift", "adjoint")
 
 #: Gates whose angle the parameter-shift rule (shift by +-pi/2) differentiates exactly.
 SHIFT_GATES = frozenset({"rx", "ry", "rz"})
@@ -407,7 +415,9 @@ _BLOCKS: dict[type, str] = {
 }
 
 
-def shift_rule_problems(source: str, weights: list[str]) -> list[str]:
+def shift_rule_problems(
+    source: str, weights: list[str], gradient: str = "parameter_shift"
+) -> list[str]:
     """Weights of a (parsed, valid) template the parameter-shift rule would get wrong.
 
     The rule assumes each weight is the whole angle of exactly one ``rx``/``ry``/``rz`` gate on
@@ -437,7 +447,7 @@ def shift_rule_problems(source: str, weights: list[str]) -> list[str]:
             detail = "; ".join(r for r in found if r is not None)
         problems.append(
             f"weight {weight!r} must be the whole angle of exactly one rx/ry/rz gate for "
-            f"parameter_shift ({detail}); use the spsa gradient for other circuits"
+            f"{gradient} ({detail}); use the spsa gradient for other circuits"
         )
     return problems
 

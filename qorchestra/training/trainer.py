@@ -56,6 +56,9 @@ class StepRequest:
     shifts: tuple[gradients.Shift, ...]
     theta: tuple[float, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "adjoint": the nodes answer each sample with its readout and derivatives (the shifts
+    #: are :func:`~qorchestra.training.gradients.adjoint_variants`); "" otherwise.
+    gradient: str = ""
 
     @property
     def circuits(self) -> int:
@@ -64,13 +67,16 @@ class StepRequest:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form (stored with the checkpoint)."""
-        return {
+        value = {
             "kind": self.kind,
             "samples": list(self.samples),
             "shifts": [[list(i), list(d)] for i, d in self.shifts],
             "theta": list(self.theta),
             "extra": self.extra,
         }
+        if self.gradient:
+            value["gradient"] = self.gradient
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> StepRequest:
@@ -81,6 +87,7 @@ class StepRequest:
             tuple((tuple(i), tuple(d)) for i, d in value["shifts"]),
             tuple(value["theta"]),
             value.get("extra", {}),
+            value.get("gradient", ""),
         )
 
 
@@ -148,9 +155,7 @@ def _train_setup(job: TrainJob, max_qubits: int, uploaded: Dataset | None) -> Se
     classes = len(data.classes)
     spec = job.model
     if spec.template is not None:
-        qubits, problems = check_template(
-            spec.template, width, job.training.gradient == "parameter_shift"
-        )
+        qubits, problems = check_template(spec.template, width, job.training.gradient)
         errors += [FieldError(("model", "template", *loc), msg) for loc, msg in problems]
         if not spec.template.feature_inputs:
             errors.append(
@@ -235,9 +240,7 @@ def _minimize_setup(job: MinimizeJob, max_qubits: int) -> Setup:
     qubits = widths.pop()
     if job.ansatz.type == "template":
         assert job.ansatz.template is not None
-        t_qubits, problems = check_template(
-            job.ansatz.template, None, job.gradient == "parameter_shift"
-        )
+        t_qubits, problems = check_template(job.ansatz.template, None, job.gradient)
         errors += [FieldError(("ansatz", "template", *loc), msg) for loc, msg in problems]
         if job.ansatz.template.feature_inputs:
             errors.append(
@@ -336,7 +339,11 @@ def _gradient_request(job: TrainJob | MinimizeJob, setup: Setup, state: State) -
         return StepRequest(
             "gradient", samples, tuple(shifts), theta, {"delta": delta.tolist(), "c": c_k}
         )
-    shifts = gradients.parameter_shift_variants(len(setup.model.weight_inputs))
+    parameters = len(setup.model.weight_inputs)
+    if _gradient_kind(job) == "adjoint":
+        shifts = gradients.adjoint_variants(parameters)
+        return StepRequest("gradient", samples, tuple(shifts), theta, gradient="adjoint")
+    shifts = gradients.parameter_shift_variants(parameters)
     return StepRequest("gradient", samples, tuple(shifts), theta)
 
 
@@ -392,7 +399,10 @@ def advance(
         else:
             assert setup.coefficients is not None
             d_readout = setup.coefficients[None, :]
-        grad_theta = gradients.parameter_shift_gradient(cube, d_readout)
+        if request.gradient == "adjoint":
+            grad_theta = gradients.adjoint_gradient(cube, d_readout)
+        else:
+            grad_theta = gradients.parameter_shift_gradient(cube, d_readout)
         grad = setup.model.jacobian.T @ grad_theta
     new_weights, state["optimizer"] = _step(job, weights, grad, state)
     state["weights"] = new_weights.tolist()

@@ -7,6 +7,7 @@ with numpy (the lowest eigenvalue), never through the platform.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,8 +24,10 @@ from qorch.client import ApiError, QorchClient
 from qorch.stack import Stack
 from qorchestra.training import objectives, trainer
 from qorchestra.training.hamiltonians import H2, ground_energy
+from qorchestra.training.spec import TRAIN_EXAMPLE as EXAMPLE_TRAIN
 from qorchestra.training.spec import MinimizeJob, TrainJob
 from tests.support.stack import running_stack
+from tests.support.training import run_request
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +138,28 @@ def test_minimize_gradient_equals_finite_differences(client: QorchClient) -> Non
     assert np.max(np.abs(assembled - reference)) < 1e-6
 
 
+def test_adjoint_gradient_equals_parameter_shift_through_the_platform(
+    client: QorchClient,
+) -> None:
+    """The agents' adjoint gradient, assembled by the orchestrator, equals parameter shift run
+    here on Braket's LocalSimulator (every shifted circuit), to 1e-10."""
+    spec_json = small_classifier(
+        optimizer={"name": "sgd", "learning_rate": 0.05}, gradient="adjoint"
+    )
+    job_id, events = run(client, spec_json)
+    assembled = np.asarray(client.checkpoint(job_id)["state"]["last_gradient"])
+    assert any(e.type == "step" for e in events)
+
+    shift = TrainJob.model_validate(spec_json)
+    shift.training.gradient = "parameter_shift"
+    setup = trainer.build_setup(shift, 20)
+    state, request = trainer.start(shift, setup)
+    outcome = trainer.advance(shift, setup, state, request, run_request(setup, request))
+    reference = np.asarray(outcome.state["last_gradient"])
+    assert np.max(np.abs(reference)) > 1e-3
+    assert np.max(np.abs(assembled - reference)) < 1e-10
+
+
 # ---------------------------------------------------------------- learning
 
 
@@ -188,6 +213,16 @@ def test_classifier_learns_moons_and_predicts(client: QorchClient, tmp_path: Pat
     for p in answer["predictions"]:
         assert sum(p["probabilities"].values()) == pytest.approx(1.0)
     assert client.job(answer["job_id"])["kind"] == "predict"
+
+
+def test_the_demo_classifier_learns_moons_with_adjoint(client: QorchClient) -> None:
+    spec = copy.deepcopy(EXAMPLE_TRAIN)
+    spec["training"]["gradient"] = "adjoint"
+    job_id, events = run(client, spec)
+    epochs = [e for e in events if e.type == "epoch"]
+    assert len(epochs) == 4 and epochs[-1].metrics["val_accuracy"] >= 0.95
+    steps = client.metrics(job_id)["data"]
+    assert sum(m["kind"] == "step" for m in steps) == 4 * 8
 
 
 def test_same_seed_same_weights_and_resume_after_orchestrator_kill(
@@ -273,6 +308,16 @@ def test_same_seed_same_weights_and_resume_after_orchestrator_kill(
             },
             ["body", "model", "template", "source"],
             "weight 'w' must be the whole angle of exactly one rx/ry/rz gate for parameter_shift",
+        ),
+        (
+            {"pool": "local-dm", "training": {"gradient": "adjoint"}},
+            ["body", "training", "gradient"],
+            "use parameter_shift",
+        ),
+        (
+            {"shots": 100, "training": {"gradient": "adjoint"}},
+            ["body", "training", "gradient"],
+            "cannot sample shots",
         ),
     ],
 )

@@ -171,3 +171,48 @@ def test_an_agent_killed_then_sigterm_to_every_service_mid_training_changes_no_w
         stack.restart("node-1")
 
         check_training(client, job_id, reference)
+
+
+ADJOINT_SPEC = tiny_classifier(seed=5)
+ADJOINT_SPEC["training"] |= {"gradient": "adjoint", "epochs": 10}
+
+
+@pytest.fixture(scope="module")
+def adjoint_reference() -> Trained:
+    """The uninterrupted run of ADJOINT_SPEC (adjoint gradients computed in this process)."""
+    return reference_training(ADJOINT_SPEC, make_settings(**FAULT_SETTINGS))
+
+
+def hold_step(stack: Stack, job_id: str) -> None:
+    """Stop both agents (SIGSTOP) with a step of the job published and unanswered."""
+    for node in ("node-1", "node-2"):
+        stack.signal(node, signal.SIGSTOP)
+    wait_until(lambda: unanswered(stack, job_id), timeout=60, what="a step out, unanswered")
+
+
+def test_adjoint_training_survives_an_agent_and_the_orchestrator_killed_mid_step(
+    fault_run: FaultRun, adjoint_reference: Trained
+) -> None:
+    with fault_run() as (stack, client):
+        job_id = str(client.submit(ADJOINT_SPEC)["id"])
+        wait_for_steps(client, job_id, 2)
+        hold_step(stack, job_id)
+        end(stack, "node-2", signal.SIGKILL)  # what it held, uncommitted, goes to node-1
+        stack.signal("node-1", signal.SIGCONT)
+        steps = client.checkpoint(job_id)["state"]["step"]
+        wait_for_steps(client, job_id, steps + 2)
+        stack.restart("node-2")
+
+        hold_step(stack, job_id)
+        try:
+            end(stack, "orchestrator", signal.SIGKILL)
+            # the job as the kill left it: running, a step in flight, steps to go
+            assert client.job(job_id)["status"] == "RUNNING"
+            at_kill = client.checkpoint(job_id)
+            assert at_kill["request"] is not None and at_kill["state"]["epoch"] < 10
+            stack.restart("orchestrator")
+        finally:
+            for node in ("node-1", "node-2"):
+                stack.signal(node, signal.SIGCONT)
+
+        check_training(client, job_id, adjoint_reference)

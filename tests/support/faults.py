@@ -19,6 +19,7 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy import func, select
 
 from nodes.encoding import apply_encoding
+from nodes.executors import adjoint
 from nodes.executors.factory import executor_for_pool
 from proto.qorch.v1 import fragments_pb2 as pb
 from proto.qorch.v1 import signed_pb2
@@ -378,7 +379,8 @@ def reference_training(spec: dict[str, Any], settings: Settings) -> Trained:
         step = 0
         while True:
             rows: list[Any] = []
-            for part in training_fragments.slices(request, settings.fragment_bindings):
+            batch = training_fragments.batched(job.pool, job.shots)
+            for part in training_fragments.slices(request, settings.fragment_bindings, batch):
                 fragment = training_fragments.build_fragment(
                     setup,
                     request,
@@ -390,7 +392,12 @@ def reference_training(spec: dict[str, Any], settings: Settings) -> Trained:
                     step=step,
                 )
                 apply_encoding(fragment)
-                success = pb.FragmentSuccess(results=executor.execute(fragment))
+                answer = (
+                    adjoint.execute(executor, fragment)
+                    if adjoint.requested(fragment)
+                    else executor.execute(fragment)
+                )
+                success = pb.FragmentSuccess(results=answer)
                 rows += binding_values(
                     success, part.bindings, "expectations", len(setup.observables)
                 )

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nodes.encoding import expand_bindings
+from nodes.executors import adjoint
 from nodes.executors.local import LocalExecutor
 from qorchestra.config import Settings
 from qorchestra.cutting.experiments import CutExperiment
@@ -16,19 +17,31 @@ from qorchestra.training.spec import MinimizeJob, TrainJob
 
 #: The node agents' own executor, run in this process.
 EXECUTOR = LocalExecutor("braket_sv")
+#: Every circuit through Braket's own simulation, one at a time (references for the batched one).
+BRAKET_EXECUTOR = LocalExecutor("braket_sv", vectorized=False)
 
 
 def run_request(
-    setup: trainer.Setup, request: trainer.StepRequest, per_fragment: int = 16
+    setup: trainer.Setup,
+    request: trainer.StepRequest,
+    per_fragment: int = 16,
+    executor: LocalExecutor | None = None,
 ) -> np.ndarray:
-    """Run a step's fragments as a node would (encode, execute); readouts in binding order."""
+    """Run a step's fragments as a node would (encode, execute); readouts in binding order.
+    ``executor`` defaults to the agents' own (:data:`EXECUTOR`)."""
+    executor = executor or EXECUTOR
     rows: list[list[float]] = []
     for part in fragments.slices(request, per_fragment):
         fragment = fragments.build_fragment(
             setup, request, part, job_id="j", fragment_id="f", pool="local-sv", shots=0
         )
         fragment.bindings.extend(expand_bindings(fragment.encoding))
-        rows += [list(r.expectations.values) for r in EXECUTOR.execute(fragment)]
+        answer = (
+            adjoint.execute(executor, fragment)
+            if adjoint.requested(fragment)
+            else executor.execute(fragment)
+        )
+        rows += [list(r.expectations.values) for r in answer]
     return np.asarray(rows)
 
 

@@ -139,6 +139,29 @@ def test_slices_cover_every_binding_once_in_order(samples: int, variants: int, p
         assert a.offset + a.bindings == b.offset
 
 
+@pytest.mark.parametrize("gradient", ["", "adjoint"])
+@pytest.mark.parametrize(("samples", "variants"), [(16, 49), (5, 3), (40, 9), (0, 25)])
+def test_batched_slices_pack_whole_samples_fuller_and_still_cover_every_binding(
+    samples: int, variants: int, gradient: str
+) -> None:
+    request = trainer.StepRequest(
+        "gradient", tuple(range(samples)), (gradients.FORWARD,) * variants, (), gradient=gradient
+    )
+    plain, batched = list(fragments.slices(request, 64)), list(fragments.slices(request, 64, True))
+    for parts in (plain, batched):
+        assert [p.offset for p in parts] == list(
+            itertools.accumulate([0] + [p.bindings for p in parts[:-1]])
+        )
+        assert sum(p.bindings for p in parts) == request.circuits
+        assert all((p.variant_start, p.variant_stop) == (0, variants) for p in parts)
+    assert len(batched) <= len(plain)
+    cost = fragments.ADJOINT_SAMPLE_COST if gradient else variants
+    per_fragment = max(1, 64 * fragments.BATCHED_FRAGMENT_FACTOR // cost)
+    assert all(p.sample_stop - p.sample_start <= per_fragment for p in batched)
+    assert fragments.batched("local-sv", 0) and not fragments.batched("local-sv", 100)
+    assert not fragments.batched("local-dm", 0)
+
+
 # ---------------------------------------------------------------- the loop, in-process
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/qorch/v1/fragments.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\x07\x42inding\x12-\n\x06values\x18\x01 \x03(\x0b\x32\x1d.qorch.v1.Binding.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa0\x03\n\x08\x46ragment\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x15\n\rprogram_index\x18\x05 \x01(\r\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x16\n\x0e\x62inding_offset\x18\x07 \x01(\r\x12#\n\x08\x62indings\x18\x08 \x03(\x0b\x32\x11.qorch.v1.Binding\x12\r\n\x05shots\x18\t \x01(\r\x12)\n\x0bresult_kind\x18\n \x01(\x0e\x32\x14.qorch.v1.ResultKind\x12\x13\n\x0bobservables\x18\x0b \x03(\t\x12\x0e\n\x06qubits\x18\x0c \x01(\r\x12\x31\n\rdispatched_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x08\x65ncoding\x18\x0e \x01(\x0b\x32\x12.qorch.v1.Encoding\x12\r\n\x05nonce\x18\x0f \x01(\t\x12$\n\x05tasks\x18\x10 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\"c\n\x0bQuantumTask\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0b\n\x03\x61rn\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_token\x18\x03 \x01(\t\x12\x12\n\ngeneration\x18\x04 \x01(\r\x12\x0e\n\x06status\x18\x05 \x01(\t\"\xd0\x01\n\x11\x46ragmentSubmitted\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05nonce\x18\x05 \x01(\t\x12\x12\n\ndevice_arn\x18\x06 \x01(\t\x12$\n\x05tasks\x18\x07 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\x12+\n\x07sent_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x0b\x43\x61ncelTasks\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66ragment_id\x18\x02 \x01(\t\x12$\n\x05tasks\x18\x03 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x18\n\x06Sample\x12\x0e\n\x06values\x18\x01 \x03(\x01\"+\n\x0bWeightShift\x12\r\n\x05index\x18\x01 \x03(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x03(\x01\"\xd8\x01\n\x08\x45ncoding\x12\x13\n\x0b\x66\x65\x61ture_map\x18\x01 \x01(\t\x12\x0e\n\x06qubits\x18\x02 \x01(\r\x12\x16\n\x0e\x66\x65\x61ture_inputs\x18\x03 \x03(\t\x12\x0e\n\x06offset\x18\x04 \x03(\x01\x12\r\n\x05scale\x18\x05 \x03(\x01\x12!\n\x07samples\x18\x06 \x03(\x0b\x32\x10.qorch.v1.Sample\x12\x15\n\rweight_inputs\x18\x07 \x03(\t\x12\x0f\n\x07weights\x18\x08 \x03(\x01\x12%\n\x06shifts\x18\t \x03(\x0b\x32\x15.qorch.v1.WeightShift\"e\n\x06\x43ounts\x12,\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1c.qorch.v1.Counts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x88\x01\n\rProbabilities\x12\x41\n\rprobabilities\x18\x01 \x03(\x0b\x32*.qorch.v1.Probabilities.ProbabilitiesEntry\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1e\n\x0c\x45xpectations\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x9e\x01\n\rBindingResult\x12\"\n\x06\x63ounts\x18\x01 \x01(\x0b\x32\x10.qorch.v1.CountsH\x00\x12\x30\n\rprobabilities\x18\x02 \x01(\x0b\x32\x17.qorch.v1.ProbabilitiesH\x00\x12.\n\x0c\x65xpectations\x18\x03 \x01(\x0b\x32\x16.qorch.v1.ExpectationsH\x00\x42\x07\n\x05value\";\n\x0f\x46ragmentSuccess\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.qorch.v1.BindingResult\"G\n\x0f\x46ragmentFailure\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xb2\x02\n\x0e\x46ragmentResult\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12,\n\x07success\x18\x05 \x01(\x0b\x32\x19.qorch.v1.FragmentSuccessH\x00\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x19.qorch.v1.FragmentFailureH\x00\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05nonce\x18\t \x01(\t\x12\x1e\n\x05usage\x18\n \x01(\x0b\x32\x0f.qorch.v1.UsageB\t\n\x07outcome\"o\n\x05Usage\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\r\n\x05shots\x18\x02 \x01(\x04\x12\x1a\n\x12price_per_task_usd\x18\x03 \x01(\x01\x12\x1a\n\x12price_per_shot_usd\x18\x04 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\"j\n\nDeadLetter\x12$\n\x08\x66ragment\x18\x01 \x01(\x0b\x32\x12.qorch.v1.Fragment\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_KIND_COUNTS\x10\x01\x12\x1d\n\x19RESULT_KIND_PROBABILITIES\x10\x02\x12\x1b\n\x17RESULT_KIND_EXPECTATION\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eproto/qorch/v1/fragments.proto\x12\x08qorch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\x07\x42inding\x12-\n\x06values\x18\x01 \x03(\x0b\x32\x1d.qorch.v1.Binding.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa0\x03\n\x08\x46ragment\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x15\n\rprogram_index\x18\x05 \x01(\r\x12\x0f\n\x07program\x18\x06 \x01(\t\x12\x16\n\x0e\x62inding_offset\x18\x07 \x01(\r\x12#\n\x08\x62indings\x18\x08 \x03(\x0b\x32\x11.qorch.v1.Binding\x12\r\n\x05shots\x18\t \x01(\r\x12)\n\x0bresult_kind\x18\n \x01(\x0e\x32\x14.qorch.v1.ResultKind\x12\x13\n\x0bobservables\x18\x0b \x03(\t\x12\x0e\n\x06qubits\x18\x0c \x01(\r\x12\x31\n\rdispatched_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x08\x65ncoding\x18\x0e \x01(\x0b\x32\x12.qorch.v1.Encoding\x12\r\n\x05nonce\x18\x0f \x01(\t\x12$\n\x05tasks\x18\x10 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\"c\n\x0bQuantumTask\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0b\n\x03\x61rn\x18\x02 \x01(\t\x12\x14\n\x0c\x63lient_token\x18\x03 \x01(\t\x12\x12\n\ngeneration\x18\x04 \x01(\r\x12\x0e\n\x06status\x18\x05 \x01(\t\"\xd0\x01\n\x11\x46ragmentSubmitted\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05nonce\x18\x05 \x01(\t\x12\x12\n\ndevice_arn\x18\x06 \x01(\t\x12$\n\x05tasks\x18\x07 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\x12+\n\x07sent_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x0b\x43\x61ncelTasks\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66ragment_id\x18\x02 \x01(\t\x12$\n\x05tasks\x18\x03 \x03(\x0b\x32\x15.qorch.v1.QuantumTask\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x18\n\x06Sample\x12\x0e\n\x06values\x18\x01 \x03(\x01\"+\n\x0bWeightShift\x12\r\n\x05index\x18\x01 \x03(\r\x12\r\n\x05\x64\x65lta\x18\x02 \x03(\x01\"\xfe\x01\n\x08\x45ncoding\x12\x13\n\x0b\x66\x65\x61ture_map\x18\x01 \x01(\t\x12\x0e\n\x06qubits\x18\x02 \x01(\r\x12\x16\n\x0e\x66\x65\x61ture_inputs\x18\x03 \x03(\t\x12\x0e\n\x06offset\x18\x04 \x03(\x01\x12\r\n\x05scale\x18\x05 \x03(\x01\x12!\n\x07samples\x18\x06 \x03(\x0b\x32\x10.qorch.v1.Sample\x12\x15\n\rweight_inputs\x18\x07 \x03(\t\x12\x0f\n\x07weights\x18\x08 \x03(\x01\x12%\n\x06shifts\x18\t \x03(\x0b\x32\x15.qorch.v1.WeightShift\x12$\n\x08gradient\x18\n \x01(\x0e\x32\x12.qorch.v1.Gradient\"e\n\x06\x43ounts\x12,\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x1c.qorch.v1.Counts.CountsEntry\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x88\x01\n\rProbabilities\x12\x41\n\rprobabilities\x18\x01 \x03(\x0b\x32*.qorch.v1.Probabilities.ProbabilitiesEntry\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1e\n\x0c\x45xpectations\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x9e\x01\n\rBindingResult\x12\"\n\x06\x63ounts\x18\x01 \x01(\x0b\x32\x10.qorch.v1.CountsH\x00\x12\x30\n\rprobabilities\x18\x02 \x01(\x0b\x32\x17.qorch.v1.ProbabilitiesH\x00\x12.\n\x0c\x65xpectations\x18\x03 \x01(\x0b\x32\x16.qorch.v1.ExpectationsH\x00\x42\x07\n\x05value\";\n\x0f\x46ragmentSuccess\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.qorch.v1.BindingResult\"G\n\x0f\x46ragmentFailure\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x12\n\nerror_type\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"\xb2\x02\n\x0e\x46ragmentResult\x12\x13\n\x0b\x66ragment_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12,\n\x07success\x18\x05 \x01(\x0b\x32\x19.qorch.v1.FragmentSuccessH\x00\x12,\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x19.qorch.v1.FragmentFailureH\x00\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05nonce\x18\t \x01(\t\x12\x1e\n\x05usage\x18\n \x01(\x0b\x32\x0f.qorch.v1.UsageB\t\n\x07outcome\"o\n\x05Usage\x12\r\n\x05tasks\x18\x01 \x01(\r\x12\r\n\x05shots\x18\x02 \x01(\x04\x12\x1a\n\x12price_per_task_usd\x18\x03 \x01(\x01\x12\x1a\n\x12price_per_shot_usd\x18\x04 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\"j\n\nDeadLetter\x12$\n\x08\x66ragment\x18\x01 \x01(\x0b\x32\x12.qorch.v1.Fragment\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*}\n\nResultKind\x12\x1b\n\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_KIND_COUNTS\x10\x01\x12\x1d\n\x19RESULT_KIND_PROBABILITIES\x10\x02\x12\x1b\n\x17RESULT_KIND_EXPECTATION\x10\x03*3\n\x08Gradient\x12\x11\n\rGRADIENT_NONE\x10\x00\x12\x14\n\x10GRADIENT_ADJOINT\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COUNTS_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_PROBABILITIES_PROBABILITIESENTRY']._loaded_options = None
   _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_options = b'8\001'
-  _globals['_RESULTKIND']._serialized_start=2408
-  _globals['_RESULTKIND']._serialized_end=2533
+  _globals['_RESULTKIND']._serialized_start=2446
+  _globals['_RESULTKIND']._serialized_end=2571
+  _globals['_GRADIENT']._serialized_start=2573
+  _globals['_GRADIENT']._serialized_end=2624
   _globals['_BINDING']._serialized_start=77
   _globals['_BINDING']._serialized_end=180
   _globals['_BINDING_VALUESENTRY']._serialized_start=135
@@ -57,27 +59,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEIGHTSHIFT']._serialized_start=1045
   _globals['_WEIGHTSHIFT']._serialized_end=1088
   _globals['_ENCODING']._serialized_start=1091
-  _globals['_ENCODING']._serialized_end=1307
-  _globals['_COUNTS']._serialized_start=1309
-  _globals['_COUNTS']._serialized_end=1410
-  _globals['_COUNTS_COUNTSENTRY']._serialized_start=1365
-  _globals['_COUNTS_COUNTSENTRY']._serialized_end=1410
-  _globals['_PROBABILITIES']._serialized_start=1413
-  _globals['_PROBABILITIES']._serialized_end=1549
-  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_start=1497
-  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_end=1549
-  _globals['_EXPECTATIONS']._serialized_start=1551
-  _globals['_EXPECTATIONS']._serialized_end=1581
-  _globals['_BINDINGRESULT']._serialized_start=1584
-  _globals['_BINDINGRESULT']._serialized_end=1742
-  _globals['_FRAGMENTSUCCESS']._serialized_start=1744
-  _globals['_FRAGMENTSUCCESS']._serialized_end=1803
-  _globals['_FRAGMENTFAILURE']._serialized_start=1805
-  _globals['_FRAGMENTFAILURE']._serialized_end=1876
-  _globals['_FRAGMENTRESULT']._serialized_start=1879
-  _globals['_FRAGMENTRESULT']._serialized_end=2185
-  _globals['_USAGE']._serialized_start=2187
-  _globals['_USAGE']._serialized_end=2298
-  _globals['_DEADLETTER']._serialized_start=2300
-  _globals['_DEADLETTER']._serialized_end=2406
+  _globals['_ENCODING']._serialized_end=1345
+  _globals['_COUNTS']._serialized_start=1347
+  _globals['_COUNTS']._serialized_end=1448
+  _globals['_COUNTS_COUNTSENTRY']._serialized_start=1403
+  _globals['_COUNTS_COUNTSENTRY']._serialized_end=1448
+  _globals['_PROBABILITIES']._serialized_start=1451
+  _globals['_PROBABILITIES']._serialized_end=1587
+  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_start=1535
+  _globals['_PROBABILITIES_PROBABILITIESENTRY']._serialized_end=1587
+  _globals['_EXPECTATIONS']._serialized_start=1589
+  _globals['_EXPECTATIONS']._serialized_end=1619
+  _globals['_BINDINGRESULT']._serialized_start=1622
+  _globals['_BINDINGRESULT']._serialized_end=1780
+  _globals['_FRAGMENTSUCCESS']._serialized_start=1782
+  _globals['_FRAGMENTSUCCESS']._serialized_end=1841
+  _globals['_FRAGMENTFAILURE']._serialized_start=1843
+  _globals['_FRAGMENTFAILURE']._serialized_end=1914
+  _globals['_FRAGMENTRESULT']._serialized_start=1917
+  _globals['_FRAGMENTRESULT']._serialized_end=2223
+  _globals['_USAGE']._serialized_start=2225
+  _globals['_USAGE']._serialized_end=2336
+  _globals['_DEADLETTER']._serialized_start=2338
+  _globals['_DEADLETTER']._serialized_end=2444
 # @@protoc_insertion_point(module_scope)

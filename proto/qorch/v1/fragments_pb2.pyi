@@ -51,6 +51,26 @@ RESULT_KIND_EXPECTATION: ResultKind.ValueType  # 3
 """one expectation value per Pauli-string observable"""
 Global___ResultKind: _TypeAlias = ResultKind  # noqa: Y015
 
+class _Gradient:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _GradientEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Gradient.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    GRADIENT_NONE: _Gradient.ValueType  # 0
+    """only the bindings' expectations"""
+    GRADIENT_ADJOINT: _Gradient.ValueType  # 1
+    """and their derivatives by every weight input (adjoint method)"""
+
+class Gradient(_Gradient, metaclass=_GradientEnumTypeWrapper):
+    """What a node computes for each sample of an Encoding besides the expectations."""
+
+GRADIENT_NONE: Gradient.ValueType  # 0
+"""only the bindings' expectations"""
+GRADIENT_ADJOINT: Gradient.ValueType  # 1
+"""and their derivatives by every weight input (adjoint method)"""
+Global___Gradient: _TypeAlias = Gradient  # noqa: Y015
+
 @_typing.final
 class Binding(_message.Message):
     """One assignment of values to a program's `input float` parameters."""
@@ -380,8 +400,14 @@ class Encoding(_message.Message):
     WEIGHT_INPUTS_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
     SHIFTS_FIELD_NUMBER: _builtins.int
+    GRADIENT_FIELD_NUMBER: _builtins.int
     feature_map: _builtins.str
     qubits: _builtins.int
+    gradient: Global___Gradient.ValueType
+    """GRADIENT_ADJOINT (pool local-sv, shots 0): no shifts; the bindings are one per sample and
+    the node answers each with 1 + len(weight_inputs) results, sample-major: the expectations,
+    then d<observable>/d weight_inputs[k] for every k, computed by the adjoint method.
+    """
     @_builtins.property
     def feature_inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -408,10 +434,11 @@ class Encoding(_message.Message):
         weight_inputs: _abc.Iterable[_builtins.str] | None = ...,
         weights: _abc.Iterable[_builtins.float] | None = ...,
         shifts: _abc.Iterable[Global___WeightShift] | None = ...,
+        gradient: Global___Gradient.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_inputs", b"feature_inputs", "feature_map", b"feature_map", "offset", b"offset", "qubits", b"qubits", "samples", b"samples", "scale", b"scale", "shifts", b"shifts", "weight_inputs", b"weight_inputs", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_inputs", b"feature_inputs", "feature_map", b"feature_map", "gradient", b"gradient", "offset", b"offset", "qubits", b"qubits", "samples", b"samples", "scale", b"scale", "shifts", b"shifts", "weight_inputs", b"weight_inputs", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
