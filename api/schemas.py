@@ -40,8 +40,10 @@ class SubcircuitPublic(BaseModel):
     """One piece of a cut program: the original qubits it holds and its width."""
 
     qubits: list[int] = Field(description="Qubits of the original program it holds.")
-    width: int = Field(description="Qubits it runs on: those, plus its ancillas.")
-    ancillas: int = Field(description="Ancilla qubits (one per side of a cut gate it holds).")
+    width: int = Field(description="Qubits it runs on: one per wire segment it holds.")
+    ancillas: int = Field(
+        description="Qubits beyond its wire segments: 0 (the sides of a cut gate measure in place)."
+    )
     runs_done: int | None = Field(
         None,
         description="Circuit runs (subexperiment x binding) of this subcircuit finished so far; "

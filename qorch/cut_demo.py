@@ -33,9 +33,7 @@ def direct_values(source: str, binding: dict[str, float], observables: list[str]
 
 def print_plan(plan: dict[str, Any]) -> None:
     """The cut plan of one program, as the API shows it."""
-    widths = ", ".join(
-        f"{s['width']} ({len(s['qubits'])}+{s['ancillas']} anc.)" for s in plan["subcircuits"]
-    )
+    widths = ", ".join(str(s["width"]) for s in plan["subcircuits"])
     search = "exact" if plan["exact_search"] else "beam (not proven optimal)"
     console.print(
         f"  plan: {plan['cuts']} cuts ({plan['gate_cuts']} gates, {plan['wire_cuts']} wires); "

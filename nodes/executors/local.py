@@ -14,6 +14,7 @@ from braket.tasks import GateModelQuantumTaskResult
 
 from nodes.executors.adjoint import VectorizedProgram, binding_results
 from nodes.executors.base import ExecutionError
+from nodes.executors.branches import with_branches
 from nodes.executors.compiled import CompiledProgram, Unsupported, compile_program
 from nodes.executors.kernels import ThreadingLayer, limit_kernel_threads, select_threading_layer
 from nodes.program import PreparedProgram, ProgramError, prepare_fragment
@@ -106,7 +107,7 @@ class LocalExecutor:
             return [prepared.binding_result([]) for _ in inputs]
         if self._batches(fragment):
             try:
-                observables = tuple(fragment.observables)  # as prepared
+                observables = tuple(with_branches(fragment).observables)  # as prepared
                 program = self._vectorized_program(prepared.runs[0].source, (), observables)
                 rows = program.expectations(inputs)
             except Exception as exc:  # the paths below report what is wrong
@@ -239,7 +240,7 @@ def prepared_work(fragment: pb.Fragment) -> tuple[PreparedProgram, list[dict[str
     binding the agent cannot run fails the fragment for good (ExecutionError, not retryable):
     running it again would fail again."""
     try:
-        prepared = prepare_fragment(fragment)
+        prepared = prepare_fragment(with_branches(fragment))
     except ProgramError as exc:
         raise ExecutionError(str(exc), retryable=False, error_type="ProgramError") from exc
     return prepared, [binding_inputs(b, i) for i, b in enumerate(fragment.bindings)]

@@ -10,7 +10,8 @@ Pure code, no I/O. A caller (a circuits job, a training step) does::
 
 Modules: :mod:`.ir` (OpenQASM 3 in and out, via Braket's SDK), :mod:`.gates` (cuttable
 two-qubit gates), :mod:`.qpd` (the decompositions), :mod:`.finder` (where to cut),
-:mod:`.plan` (the subcircuits), :mod:`.experiments` (subexperiments and reconstruction).
+:mod:`.plan` (the subcircuits), :mod:`.experiments` (subexperiments, reconstruction, shots
+and standard errors), :mod:`.signs` (signed mid-circuit measurements and their deferred form).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def cut_program(
     *,
     max_states: int = DEFAULT_SEARCH_STATES,
 ) -> CutExperiment:
-    """Cut ``source`` into subcircuits of at most ``max_subcircuit_qubits`` qubits (ancillas
-    included) and build the subexperiments that give ``observables`` (Pauli strings over the
-    whole program, qubit 0 first). Raises CuttingError when that cannot be done."""
+    """Cut ``source`` into subcircuits of at most ``max_subcircuit_qubits`` qubits (a cut gate
+    measures in place and adds none) and build the subexperiments that give ``observables``
+    (Pauli strings over the whole program, qubit 0 first). Raises CuttingError when that
+    cannot be done."""
     plan = plan_cuts(source, max_subcircuit_qubits, max_states=max_states)
     return CutExperiment(plan, observables)

@@ -5,8 +5,9 @@ Each subcircuit has *variants*: one per combination of choices at its program-ch
 wire). The upstream end of a cut wire only changes what is measured, so it adds observables,
 not programs. Each variant is one OpenQASM 3 program that takes the original program's inputs
 and is asked for a list of Pauli-string expectation values: the requested observable restricted
-to the subcircuit's output qubits, the Pauli measured at cut wires, and Z on the ancilla of each
-gate side that measures.
+to the subcircuit's output qubits and the Pauli measured at cut wires. A gate side that measures
+does so mid-circuit into the ``qorch_sign`` register, which weights every value of the program
+by the outcomes' signs (:mod:`qorchestra.cutting.signs`).
 
 For one binding and one observable ``O = ⊗ O_s``, the whole circuit's value is::
 
@@ -28,7 +29,7 @@ import numpy as np
 from braket.circuits import Instruction, gates
 from numpy.typing import NDArray
 
-from qorchestra.cutting.ir import AngleFunction, to_openqasm
+from qorchestra.cutting.ir import AngleFunction, SignMeasure, to_openqasm
 from qorchestra.cutting.plan import CutPlan, GateCut, Role, Subcircuit
 from qorchestra.cutting.qpd import (
     GATE_ACTIONS,
@@ -166,9 +167,115 @@ class CutExperiment:
         (the cut gates' angles may depend on them); a program without inputs has one empty
         binding.
         """
+        self._check(results, len(bindings))
+        out: list[list[float]] = []
+        for start in range(0, len(bindings), _CHUNK):
+            chunk = range(start, min(len(bindings), start + _CHUNK))
+            operands, subscripts = self._operands(results, [bindings[j] for j in chunk], chunk)
+            values = np.einsum(",".join(subscripts) + "->bo", *operands, optimize="greedy")
+            out.extend([float(v) for v in row] for row in values)
+        return out
+
+    def weights(self, bindings: Sequence[Mapping[str, float]]) -> NDArray[np.float64]:
+        """Per program, the 1-norm of the joint terms that use it (their coefficients' sizes
+        averaged over ``bindings``), up to a factor shared by its subcircuit's programs."""
+        if not bindings:
+            bindings = [{}]
+        sizes = [np.abs(c).mean(axis=0) for c in self.coefficients(bindings)]
+        out = np.zeros(len(self.programs), dtype=np.float64)
+        for gather in self._gathers:
+            tensor = np.ones((), dtype=np.float64)
+            for cut in gather.cuts:
+                tensor = np.multiply.outer(tensor, sizes[cut])
+            np.add.at(
+                out,
+                gather.program[0].ravel(),
+                np.broadcast_to(tensor, gather.program[0].shape).ravel(),
+            )
+        return out
+
+    def allocate_shots(self, shots: int, bindings: Sequence[Mapping[str, float]] = ()) -> list[int]:
+        """Shots per program (in :attr:`programs` order) for a job of ``shots`` per program:
+        each subcircuit's ``shots x its programs`` split in proportion to the programs'
+        :meth:`weights` (largest remainders), at least one each, so the estimator's error
+        drops for the same total."""
+        if shots <= 0:
+            raise ValueError("shots must be positive to allocate them")
+        weights = self.weights(bindings)
+        out = [0] * len(self.programs)
+        for sub in range(len(self.plan.subcircuits)):
+            members = [p for p, program in enumerate(self.programs) if program.subcircuit == sub]
+            budget = shots * len(members)
+            share = weights[members]
+            if share.sum() <= 0:
+                share = np.ones(len(members))
+            # one shot each first, the rest in proportion
+            exact = (budget - len(members)) * share / share.sum()
+            given = np.floor(exact).astype(np.int64)
+            order = np.argsort(-(exact - given), kind="stable")
+            given[order[: budget - len(members) - int(given.sum())]] += 1
+            for p, count in zip(members, given, strict=True):
+                out[p] = 1 + int(count)
+        return out
+
+    def standard_errors(
+        self,
+        results: Sequence[Sequence[Sequence[float]]],
+        bindings: Sequence[Mapping[str, float]],
+        shots: Sequence[int],
+    ) -> list[list[float]]:
+        """The standard error of each reconstructed value, ``[binding][observable]``, for
+        ``results`` estimated with ``shots[p]`` shots of program ``p``.
+
+        First order (the value is affine in each subexperiment value): every estimate ``r``
+        of a ±1 quantity has variance ``(1 - r²) / shots``; programs are independent, and the
+        estimates of one program are taken as fully correlated (an upper bound)."""
+        self._check(results, len(bindings))
+        if len(shots) != len(self.programs) or any(s <= 0 for s in shots):
+            raise ValueError("one positive shot count per program is needed")
+        out: list[list[float]] = []
+        for start in range(0, len(bindings), _CHUNK):
+            chunk = range(start, min(len(bindings), start + _CHUNK))
+            out.extend(self._errors(results, [bindings[j] for j in chunk], chunk, shots))
+        return out
+
+    def _errors(
+        self,
+        results: Sequence[Sequence[Sequence[float]]],
+        bindings: Sequence[Mapping[str, float]],
+        chunk: range,
+        shots: Sequence[int],
+    ) -> list[list[float]]:
+        operands, subscripts = self._operands(results, bindings, chunk)
+        first = len(self.plan.cuts)
+        variance = np.zeros((len(chunk), len(self.observables)), dtype=np.float64)
+        for s, gather in enumerate(self._gathers):
+            others = [i for i in range(len(operands)) if i != first + s]
+            # d value / d (entry of subcircuit s's table), one per table entry
+            slope = np.einsum(
+                ",".join(subscripts[i] for i in others) + "->" + subscripts[first + s],
+                *(operands[i] for i in others),
+                optimize="greedy",
+            )
+            for p in np.unique(gather.program):
+                values = np.asarray([results[p][j] for j in chunk], dtype=np.float64)
+                sigma = np.sqrt(np.clip(1.0 - values**2, 0.0, None) / shots[p])
+                per_observable = np.zeros((len(chunk), len(self.observables), values.shape[1]))
+                for o in range(len(self.observables)):
+                    mask = gather.program[o] == p
+                    if mask.any():
+                        np.add.at(
+                            per_observable[:, o, :].T,
+                            gather.observable[o][mask],
+                            slope[:, o][:, mask].T,
+                        )
+                spread = np.einsum("bok,bk->bo", np.abs(per_observable), sigma)
+                variance += spread**2
+        return [[float(v) for v in row] for row in np.sqrt(variance)]
+
+    def _check(self, results: Sequence[Sequence[Sequence[float]]], count: int) -> None:
         if len(results) != len(self.programs):
             raise ValueError(f"{len(results)} program results for {len(self.programs)} programs")
-        count = len(bindings)
         for p, (program, values) in enumerate(zip(self.programs, results, strict=True)):
             if len(values) != count:
                 raise ValueError(f"program {p} has {len(values)} binding results, not {count}")
@@ -178,18 +285,15 @@ class CutExperiment:
                         f"program {p} binding {j}: {len(row)} values for "
                         f"{len(program.observables)} observables"
                     )
-        out: list[list[float]] = []
-        for start in range(0, count, _CHUNK):
-            chunk = range(start, min(count, start + _CHUNK))
-            out.extend(self._contract(results, [bindings[j] for j in chunk], chunk))
-        return out
 
-    def _contract(
+    def _operands(
         self,
         results: Sequence[Sequence[Sequence[float]]],
         bindings: Sequence[Mapping[str, float]],
         chunk: range,
-    ) -> list[list[float]]:
+    ) -> tuple[list[NDArray[np.float64]], list[str]]:
+        """The einsum operands: each cut's coefficients ``[binding, term]``, then each
+        subcircuit's values ``[binding, observable, term of each of its cuts]``."""
         letters = string.ascii_letters.replace("b", "").replace("o", "")
         if len(self.plan.cuts) > len(letters):
             raise ValueError(f"at most {len(letters)} cuts can be reconstructed")
@@ -206,9 +310,7 @@ class CutExperiment:
                 table[:, mask] = values[:, gather.observable[mask]]
             operands.append(table)
             subscripts.append("bo" + "".join(letters[c] for c in gather.cuts))
-        expression = ",".join(subscripts) + "->bo"
-        values = np.einsum(expression, *operands, optimize="greedy")
-        return [[float(v) for v in row] for row in values]
+        return operands, subscripts
 
 
 def _choice(role: Role, term: int) -> int:
@@ -227,15 +329,11 @@ def _letters(sub: Subcircuit, term_of: Mapping[int, int]) -> list[str]:
         term = term_of[role.cut]
         if role.kind == "upstream":
             letters[role.local] = WIRE_TERMS[term][0]
-        elif role.kind in ("gate0", "gate1"):
-            action = GATE_TERMS[term][0 if role.kind == "gate0" else 1]
-            if action == "measure" and role.ancilla is not None:
-                letters[role.ancilla] = "Z"
     return letters
 
 
 def _source(plan: CutPlan, sub: Subcircuit, choices: Mapping[int, int], index: int) -> str:
-    instructions: list[Instruction] = []
+    instructions: list[Instruction | SignMeasure] = []
     for item in sub.items:
         if item.instruction is not None:
             instructions.append(item.instruction)
@@ -255,7 +353,6 @@ def _source(plan: CutPlan, sub: Subcircuit, choices: Mapping[int, int], index: i
         elif action == "r-":
             instructions.append(Instruction(gates.Rz(math.pi / 2), target=[role.local]))
         elif action == "measure":
-            assert role.ancilla is not None
-            instructions.append(Instruction(gates.CNot(), target=[role.local, role.ancilla]))
+            instructions.append(SignMeasure(role.local))
     header = f"qorchestra cut: subcircuit {index} of {len(plan.subcircuits)}"
     return to_openqasm(instructions, sub.width, plan.circuit, header=header)

@@ -2,11 +2,11 @@
 
 The search walks the multi-qubit operations in circuit order. A state says which block
 (future subcircuit) each qubit's current wire segment belongs to, and how wide each block is
-(its wire segments plus one ancilla per gate cut it takes part in). At each operation whose
-qubits sit in different blocks it may
+(its wire segments: a gate cut measures mid-circuit in place and adds no qubit). At each
+operation whose qubits sit in different blocks it may
 
 - merge the blocks (free, if the merged block fits),
-- cut the gate (if it is a cuttable two-qubit gate and both blocks have room for an ancilla),
+- cut the gate (if it is a cuttable two-qubit gate),
 - cut some of the wires just before the operation and move their new segments into the block
   of the others (or into a new block).
 
@@ -195,19 +195,14 @@ def _moves(
                 )
             )
     if event.gate_cost is not None and len(qs) == 2:
-        a, b = labels[qs[0]], labels[qs[1]]
-        if widths[a] < max_width and widths[b] < max_width:
-            new_widths = list(widths)
-            new_widths[a] += 1
-            new_widths[b] += 1
-            moves.append(
-                (
-                    _Action("gate"),
-                    _canonical(list(labels), new_widths, active),
-                    event.gate_cost,
-                    1,
-                )
+        moves.append(
+            (
+                _Action("gate"),
+                _canonical(list(labels), list(widths), active),
+                event.gate_cost,
+                1,
             )
+        )
     return moves
 
 

@@ -43,7 +43,11 @@ def zz_form(instruction: Instruction) -> ZZForm | None:
     """The ZZ form of a cuttable two-qubit gate, or None when the gate cannot be cut
     (it then needs wire cuts around it)."""
     op = instruction.operator
-    if instruction.control or instruction.power != 1 or len(instruction.target) != 2:
+    if instruction.power != 1:
+        return None
+    if len(instruction.control) == 1 and len(instruction.target) == 1:
+        return _controlled_rotation(instruction)
+    if instruction.control or len(instruction.target) != 2:
         return None
     none: tuple[Gate, ...] = ()
     if isinstance(op, gates.CZ):
@@ -71,3 +75,26 @@ def zz_form(instruction: Instruction) -> ZZForm | None:
         half = 0.5 * op.angle
         return ZZForm(0.25 * op.angle, (none, none), (half, half), (none, none))
     return None
+
+
+def _controlled_rotation(instruction: Instruction) -> ZZForm | None:
+    """``ctrl @`` / ``negctrl @`` on ``rx``, ``ry`` or ``rz``, as a ZZ form. With
+    ``|1><1| = (1 - Z)/2`` on the control, ``ctrl @ rz(φ) = exp(-i φ/4 Z_t) exp(i φ/4 Z_c Z_t)``:
+    θ = φ/4 (-φ/4 for a control on ``|0>``) and ``rz(φ/2)`` on the target, so
+    gamma = 1 + 2|sin(φ/2)|, as qiskit-addon-cutting's controlled rotations. ``rx`` and ``ry``
+    are ``rz`` in another basis of the target."""
+    op = instruction.operator
+    (state,) = tuple(instruction.control_state) or (1,)
+    sign = 1.0 if state == 1 else -1.0
+    none: tuple[Gate, ...] = ()
+    if isinstance(op, gates.Rz):
+        into: tuple[Gate, ...] = ()
+        out: tuple[Gate, ...] = ()
+    elif isinstance(op, gates.Rx):
+        into, out = (gates.H(),), (gates.H(),)
+    elif isinstance(op, gates.Ry):
+        into, out = (gates.Si(), gates.H()), (gates.H(), gates.S())
+    else:
+        return None
+    angle = op.angle
+    return ZZForm(sign * 0.25 * angle, (none, into), (None, 0.5 * angle), (none, out))

@@ -23,6 +23,7 @@ from braket.circuits.serialization import (
 )
 from braket.parametric import FreeParameterExpression
 
+from qorchestra.cutting import signs
 from qorchestra.qasm import ProgramError, analyze
 
 #: An angle: a number, or an expression of the program's inputs.
@@ -109,24 +110,44 @@ def remap(instruction: Instruction, mapping: Mapping[int, int]) -> Instruction:
     )
 
 
+@dataclass(frozen=True)
+class SignMeasure:
+    """A signed mid-circuit measurement of local qubit ``qubit`` (:mod:`.signs`)."""
+
+    qubit: int
+
+
 def to_openqasm(
-    instructions: Sequence[Instruction], qubits: int, circuit: CircuitIR, *, header: str = ""
+    instructions: Sequence[Instruction | SignMeasure],
+    qubits: int,
+    circuit: CircuitIR,
+    *,
+    header: str = "",
 ) -> str:
     """OpenQASM 3 source declaring the inputs of ``circuit`` and ``qubits`` qubits, then the
-    instructions (qubit ``i`` is ``q[i]``, or ``qubits[i]`` when an input is named ``q``)."""
+    instructions (qubit ``i`` is ``q[i]``, or ``qubits[i]`` when an input is named ``q``).
+    Signed measurements write the bits of a ``qorch_sign`` register in order."""
     register = "qubits" if "q" in circuit.inputs else "q"
     lines = ["OPENQASM 3.0;"]
     if header:
         lines.extend(f"// {line}" for line in header.splitlines())
     lines.extend(f"input float {name};" for name in circuit.inputs)
     lines.append(f"qubit[{qubits}] {register};")
-    body = "\n".join(
-        str(i.to_ir(ir_type=IRType.OPENQASM, serialization_properties=_VIRTUAL))
-        for i in instructions
-    )
-    if register != "q":
-        body = re.sub(r"(?<![\w$.])q\[", f"{register}[", body)
-    body = _rename(body, dict(circuit.aliases))
+    measured = sum(isinstance(i, SignMeasure) for i in instructions)
+    if measured:
+        lines.append(signs.declaration(measured))
+    body_lines = []
+    bit = 0
+    for item in instructions:
+        if isinstance(item, SignMeasure):
+            body_lines.append(signs.measurement(bit, f"{register}[{item.qubit}]"))
+            bit += 1
+            continue
+        text = str(item.to_ir(ir_type=IRType.OPENQASM, serialization_properties=_VIRTUAL))
+        if register != "q":
+            text = re.sub(r"(?<![\w$.])q\[", f"{register}[", text)
+        body_lines.append(_rename(text, dict(circuit.aliases)))
+    body = "\n".join(body_lines)
     return "\n".join(lines) + "\n" + (body + "\n" if body else "")
 
 

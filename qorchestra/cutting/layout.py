@@ -64,7 +64,7 @@ class CuttingSpec(BaseModel):
     max_subcircuit_qubits: int = Field(
         ge=2,
         le=64,
-        description="Qubits of the widest subcircuit, ancillas included; programs wider than "
+        description="Qubits of the widest subcircuit (cut gates add none); programs wider than "
         "this are cut. Capped at the pool's qubit limit.",
     )
     search_budget: int | None = Field(

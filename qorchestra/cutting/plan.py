@@ -1,9 +1,10 @@
 """A cut plan: which gates and wires are cut, and what each subcircuit holds (pure, no I/O).
 
 :func:`plan_cuts` reads a program, finds the cuts (:mod:`qorchestra.cutting.finder`) and lays
-out each subcircuit: its local qubits (one per wire segment, then one ancilla per gate cut it
-takes part in), its operations in circuit order, and the places where a cut's decomposition
-puts something that changes from one subexperiment to the next (a *role*).
+out each subcircuit: its local qubits (one per wire segment), its operations in circuit
+order, and the places where a cut's decomposition puts something that changes from one
+subexperiment to the next (a *role*). A cut gate's side acts in place on its own qubit (a
+measuring term measures it mid-circuit), so gate cuts add no qubits.
 """
 
 from __future__ import annotations
@@ -92,7 +93,6 @@ class Role:
     cut: int  # index into CutPlan.cuts
     kind: RoleKind
     local: int
-    ancilla: int | None = None  # the ancilla a gate side measures into
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,10 @@ class Item:
 
 @dataclass(frozen=True)
 class Subcircuit:
-    """A piece that runs on its own: wire segments, ancillas, and its steps in order."""
+    """A piece that runs on its own: wire segments and its steps in order."""
 
     segments: tuple[Segment, ...]
-    width: int  # qubits: one per segment, then the ancillas
+    width: int  # qubits: one per segment
     roles: tuple[Role, ...]
     items: tuple[Item, ...]
     outputs: tuple[tuple[int, int], ...]  # (original qubit, local qubit) of final segments
@@ -120,7 +120,7 @@ class Subcircuit:
 
     @property
     def ancillas(self) -> int:
-        """Ancilla qubits (one per gate-cut side)."""
+        """Ancilla qubits: none, gate cuts measure in place (kept for the plan's schema)."""
         return self.width - len(self.segments)
 
 
@@ -300,7 +300,6 @@ def _pack(
         for qubit in cut.qubits:
             index = group_of[_live(segments_of, qubit, cut.op_index)]
             touched.add(index)
-            widths[index] += 1  # its ancilla
     slots = [(list(groups[i]), widths[i]) for i in sorted(touched)]
     free = sorted(
         (list(g) for i, g in enumerate(groups) if i not in touched),
@@ -355,10 +354,8 @@ def _lay_out(
             assert isinstance(cut, GateCut)
             for side, qubit in enumerate(cut.qubits):
                 sub, local = where[live(qubit, op_index)]
-                ancilla = width[sub]
-                width[sub] += 1
                 kind: RoleKind = "gate0" if side == 0 else "gate1"
-                role = add_role(sub, Role(at, kind, local, ancilla))
+                role = add_role(sub, Role(at, kind, local))
                 steps = [Item(Instruction(g, target=[local])) for g in cut.form.before[side]]
                 phase = cut.form.phases[side]
                 if phase is not None:

@@ -1,5 +1,5 @@
 """Circuits wider than any node, through the whole platform: a 12-qubit job on a pool of
-6-qubit nodes is cut, its subexperiments run on the agents over Kafka, and the values are
+4-qubit nodes is cut, its subexperiments run on the agents over Kafka, and the values are
 knitted back; a minimisation trains through a cut. Reference values come from Braket's
 LocalSimulator running the whole circuit directly, or from the uncut run in-process."""
 
@@ -34,7 +34,7 @@ def stack(
         kafka_bootstrap,
         tmp_path_factory,
         fragment_bindings=16,
-        pool_max_qubits={"local-sv": 6},
+        pool_max_qubits={"local-sv": 4},
         max_cut_overhead=500,
     ) as stack:
         yield stack
@@ -42,7 +42,7 @@ def stack(
 
 def wide_job(**changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "name": "twelve qubits on six-qubit nodes",
+        "name": "twelve qubits on four-qubit nodes",
         "pool": "local-sv",
         "shots": 0,
         "result": {"type": "expectation", "observables": OBSERVABLES},
@@ -52,12 +52,12 @@ def wide_job(**changes: Any) -> dict[str, Any]:
     return spec
 
 
-def test_a_12_qubit_job_on_6_qubit_nodes_equals_the_whole_circuit(client: QorchClient) -> None:
+def test_a_12_qubit_job_on_4_qubit_nodes_equals_the_whole_circuit(client: QorchClient) -> None:
     submitted = client.submit(wide_job())
     plan = submitted["cutting"]["0"]
     assert (plan["cuts"], plan["gate_cuts"], plan["wire_cuts"]) == (2, 2, 0)
     assert plan["subexperiments"] == 35 and plan["sampling_overhead"] == pytest.approx(81)
-    assert all(s["width"] <= 6 for s in plan["subcircuits"]) and plan["exact_search"]
+    assert [s["width"] for s in plan["subcircuits"]] == [4, 4, 4] and plan["exact_search"]
     # progress counts circuit runs: every binding once per subexperiment
     assert submitted["progress"]["bindings_total"] == 3 * 35
     per_subcircuit = [3 * count for count in plan["programs_per_subcircuit"]]
@@ -72,7 +72,7 @@ def test_a_12_qubit_job_on_6_qubit_nodes_equals_the_whole_circuit(client: QorchC
     (running,) = [e for e in events if e.type == "running"]
     assert running.metrics["cuts"] == 2 and running.metrics["subexperiments"] == 35
     assert running.metrics["sampling_overhead"] == pytest.approx(81)
-    assert running.metrics["max_subcircuit_width"] <= 6
+    assert running.metrics["max_subcircuit_width"] == 4
     assert "cut into 3 subcircuits" in running.message
 
     progress = [e for e in events if e.type == "progress"]
@@ -99,10 +99,11 @@ def test_a_12_qubit_job_on_6_qubit_nodes_equals_the_whole_circuit(client: QorchC
 
 def test_a_plan_beyond_the_limit_is_a_422_with_its_numbers(client: QorchClient) -> None:
     with pytest.raises(ApiError) as caught:
-        client.submit(wide_job(cutting={"max_subcircuit_qubits": 4}))
+        client.submit(wide_job(cutting={"max_subcircuit_qubits": 2}))
     assert caught.value.status == 422
     text = str(caught.value)
-    assert "3 cuts" in text and "sampling overhead 2304" in text and "at most 500" in text
+    assert "5 cuts (5 gates, 0 wires)" in text and "sampling overhead 5.905e+04" in text
+    assert "at most 500" in text
 
 
 def test_a_minimisation_trains_through_a_cut_with_the_uncut_losses(client: QorchClient) -> None:

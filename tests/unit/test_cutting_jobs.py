@@ -35,8 +35,8 @@ def job() -> CircuitsJob:
 
 def test_a_program_wider_than_its_pool_is_cut_and_knitted_back() -> None:
     spec = job()
-    validate_job(spec, Settings(pool_max_qubits={"local-sv": 6}))
-    assert spec.cutting is not None and spec.cutting.max_subcircuit_qubits == 6
+    validate_job(spec, Settings(pool_max_qubits={"local-sv": 4}))
+    assert spec.cutting is not None and spec.cutting.max_subcircuit_qubits == 4
 
     executor = LocalExecutor("braket_sv")
     stored = []
@@ -44,7 +44,7 @@ def test_a_program_wider_than_its_pool_is_cut_and_knitted_back() -> None:
     assert len(plans) == 35  # 5 + 25 + 5 subexperiments of two cut CNOTs, 3 bindings each
     for i, plan in enumerate(plans):
         fragment = build_fragment(spec, plan, job_id="j", fragment_id=str(i), attempt=1)
-        assert fragment.qubits <= 6
+        assert fragment.qubits <= 4
         success = pb.FragmentSuccess(results=executor.execute(fragment))
         values = binding_values(
             success, plan.binding_count, "expectations", len(fragment.observables)
@@ -61,14 +61,14 @@ def test_a_program_wider_than_its_pool_is_cut_and_knitted_back() -> None:
 
 def test_a_plan_beyond_the_overhead_limit_is_refused_with_its_numbers() -> None:
     with pytest.raises(SpecError) as caught:
-        validate_job(job(), Settings(pool_max_qubits={"local-sv": 6}, max_cut_overhead=50))
+        validate_job(job(), Settings(pool_max_qubits={"local-sv": 4}, max_cut_overhead=50))
     (error,) = caught.value.errors
     assert error.loc == ("programs", 0, "source")
     assert "2 cuts" in error.msg and "sampling overhead 81" in error.msg
 
 
 def test_a_plan_with_too_many_subexperiments_is_refused_with_its_numbers() -> None:
-    settings = Settings(pool_max_qubits={"local-sv": 6}, max_cut_subexperiments=30)
+    settings = Settings(pool_max_qubits={"local-sv": 4}, max_cut_subexperiments=30)
     with pytest.raises(SpecError) as caught:
         validate_job(job(), settings)
     (error,) = caught.value.errors
@@ -76,7 +76,7 @@ def test_a_plan_with_too_many_subexperiments_is_refused_with_its_numbers() -> No
     assert "2 cuts (2 gates, 0 wires), 35 subexperiments" in error.msg
     assert "at most 30 subexperiments per program (QORCH_MAX_CUT_SUBEXPERIMENTS)" in error.msg
     # at the limit it is accepted
-    validate_job(job(), Settings(pool_max_qubits={"local-sv": 6}, max_cut_subexperiments=35))
+    validate_job(job(), Settings(pool_max_qubits={"local-sv": 4}, max_cut_subexperiments=35))
 
 
 def test_the_search_budget_is_stored_with_the_spec_and_capped_by_the_setting() -> None:
@@ -99,7 +99,7 @@ def test_the_search_budget_is_stored_with_the_spec_and_capped_by_the_setting() -
 
 def test_subcircuit_progress_maps_fragment_rows_to_subcircuits() -> None:
     plan = {
-        "subcircuits": [{"qubits": [0], "width": 2, "ancillas": 1}] * 2,
+        "subcircuits": [{"qubits": [0, 1], "width": 2, "ancillas": 0}] * 2,
         "programs_per_subcircuit": [5, 5],
     }
     # program 0 uncut (run 0), program 1 cut (runs 1-10), program 2 uncut, program 3 cut

@@ -31,12 +31,13 @@ def test_minimize_through_a_gate_cut_matches_the_uncut_run_step_by_step() -> Non
     assert job.cutting is not None and job.cutting.max_subcircuit_qubits == 3  # settled
     plan = (cut.plans(job, setup, NARROW) or {})["model"]
     assert (plan["gate_cuts"], plan["wire_cuts"]) == (1, 0)
-    assert [s["width"] for s in plan["subcircuits"]] == [3, 3]
+    # a cut gate measures in place: the pieces hold the model's 4 qubits and nothing more
+    assert sorted(s["width"] for s in plan["subcircuits"]) == [1, 3]
 
     assert_same(losses(minimize_template(), NARROW, 4), losses(minimize_template(), None, 4))
 
 
-def test_training_a_classifier_through_wire_cuts_matches_the_uncut_run() -> None:
+def test_training_a_classifier_through_two_gate_cuts_matches_the_uncut_run() -> None:
     spec: dict[str, Any] = {
         "kind": "train",
         "seed": 2,
@@ -44,6 +45,11 @@ def test_training_a_classifier_through_wire_cuts_matches_the_uncut_run() -> None
         "data": {"builtin": "moons", "samples": 6, "validation_fraction": 0.34},
         "training": {"loss": "bce", "epochs": 1, "batch_size": 4},
     }
+    job = TrainJob.model_validate(spec)
+    setup = trainer.build_setup(job, cut.MAX_WIDTH)
+    cut.settle(job, setup, NARROW)
+    plan = (cut.plans(job, setup, NARROW) or {})["model"]
+    assert (plan["gate_cuts"], plan["wire_cuts"]) == (2, 0)  # the ring's CNOTs, measured in place
     cut_metrics = losses(TrainJob.model_validate(spec), NARROW, 3)
     assert "val_loss" in cut_metrics[-1]  # one epoch: its steps and the evaluation
     assert_same(cut_metrics, losses(TrainJob.model_validate(spec), None, 3))
