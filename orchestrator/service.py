@@ -173,12 +173,16 @@ class Orchestrator:
         while not self._stop.is_set():
             busy = False
             self._work.clear()  # before the work: a result applied meanwhile sets it again
+            # What the results loop wrote (a training job's next step) goes out first: planning
+            # takes transactions of its own, and the step would wait for them.
+            relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
             planned = self._with_db(lambda: plan_next_job(self._factory, self.settings))
             if planned:
                 busy = True
                 self._with_db(self._ensure_pool_topics)
                 publish_events(producer, self.settings, signer, planned)
-            relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
+                more = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
+                relayed = (relayed or 0) + (more or 0)
             if relayed:
                 busy = True
                 metrics.PUBLISHED.inc(relayed)

@@ -318,13 +318,22 @@ def test_only_events_the_control_plane_signed_reach_watchers(
             raw = RawProducer(client_config(settings))  # a key that is not UTF-8
             raw.produce(topic, key=b"\xff\xfe", value=b"\xff\xfe")
             assert await asyncio.to_thread(raw.flush, DEADLINE_S) == 0
-            # then the control plane's own event: when it arrives, the forgeries were all read
+            # then the control plane's own event: when it arrives, the forgeries on the job's
+            # partition were all read
             genuine = event(2, jobs_pb2.JOB_STATUS_RUNNING)
             assert await asyncio.to_thread(
                 producer.send_and_wait, topic, job_id, signer.seal(genuine)
             )
             await asyncio.wait_for(subscription.wake.wait(), DEADLINE_S)
             pushed, _ = subscription.take()
+            # the message with the bad key went to a partition of its own, which the hub may
+            # read after the job's
+            await asyncio.to_thread(
+                wait_until,
+                lambda: counted.grew(REJECTED, topic="events", reason="malformed") >= 1,
+                timeout=DEADLINE_S,
+                what="the message with a key that is not UTF-8 read",
+            )
             return pushed
         finally:
             hub.unwatch(subscription)
