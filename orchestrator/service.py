@@ -174,15 +174,16 @@ class Orchestrator:
             busy = False
             self._work.clear()  # before the work: a result applied meanwhile sets it again
             # What the results loop wrote (a training job's next step) goes out first: planning
-            # takes transactions of its own, and the step would wait for them.
+            # takes transactions of its own, and the step would wait for them. Then what
+            # planning wrote: a new job's fragments, or a running job's window topped up.
             relayed = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
             planned = self._with_db(lambda: plan_next_job(self._factory, self.settings))
             if planned:
                 busy = True
                 self._with_db(self._ensure_pool_topics)
                 publish_events(producer, self.settings, signer, planned)
-                more = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
-                relayed = (relayed or 0) + (more or 0)
+            more = self._with_db(lambda: relay_outbox(self._factory, producer, self.settings))
+            relayed = (relayed or 0) + (more or 0)
             if relayed:
                 busy = True
                 metrics.PUBLISHED.inc(relayed)
